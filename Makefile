@@ -1,0 +1,54 @@
+# Quick start: `make demo` (analyse the bundled clip, no servers) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CLIP := ingest/assets/face-demographics-walking-and-pause.gif
+DEMO_DB := sqlite:///out/demo.db
+
+.PHONY: setup demo test lint services bench bench-env train evaluate clean
+
+setup: $(STAMP) ## create .venv with the project and its test tools (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,kafka,dev]"
+	touch $(STAMP)
+
+demo: setup ## run the embedded pipeline on the bundled clip, print a summary, write a report
+	mkdir -p out && rm -f out/demo.db
+	$(BIN)/audience run --source $(CLIP) --store demo-store --camera entrance --db $(DEMO_DB)
+	$(BIN)/audience report --store demo-store --db $(DEMO_DB) --out out/demo-report.html
+
+services: ## start the PostgreSQL server the tests use, if it is not running
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  command -v pg_ctlcluster >/dev/null || { echo "PostgreSQL is not installed: apt-get install postgresql"; exit 1; }; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start; \
+	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	@pg_isready -h 127.0.0.1 -p 5432
+
+test: setup services ## run the test suite (real PostgreSQL, SQLite)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup ## speed figures on this machine
+	$(BIN)/audience bench camera
+	$(BIN)/audience bench analyzer
+
+bench-env: ## a separate environment with the baselines `audience bench analyzer` compares with
+	test -x .venv-bench/bin/python || $(PY) -m venv .venv-bench
+	.venv-bench/bin/pip install -q -r inference/bench-requirements.txt
+
+train: setup ## train the multi-task model on ../shared datasets (about 2 h on 2 cores)
+	$(BIN)/audience train --out runs/mt
+
+evaluate: setup ## accuracy of the shipped model on the named splits
+	$(BIN)/audience evaluate fer2013 --csv ../shared/datasets/fer2013/fer2013.csv.gz --split PrivateTest
+	$(BIN)/audience evaluate utkface --dir ../shared/datasets/utkface/crop_part1 --split test
+
+clean:
+	rm -rf out reports/out .pytest_cache

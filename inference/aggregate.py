@@ -1,0 +1,49 @@
+"""Count people, not frames: fold a track's per-crop results into one visit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from inference.analyzer import FaceAttributes
+from ingest.track import Track
+from storage.visit import Visit, age_bracket
+
+
+def _mean_scores(dicts: list[dict[str, float]], w: np.ndarray) -> dict[str, float]:
+    keys = list(dicts[0])
+    m = np.average(np.array([[d[k] for k in keys] for d in dicts]), axis=0, weights=w)
+    return {k: round(float(v), 4) for k, v in zip(keys, m, strict=True)}
+
+
+def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> Visit:
+    """Quality-weighted mean over the track's crops: scores are averaged, then the label is
+    the arg-max; age is the weighted mean; gender uses the mean P(female)."""
+    visit = Visit(
+        store_id=track.store_id, camera_id=track.camera_id, track_id=track.track_id,
+        started_at=datetime.fromtimestamp(track.started_at, UTC),
+        ended_at=datetime.fromtimestamp(track.ended_at, UTC),
+        dwell_s=round(track.dwell_s, 2), n_crops=len(attrs), model_version=model_version,
+    )
+    if not attrs:
+        return visit
+    q = np.array([max(f.quality, 1e-3) for f in track.faces[: len(attrs)]], np.float64)
+    w = q if len(q) == len(attrs) else np.ones(len(attrs))
+    first = attrs[0]
+    if first.emotion_scores is not None:
+        visit.emotion_scores = _mean_scores([a.emotion_scores for a in attrs], w)
+        visit.emotion = max(visit.emotion_scores, key=visit.emotion_scores.get)
+    if first.age is not None:
+        visit.age = round(float(np.average([a.age for a in attrs], weights=w)), 1)
+        visit.age_bracket = age_bracket(visit.age)
+    if first.gender is not None:
+        p_female = np.average(
+            [a.gender_score if a.gender == "female" else 1 - a.gender_score for a in attrs],
+            weights=w)
+        visit.gender = "female" if p_female >= 0.5 else "male"
+        visit.gender_score = round(float(max(p_female, 1 - p_female)), 4)
+    if first.ethnicity_scores is not None:
+        visit.ethnicity_scores = _mean_scores([a.ethnicity_scores for a in attrs], w)
+        visit.ethnicity = max(visit.ethnicity_scores, key=visit.ethnicity_scores.get)
+    return visit

@@ -1,0 +1,149 @@
+"""FaceAnalyzer: a batch of face crops in, emotion / age / gender (/ ethnicity) out.
+
+Serves the exported ONNX model with ONNX Runtime; TensorFlow is never imported here. The
+weights file is checked against the sha256 in its manifest before it is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inference.config import AnalyzerConfig, AttributePolicy
+from models.preprocess import prepare_batch
+from storage.visit import age_bracket
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MANIFEST = (Path(__file__).resolve().parent.parent / "models" / "weights"
+                    / "audience-mt.json")
+
+
+class WeightsError(Exception):
+    """The model weights are missing, unreadable or do not match their manifest."""
+
+
+@dataclass(slots=True)
+class FaceAttributes:
+    emotion: str | None = None
+    emotion_scores: dict[str, float] | None = None
+    age: float | None = None
+    age_bracket: str | None = None
+    gender: str | None = None
+    gender_score: float | None = None
+    ethnicity: str | None = None
+    ethnicity_scores: dict[str, float] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sha256(path: Path) -> str:
+    from models.export import sha256
+
+    return sha256(path)
+
+
+def load_manifest(path: Path | None = None) -> tuple[dict, Path]:
+    """Read a manifest and verify its weights file; returns (manifest, onnx path)."""
+    path = Path(path) if path else DEFAULT_MANIFEST
+    if not path.is_file():
+        raise WeightsError(f"model manifest {path} not found: reinstall the package or train and "
+                           "export a model (`audience train`)")
+    try:
+        manifest = json.loads(path.read_text())
+        weights = path.parent / manifest["file"]
+        expected = manifest["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise WeightsError(f"model manifest {path} is malformed ({exc}): "
+                           "re-export the model") from exc
+    if not weights.is_file():
+        raise WeightsError(f"weights {weights} named by {path.name} not found: "
+                           "reinstall or re-export")
+    actual = _sha256(weights)
+    if actual != expected:
+        raise WeightsError(f"weights {weights.name} do not match their manifest (sha256 "
+                           f"{actual[:12]}... != {expected[:12]}...): refusing to load a "
+                           "modified or corrupt model; restore the file or re-export it")
+    return manifest, weights
+
+
+class FaceAnalyzer:
+    """Label face crops. ``analyze`` takes crops as images (uint8 gray/BGR/BGRA), optionally
+    with landmarks; everything goes through ``models.preprocess.prepare_face``."""
+
+    def __init__(self, config: AnalyzerConfig | None = None,
+                 policy: AttributePolicy | None = None) -> None:
+        import onnxruntime as ort
+
+        self.config = config or AnalyzerConfig()
+        self.policy = policy or self.config.attributes
+        path = Path(self.config.weights) if self.config.weights else None
+        self.manifest, weights = load_manifest(path)
+        self.version = f"{self.manifest['name']}-{self.manifest['version']}"
+        self.size = int(self.manifest["input"]["size"])
+        outputs = self.manifest["outputs"]
+        self.emotions = list(outputs["emotion"])
+        self.ethnicities = list(outputs["ethnicity"])
+        self.genders = list(outputs["gender"]["classes"])
+        opts = ort.SessionOptions()
+        if self.config.threads:
+            opts.intra_op_num_threads = self.config.threads
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(weights), opts, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        # Run only the heads the policy enables: a disabled head is never computed or returned.
+        self._outputs = self.policy.enabled()
+        if not self._outputs:
+            raise ValueError("the attribute policy enables no attribute: enable at least one")
+        log.info("loaded %s (%s) with heads: %s", self.version, weights.name,
+                 ", ".join(self._outputs))
+
+    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw head outputs for a prepared batch (N, size, size, 1) float32."""
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
+        step = self.config.batch_size
+        for i in range(0, len(x), step):
+            chunk = x[i:i + step]
+            res = self._session.run(self._outputs, {self._input: chunk})
+            if self.config.flip_average:
+                flipped = self._session.run(self._outputs, {self._input: chunk[:, :, ::-1]})
+                res = [(a + b) / 2 for a, b in zip(res, flipped, strict=True)]
+            for name, arr in zip(self._outputs, res, strict=True):
+                out[name].append(arr)
+        return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()}
+
+    def decode(self, raw: dict[str, np.ndarray]) -> list[FaceAttributes]:
+        n = len(next(iter(raw.values())))
+        faces = [FaceAttributes() for _ in range(n)]
+        if "emotion" in raw:
+            for f, p in zip(faces, raw["emotion"], strict=True):
+                f.emotion = self.emotions[int(p.argmax())]
+                f.emotion_scores = {c: round(float(s), 4)
+                                    for c, s in zip(self.emotions, p, strict=True)}
+        if "age" in raw:
+            ages = raw["age"] @ np.arange(raw["age"].shape[1], dtype=np.float32)
+            for f, a in zip(faces, ages, strict=True):
+                f.age = round(float(a), 1)
+                f.age_bracket = age_bracket(f.age)
+        if "gender" in raw:
+            for f, p in zip(faces, raw["gender"][:, 0], strict=True):
+                female = float(p) >= 0.5
+                f.gender = self.genders[1] if female else self.genders[0]
+                f.gender_score = round(float(p if female else 1 - p), 4)
+        if "ethnicity" in raw:
+            for f, p in zip(faces, raw["ethnicity"], strict=True):
+                f.ethnicity = self.ethnicities[int(p.argmax())]
+                f.ethnicity_scores = {c: round(float(s), 4)
+                                      for c, s in zip(self.ethnicities, p, strict=True)}
+        return faces
+
+    def analyze(self, crops: list[np.ndarray],
+                landmarks: list[np.ndarray | None] | None = None) -> list[FaceAttributes]:
+        if not crops:
+            return []
+        return self.decode(self.predict(prepare_batch(crops, landmarks, self.size)))

@@ -1,0 +1,124 @@
+"""The embedded runner: camera, inference and storage in one process.
+
+The camera stage runs in a thread and puts finished tracks on an in-process queue (the
+same role Kafka plays when the pipeline is scaled out); the main thread batches tracks,
+labels their crops, folds them into visits and writes them through the sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from inference.aggregate import aggregate
+from inference.analyzer import FaceAnalyzer
+from inference.settings import AppConfig
+from ingest.camera import CameraStage
+from ingest.sources import open_source
+from ingest.track import Track
+from storage.db import ensure_ready, migrate, open_engine
+from storage.sink import VisitSink
+from storage.visit import Visit
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def label_tracks(analyzer: FaceAnalyzer, tracks: list[Track], crops_per_visit: int) -> list[Visit]:
+    """One batched inference call over all the tracks' best crops, then one visit per track."""
+    crops, owners = [], []
+    for i, track in enumerate(tracks):
+        for face in track.faces[:crops_per_visit]:
+            if face.crop is not None:
+                crops.append(face.crop)
+                owners.append(i)
+    attrs = analyzer.analyze(crops)
+    per_track: list[list] = [[] for _ in tracks]
+    for owner, a in zip(owners, attrs, strict=True):
+        per_track[owner].append(a)
+    return [aggregate(t, a, analyzer.version) for t, a in zip(tracks, per_track, strict=True)]
+
+
+@dataclass
+class RunSummary:
+    store_id: str
+    camera_id: str
+    tracks: int = 0
+    visits: int = 0
+    seconds: float = 0.0
+
+
+def prepare_database(url: str):
+    """Open the database; the embedded SQLite default is created and migrated on first use,
+    a server database must have been migrated (`audience db upgrade`) by its operator."""
+    engine = open_engine(url)
+    if engine.dialect.name == "sqlite":
+        migrate(engine)
+    ensure_ready(engine)
+    return engine
+
+
+def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
+                 progress: bool = True, start_time: float | None = None) -> RunSummary:
+    """Analyse ``cfg.camera.source`` end to end and store one visit per track."""
+    cam = cfg.camera
+    engine = prepare_database(cfg.database.url)
+    analyzer = analyzer or FaceAnalyzer(cfg.analyzer)
+    source = open_source(cam.source, cam.fps, start_time=start_time, progress=progress,
+                         reconnect_max_s=cam.reconnect_max_s,
+                         reconnect_attempts=cam.reconnect_attempts)
+    stage = CameraStage(cam)
+    tracks: queue.Queue = queue.Queue(maxsize=1024)
+    failure: list[BaseException] = []
+
+    def camera_worker() -> None:
+        try:
+            for track in stage.run(source):
+                tracks.put(track)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            failure.append(exc)
+        finally:
+            tracks.put(_END)
+
+    summary = RunSummary(cam.store, cam.id)
+    started = time.monotonic()
+    worker = threading.Thread(target=camera_worker, name=f"camera-{cam.id}", daemon=True)
+    worker.start()
+    with VisitSink(engine, batch_size=cfg.database.batch_size) as sink:
+        for batch in _batches(tracks, max_tracks=max(1, cfg.analyzer.batch_size // 4)):
+            visits = label_tracks(analyzer, batch, cfg.analyzer.crops_per_visit)
+            for visit in visits:
+                sink.add(visit)
+            summary.tracks += len(batch)
+            summary.visits += len(visits)
+    worker.join()
+    summary.seconds = time.monotonic() - started
+    if failure:
+        raise failure[0]
+    log.info("camera %s/%s: %d visits stored in %.1f s", cam.store, cam.id, summary.visits,
+             summary.seconds)
+    return summary
+
+
+def _batches(q: queue.Queue, max_tracks: int) -> Iterable[list[Track]]:
+    """Block for one track, then take whatever else is already waiting (up to max_tracks)."""
+    while True:
+        item = q.get()
+        if item is _END:
+            return
+        batch = [item]
+        while len(batch) < max_tracks:
+            try:
+                nxt = q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _END:
+                yield batch
+                return
+            batch.append(nxt)
+        yield batch

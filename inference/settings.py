@@ -1,0 +1,91 @@
+"""The whole application's configuration: one YAML file, overridden by environment variables.
+
+``AUDIENCE_CAMERA__FPS=10`` overrides ``camera.fps``; ``DATABASE_URL`` (the convention of
+most hosting platforms) overrides ``database.url``. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from inference.config import AnalyzerConfig
+from ingest.config import CameraConfig
+from reports.config import ReportConfig
+from storage.config import DatabaseConfig
+
+
+class ConfigError(Exception):
+    """A configuration file or value is wrong; the message says which and how to fix it."""
+
+
+class AppConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIENCE_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="The camera stage.")
+    analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig, description="Inference.")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig, description="Storage.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Reports.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # environment wins over the YAML file
+
+
+def _format(exc: ValidationError, origin: str, prefix: str = "") -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join([prefix] * bool(prefix) + [str(p) for p in err["loc"]]) or "(top level)"
+        msg = "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where}: {msg}")
+    return f"invalid configuration in {origin}: " + "; ".join(parts)
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Read a YAML config (optional), apply environment overrides, validate."""
+    data: dict = {}
+    origin = "defaults/environment"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found: pass an existing YAML file "
+                              "(examples in deploy/config/)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections "
+                              "(camera, analyzer, database, report)")
+        origin = str(p)
+    if os.environ.get("DATABASE_URL"):
+        data.setdefault("database", {})["url"] = os.environ["DATABASE_URL"]
+    try:
+        return AppConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, origin)) from exc
+
+
+def apply_overrides(cfg: AppConfig, overrides: dict[str, dict[str, object]]) -> AppConfig:
+    """Apply command-line values (which win over file and environment), re-validating each
+    touched section."""
+    for section, values in overrides.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            continue
+        model = getattr(cfg, section)
+        try:
+            setattr(cfg, section, type(model).model_validate({**model.model_dump(), **values}))
+        except ValidationError as exc:
+            raise ConfigError(_format(exc, "command-line options", section)) from exc
+    return cfg

@@ -1,0 +1,65 @@
+"""Export a trained Keras checkpoint to ONNX and write the manifest inference trusts.
+
+The manifest records the version, the sha256 of the ONNX file, the input framing and the
+class orders. ``inference.analyzer`` refuses a weights file whose hash does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from models.data import EMOTIONS, ETHNICITIES, GENDERS
+from models.preprocess import INPUT_SIZE, TEMPLATE
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MANIFEST = WEIGHTS_DIR / "audience-mt.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
+           metrics: dict | None = None, training: dict | None = None) -> Path:
+    """Write ``audience-mt-<version>.onnx`` and ``audience-mt.json`` into ``out_dir``."""
+    import keras
+
+    from models.net import AGE_BINS, CUSTOM_OBJECTS
+
+    model = keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS)
+    model(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 1), np.float32), training=False)  # build
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"audience-mt-{version}.onnx"
+    model.export(str(onnx_path), format="onnx", verbose=False)
+    manifest = {
+        "name": "audience-mt",
+        "version": version,
+        "file": onnx_path.name,
+        "sha256": sha256(onnx_path),
+        "runtime": "onnxruntime",
+        "input": {"name": "face", "size": INPUT_SIZE, "channels": 1,
+                  "preprocess": "models.preprocess.prepare_face",
+                  "template": np.round(TEMPLATE, 4).tolist()},
+        "outputs": {"emotion": list(EMOTIONS), "age": {"bins": AGE_BINS, "decode": "expectation"},
+                    "gender": {"sigmoid_of": GENDERS[1], "classes": list(GENDERS)},
+                    "ethnicity": list(ETHNICITIES)},
+        "parameters": int(model.count_params()),
+        "metrics": metrics or {},
+        "training": training or {},
+    }
+    path = out_dir / "audience-mt.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("exported %s (%.1f MB, sha256 %s)", onnx_path, onnx_path.stat().st_size / 1e6,
+             manifest["sha256"][:12])
+    return path

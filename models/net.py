@@ -1,0 +1,143 @@
+"""The multi-task network: one VGG-style backbone, four heads, per-head masked losses.
+
+Each training sample carries labels for some heads only (FER-2013 rows: emotion; UTKFace
+chips: age, gender, ethnicity). Every head's target has one extra last column, the mask;
+a head's loss is averaged over the samples that carry its label.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from models.data import EMOTIONS, ETHNICITIES
+
+AGE_BINS = 101  # 0..100 years, DEX-style expectation over a softmax
+
+
+def build_model(size: int = 48, widths: tuple[int, ...] = (32, 64, 128, 256),
+                dropout: float = 0.3) -> keras.Model:
+    inp = keras.Input((size, size, 1), name="face")
+    x = inp
+    for i, w in enumerate(widths):
+        # One conv at full resolution: it is the costliest layer per parameter on a CPU.
+        for j in range(1 if i == 0 else 2):
+            x = layers.Conv2D(w, 3, padding="same", use_bias=False, name=f"b{i}c{j}")(x)
+            x = layers.BatchNormalization(name=f"b{i}bn{j}")(x)
+            x = layers.ReLU(name=f"b{i}r{j}")(x)
+        x = layers.MaxPooling2D(name=f"b{i}pool")(x)
+    # Flatten, not global pooling: where a feature sits (mouth vs eyes) matters for expression.
+    x = layers.Flatten(name="flat")(x)
+
+    def head(name: str, hidden: int, units: int, activation: str) -> keras.KerasTensor:
+        h = layers.Dense(hidden, activation="relu", name=f"{name}_fc")(x)
+        h = layers.Dropout(dropout, name=f"{name}_drop")(h)
+        return layers.Dense(units, activation=activation, name=name)(h)
+
+    outputs = {
+        "emotion": head("emotion", 256, len(EMOTIONS), "softmax"),
+        "age": head("age", 128, AGE_BINS, "softmax"),
+        "gender": head("gender", 64, 1, "sigmoid"),
+        "ethnicity": head("ethnicity", 128, len(ETHNICITIES), "softmax"),
+    }
+    return keras.Model(inp, outputs, name="audience_mt")
+
+
+def _split(y_true: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    target, mask = y_true[:, :-1], y_true[:, -1]
+    scale = tf.cast(tf.shape(mask)[0], mask.dtype) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    return target, mask, scale
+
+
+def masked_categorical(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy against a (soft) target distribution; last target column is the mask."""
+    target, mask, scale = _split(y_true)
+    ce = keras.losses.categorical_crossentropy(target, y_pred)
+    return ce * mask * scale
+
+
+def masked_binary(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    target, mask, scale = _split(y_true)
+    bce = keras.losses.binary_crossentropy(target, y_pred)
+    return bce * mask * scale
+
+
+def age_expectation(probs: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(probs * tf.range(AGE_BINS, dtype=probs.dtype), axis=-1)
+
+
+def masked_age(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Label-distribution loss (a Gaussian around the true age, wider for older people, whose
+    apparent age varies more) plus L1 on the expected age, in decades."""
+    target, mask, scale = _split(y_true)
+    age = target[:, 0]
+    bins = tf.range(AGE_BINS, dtype=age.dtype)[None, :]
+    sigma = 1.0 + 0.08 * age[:, None]
+    dist = tf.exp(-0.5 * tf.square((bins - age[:, None]) / sigma))
+    dist = dist / tf.reduce_sum(dist, axis=-1, keepdims=True)
+    ce = keras.losses.categorical_crossentropy(dist, y_pred)
+    l1 = tf.abs(age_expectation(y_pred) - age) / 10.0
+    return (ce + l1) * mask * scale
+
+
+class MaskedAccuracy(keras.metrics.Metric):
+    """Accuracy over the samples that carry this head's label."""
+
+    def __init__(self, binary: bool = False, name: str = "acc", **kw) -> None:
+        super().__init__(name=name, **kw)
+        self.binary = binary
+        self.hits = self.add_weight(name="hits", initializer="zeros")
+        self.count = self.add_weight(name="count", initializer="zeros")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        target, mask = y_true[:, :-1], y_true[:, -1]
+        if self.binary:
+            hit = tf.cast(tf.equal(target[:, 0] > 0.5, y_pred[:, 0] > 0.5), mask.dtype)
+        else:
+            hit = tf.cast(tf.equal(tf.argmax(target, -1), tf.argmax(y_pred, -1)), mask.dtype)
+        self.hits.assign_add(tf.reduce_sum(hit * mask))
+        self.count.assign_add(tf.reduce_sum(mask))
+
+    def result(self):
+        return self.hits / tf.maximum(self.count, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "binary": self.binary}
+
+
+class MaskedAgeMAE(keras.metrics.Metric):
+    def __init__(self, name: str = "mae", **kw) -> None:
+        super().__init__(name=name, **kw)
+        self.err = self.add_weight(name="err", initializer="zeros")
+        self.count = self.add_weight(name="count", initializer="zeros")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        age, mask = y_true[:, 0], y_true[:, -1]
+        self.err.assign_add(tf.reduce_sum(tf.abs(age_expectation(y_pred) - age) * mask))
+        self.count.assign_add(tf.reduce_sum(mask))
+
+    def result(self):
+        return self.err / tf.maximum(self.count, 1.0)
+
+
+CUSTOM_OBJECTS = {
+    "masked_categorical": masked_categorical,
+    "masked_binary": masked_binary,
+    "masked_age": masked_age,
+    "MaskedAccuracy": MaskedAccuracy,
+    "MaskedAgeMAE": MaskedAgeMAE,
+}
+
+
+def compile_model(model: keras.Model, schedule: keras.optimizers.schedules.LearningRateSchedule,
+                  weight_decay: float = 1e-4) -> None:
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
+        loss={"emotion": masked_categorical, "age": masked_age, "gender": masked_binary,
+              "ethnicity": masked_categorical},
+        loss_weights={"emotion": 1.0, "age": 0.5, "gender": 1.0, "ethnicity": 1.0},
+        metrics={"emotion": [MaskedAccuracy(name="acc")], "age": [MaskedAgeMAE(name="mae")],
+                 "gender": [MaskedAccuracy(binary=True, name="acc")],
+                 "ethnicity": [MaskedAccuracy(name="acc")]},
+    )

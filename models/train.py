@@ -1,0 +1,180 @@
+"""Train the multi-task face attribute network on FER-2013 and UTKFace together.
+
+Resumable: re-running the same command with the same ``--out`` continues from the last
+finished epoch (Keras ``BackupAndRestore``). Seeded. Stops early when the validation
+score stops improving or the time budget runs out; the best checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.data import (
+    EMOTIONS,
+    ETHNICITIES,
+    aligned_utk_faces,
+    cache_dir,
+    load_fer2013,
+    load_ferplus,
+    load_utkface,
+)
+from models.preprocess import INPUT_SIZE, prepare_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    fer_csv: str
+    utk_dir: str
+    out: str = "runs/mt"
+    ferplus_csv: str | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ferplus_weight: float = 0.2  # share of FER+ votes in the emotion target
+    seed: int = 1234
+    max_hours: float = 2.4
+    patience: int = 8
+    limit: int = 0  # use only the first N samples of each set (smoke tests)
+    size: int = INPUT_SIZE
+
+
+def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.concatenate([target.astype(np.float32), mask[:, None].astype(np.float32)], 1)
+
+
+def _fer_inputs(csv_path: str, size: int) -> tuple[np.ndarray, object]:
+    fer = load_fer2013(csv_path)
+    key = hashlib.sha1(f"{Path(csv_path).resolve()}|{len(fer.rows)}|{size}".encode()).hexdigest()
+    cached = cache_dir() / f"fer_{key[:16]}.npy"
+    if cached.is_file():
+        x = np.load(cached)
+    else:
+        x = prepare_batch(list(fer.images), size=size)
+        np.save(cached, x)
+    return x, fer
+
+
+def class_weights(labels: np.ndarray, n: int, power: float = 0.5) -> np.ndarray:
+    """Mild inverse-frequency weights (freq^-power), mean 1 over samples."""
+    counts = np.bincount(labels, minlength=n).astype(np.float64)
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
+    w = w / (w[labels].mean())
+    return w.astype(np.float32)
+
+
+def build_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Training and validation arrays: x and one masked target per head."""
+    x_fer, fer = _fer_inputs(cfg.fer_csv, cfg.size)
+    soft = np.eye(len(EMOTIONS), dtype=np.float32)[fer.labels]
+    if cfg.ferplus_csv:
+        votes = load_ferplus(cfg.ferplus_csv, int(fer.rows.max()) + 1)[fer.rows]
+        has = votes.sum(1) > 0
+        soft[has] = (1 - cfg.ferplus_weight) * soft[has] + cfg.ferplus_weight * votes[has]
+        log.info("FER+ votes blended into %d of %d emotion targets", has.sum(), len(has))
+    utk_all = load_utkface(cfg.utk_dir)
+    race_w = class_weights(utk_all.race, len(ETHNICITIES))
+    sets = {}
+    for name, fer_split, utk_split_name in (("train", "Training", "train"),
+                                             ("val", "PublicTest", "val")):
+        keep = fer.usage == fer_split
+        utk = load_utkface(cfg.utk_dir, split=utk_split_name)
+        xf, sf = x_fer[keep], soft[keep]
+        if cfg.limit:
+            xf, sf = xf[: cfg.limit], sf[: cfg.limit]
+            utk = utk.subset(np.arange(len(utk.paths)) < cfg.limit)
+        xu = aligned_utk_faces(utk, cfg.size)
+        nf, nu = len(xf), len(xu)
+        zf, zu, of, ou = np.zeros(nf), np.zeros(nu), np.ones(nf), np.ones(nu)
+        ew = race_w[utk.race] if name == "train" else ou
+        y = {
+            "emotion": _with_mask(np.concatenate([sf, np.zeros((nu, 7))]), np.r_[of, zu]),
+            "age": _with_mask(np.r_[np.zeros(nf), utk.age][:, None], np.r_[zf, ou]),
+            "gender": _with_mask(np.r_[np.zeros(nf), utk.gender][:, None], np.r_[zf, ou]),
+            "ethnicity": _with_mask(
+                np.concatenate([np.zeros((nf, 5)), np.eye(5)[utk.race]]), np.r_[zf, ew]),
+        }
+        sets[name] = (np.concatenate([xf, xu]).astype(np.float32), y)
+        log.info("%s: %d FER-2013 rows + %d UTKFace chips", name, nf, nu)
+    return sets
+
+
+def val_score(logs: dict) -> float:
+    """One number to pick the best epoch: accuracies up, age error (in decades) down."""
+    return (logs.get("val_emotion_acc", 0) + logs.get("val_gender_acc", 0)
+            + logs.get("val_ethnicity_acc", 0) - logs.get("val_age_mae", 0) / 10)
+
+
+def train(cfg: TrainConfig) -> Path:
+    import keras
+    import tensorflow as tf
+
+    from models.net import build_model, compile_model
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    keras.utils.set_random_seed(cfg.seed)
+    sets = build_sets(cfg)
+    x_train, y_train = sets["train"]
+    x_val, y_val = sets["val"]
+
+    augment = keras.Sequential([
+        keras.layers.RandomFlip("horizontal"),
+        keras.layers.RandomRotation(0.03, fill_mode="nearest"),
+        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="nearest"),
+        keras.layers.RandomZoom(0.1, fill_mode="nearest"),
+    ], name="augment")
+
+    train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
+                .shuffle(len(x_train), seed=cfg.seed, reshuffle_each_iteration=True)
+                .batch(cfg.batch_size, drop_remainder=True)
+                .map(lambda x, y: (augment(x, training=True), y),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
+
+    steps = len(x_train) // cfg.batch_size
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr / 20, decay_steps=steps * (cfg.epochs - 1),
+        warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
+    model = build_model(cfg.size)
+    compile_model(model, schedule, cfg.weight_decay)
+    log.info("model: %d parameters, %d steps per epoch", model.count_params(), steps)
+
+    started = time.monotonic()
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["val_score"] = val_score(logs)
+            hours = (time.monotonic() - started) / 3600
+            if hours > cfg.max_hours:
+                log.warning("time budget of %.1f h reached after epoch %d: stopping",
+                            cfg.max_hours, epoch + 1)
+                self.model.stop_training = True
+
+    model.fit(
+        train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2,
+        callbacks=[
+            Score(),
+            keras.callbacks.BackupAndRestore(str(out / "backup")),
+            keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_score",
+                                            mode="max", save_best_only=True),
+            keras.callbacks.EarlyStopping(monitor="val_score", mode="max",
+                                          patience=cfg.patience),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        ],
+    )
+    log.info("training finished in %.1f min; best checkpoint %s",
+             (time.monotonic() - started) / 60, out / "best.keras")
+    return out / "best.keras"

@@ -40,8 +40,7 @@ bench: setup ## speed figures on this machine
 	$(BIN)/audience bench analyzer
 
 bench-env: ## a separate environment with the baselines `audience bench analyzer` compares with
-	test -x .venv-bench/bin/python || $(PY) -m venv .venv-bench
-	.venv-bench/bin/pip install -q -r inference/bench-requirements.txt
+	PY=$(PY) bash inference/bench-env.sh
 
 train: setup ## train the multi-task model on ../shared datasets (about 2 h on 2 cores)
 	$(BIN)/audience train --out runs/mt

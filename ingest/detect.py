@@ -11,6 +11,9 @@ import numpy as np
 
 from ingest.face import Face
 
+# OpenCV 5 warns on every YuNet load that its new graph engine ignores target hints: noise.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 

@@ -73,7 +73,8 @@ def test_fer_loader_missing_file(tmp_path):
 
 
 def test_ferplus_votes_map_to_fer_order(tmp_path):
-    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    header = ("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
+              "unknown,NF")
     rows = ["Training,a.png,0,10,0,0,0,0,0,0,0,0",  # all happiness -> FER class 3
             "Training,b.png,5,0,0,0,5,0,0,0,0,0",  # neutral + anger
             "Training,c.png,0,0,0,0,0,0,0,0,0,10",  # not a face: no target

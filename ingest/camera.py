@@ -1,0 +1,100 @@
+"""The camera stage: frames in, finished tracks (visits with their best aligned crops) out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.config import CameraConfig
+from ingest.detect import FaceDetector, YuNetDetector
+from ingest.face import Face
+from ingest.quality import in_masks, mask_contours, quality_score, sharpness, yaw
+from ingest.track import Track
+from ingest.tracker import Tracker
+from models.preprocess import INPUT_SIZE, align_face
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StageCounters:
+    """Plain counts for monitoring; never anything about the image content."""
+
+    frames: int = 0
+    faces: int = 0  #: detected
+    masked: int = 0  #: dropped: centre inside an exclusion mask
+    small: int = 0  #: dropped: shorter box side below min_face_px
+    blurry: int = 0  #: tracked, crop rejected: sharpness below min_sharpness
+    turned: int = 0  #: tracked, crop rejected: yaw above max_yaw
+    tracks: int = 0  #: emitted
+
+    def line(self) -> str:
+        return (f"{self.frames} frames, {self.faces} faces (dropped: {self.masked} masked, "
+                f"{self.small} small; crops rejected: {self.blurry} blurry, {self.turned} "
+                f"turned), {self.tracks} tracks")
+
+
+class CameraStage:
+    """Detect, filter, align, score and track the faces of one camera.
+
+    Faces inside an exclusion mask or too small are dropped outright. Blurred or turned faces
+    still feed the tracker (so a visitor who looks at a shelf for a moment stays one visit)
+    but never become crops; a track may therefore end with fewer than K crops, or none.
+    """
+
+    def __init__(self, config: CameraConfig, detector: FaceDetector | None = None,
+                 on_expire: Callable[[Track], None] | None = None) -> None:
+        self.config = config
+        self.detector: FaceDetector = detector or YuNetDetector(
+            config.detector.score_threshold, config.detector.nms_threshold,
+            config.detector.work_width)
+        self._masks = mask_contours(config.exclusion_masks)
+        self.tracker = Tracker(config.tracker, config.id, config.store, on_expire)
+        self.counters = StageCounters()
+
+    def process(self, frame: np.ndarray, timestamp: float) -> list[Track]:
+        """One frame: returns the tracks that ended at ``timestamp``."""
+        self.counters.frames += 1
+        q = self.config.quality
+        kept: list[Face] = []
+        for face in self.detector.detect(frame):
+            self.counters.faces += 1
+            face.timestamp = timestamp
+            if in_masks(face, self._masks):
+                self.counters.masked += 1
+                continue
+            if face.size < q.min_face_px:
+                self.counters.small += 1
+                continue
+            crop = align_face(frame, face.landmarks, INPUT_SIZE)
+            sharp, turn = sharpness(crop), yaw(face.landmarks)
+            face.crop = None  # only faces that pass both gates carry a crop
+            if sharp < q.min_sharpness:
+                self.counters.blurry += 1
+            elif turn > q.max_yaw:
+                self.counters.turned += 1
+            else:
+                face.crop = crop
+                face.quality = quality_score(face, sharp, turn)
+            kept.append(face)
+        return self._count(self.tracker.update(kept, timestamp))
+
+    def flush(self) -> list[Track]:
+        """End every open track (end of stream)."""
+        return self._count(self.tracker.flush())
+
+    def run(self, source: Iterable[tuple[float, np.ndarray]]) -> Iterator[Track]:
+        """Process a whole source, yielding tracks as they end; flushes at the end."""
+        try:
+            for timestamp, frame in source:
+                yield from self.process(frame, timestamp)
+            yield from self.flush()
+        finally:
+            log.info("camera %s: %s", self.config.id, self.counters.line())
+
+    def _count(self, tracks: list[Track]) -> list[Track]:
+        self.counters.tracks += len(tracks)
+        return tracks

@@ -1,0 +1,161 @@
+"""Greedy IoU face tracker: turns per-frame faces into visits with their best crops."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest.config import TrackerConfig
+from ingest.face import Face
+from ingest.track import Track
+
+# Velocity smoothing: faces move steadily between sampled frames; a little memory keeps
+# two faces that cross each other on their own course.
+_VELOCITY_MEMORY = 0.5
+# Fallback (centre distance) matches only between boxes of similar size.
+_MAX_SIZE_RATIO = 2.0
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x1y1x2y2 boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = float(w * h)
+    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0], np.float64)
+
+
+def _side(box: np.ndarray) -> float:
+    return float(max(1.0, min(box[2] - box[0], box[3] - box[1])))
+
+
+@dataclass(slots=True, eq=False)  # identity, not field equality (numpy fields)
+class _LiveTrack:
+    track_id: str
+    started_at: float
+    last_seen: float
+    box: np.ndarray
+    n_detections: int = 1
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per second
+    faces: list[Face] = field(default_factory=list)
+
+    def predicted(self, t: float) -> np.ndarray:
+        shift = self.velocity * (t - self.last_seen)
+        return self.box + np.array([shift[0], shift[1], shift[0], shift[1]], np.float32)
+
+
+class Tracker:
+    """Associates faces frame to frame; emits a :class:`Track` when a face leaves.
+
+    Association is greedy: highest IoU (against the constant-velocity prediction) first,
+    then, for faces that moved more than their box between sampled frames, the nearest
+    centre within ``max_centre_shift`` box sizes. No Hungarian solver: a handful of faces
+    per frame makes greedy as good and dependency-free.
+    """
+
+    def __init__(self, config: TrackerConfig, camera_id: str, store_id: str,
+                 on_expire: Callable[[Track], None] | None = None) -> None:
+        self.config = config
+        self.camera_id = camera_id
+        self.store_id = store_id
+        self.on_expire = on_expire
+        self._live: list[_LiveTrack] = []
+        self.discarded = 0  #: tracks dropped for having fewer than min_hits detections
+
+    @property
+    def active(self) -> int:
+        """Tracks currently open."""
+        return len(self._live)
+
+    def update(self, faces: list[Face], timestamp: float) -> list[Track]:
+        """Add one frame's faces; return the tracks that ended (unseen > max_unseen_s)."""
+        ended = [lt for lt in self._live if timestamp - lt.last_seen > self.config.max_unseen_s]
+        if ended:
+            self._live = [lt for lt in self._live if lt not in ended]
+        for live, face in self._associate(faces, timestamp):
+            self._extend(live, face, timestamp)
+        return self._emit(ended)
+
+    def flush(self) -> list[Track]:
+        """End of stream: end every open track."""
+        ended, self._live = self._live, []
+        return self._emit(ended)
+
+    def _associate(self, faces: list[Face], t: float) -> list[tuple[_LiveTrack, Face]]:
+        preds = [lt.predicted(t) for lt in self._live]
+        free_tracks = set(range(len(self._live)))
+        free_faces = set(range(len(faces)))
+        pairs: list[tuple[int, int]] = []
+
+        by_iou = sorted(((iou(p, f.box), ti, fi) for ti, p in enumerate(preds)
+                         for fi, f in enumerate(faces)), reverse=True)
+        for score, ti, fi in by_iou:
+            if score < self.config.iou_threshold or score <= 0:
+                break
+            if ti in free_tracks and fi in free_faces:
+                pairs.append((ti, fi))
+                free_tracks.discard(ti)
+                free_faces.discard(fi)
+
+        by_dist = []
+        for ti in free_tracks:
+            for fi in free_faces:
+                a, b = preds[ti], faces[fi].box
+                sa, sb = _side(a), _side(b)
+                if max(sa, sb) / min(sa, sb) > _MAX_SIZE_RATIO:
+                    continue
+                d = float(np.linalg.norm(_centre(a) - _centre(b))) / ((sa + sb) / 2.0)
+                if d <= self.config.max_centre_shift:
+                    by_dist.append((d, ti, fi))
+        for _, ti, fi in sorted(by_dist):
+            if ti in free_tracks and fi in free_faces:
+                pairs.append((ti, fi))
+                free_tracks.discard(ti)
+                free_faces.discard(fi)
+
+        out = [(self._live[ti], faces[fi]) for ti, fi in pairs]
+        for fi in sorted(free_faces):  # unmatched faces start new tracks
+            face = faces[fi]
+            live = _LiveTrack(uuid.uuid4().hex, t, t, face.box.astype(np.float32), 0)
+            self._live.append(live)
+            out.append((live, face))
+        return out
+
+    def _extend(self, live: _LiveTrack, face: Face, t: float) -> None:
+        if live.n_detections and t > live.last_seen:
+            step = (_centre(face.box) - _centre(live.box)) / (t - live.last_seen)
+            live.velocity = step if live.n_detections == 1 else (
+                _VELOCITY_MEMORY * live.velocity + (1 - _VELOCITY_MEMORY) * step)
+        live.box = face.box.astype(np.float32)
+        live.last_seen = t
+        live.n_detections += 1
+        face.track_id = live.track_id
+        if not face.timestamp:
+            face.timestamp = t
+        if face.crop is None:  # gated out (blurred, turned): position only, never a crop
+            return
+        live.faces.append(face)
+        live.faces.sort(key=lambda f: f.quality, reverse=True)
+        del live.faces[self.config.best_k:]
+
+    def _emit(self, ended: list[_LiveTrack]) -> list[Track]:
+        out = []
+        for lt in ended:
+            if lt.n_detections < self.config.min_hits:
+                self.discarded += 1
+                continue
+            track = Track(self.camera_id, self.store_id, lt.track_id, lt.started_at,
+                          lt.last_seen, lt.n_detections, list(lt.faces))
+            if self.on_expire is not None:
+                self.on_expire(track)
+            out.append(track)
+        return out

@@ -1,0 +1,58 @@
+"""Speed side of the backbone trade-off: ONNX Runtime faces/s of candidate backbones.
+
+``python -m models.tradeoff`` builds each candidate (untrained: speed does not depend on the
+weights), exports it exactly as ``models.export`` does and times batch 64 with all four heads.
+Accuracy needs a training run per candidate; the model card pairs both where measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CANDIDATES = {
+    "vgg-32-256 (shipped)": {"widths": (32, 64, 128, 256)},
+    "vgg-24-192": {"widths": (24, 48, 96, 192)},
+    "vgg-16-128": {"widths": (16, 32, 64, 128)},
+}
+
+
+def measure(widths: tuple[int, ...], size: int, seconds: float) -> dict:
+    import onnxruntime as ort
+
+    from models.net import build_model
+
+    model = build_model(size, widths)
+    model(np.zeros((1, size, size, 1), np.float32), training=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        model.export(str(path), format="onnx", verbose=False)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal((64, size, size, 1), np.float32)
+        name = sess.get_inputs()[0].name
+        sess.run(None, {name: x})
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            sess.run(None, {name: x})
+            n += 64
+        rate = n / (time.perf_counter() - start)
+    return {"params": int(model.count_params()), "faces_per_s_b64": round(rate, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--size", type=int, default=48)
+    args = parser.parse_args()
+    for name, spec in CANDIDATES.items():
+        print(json.dumps({"backbone": name, "input": args.size,
+                          **measure(spec["widths"], args.size, args.seconds)}))
+
+
+if __name__ == "__main__":
+    main()

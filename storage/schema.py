@@ -1,0 +1,145 @@
+"""Database schema (SQLAlchemy 2 typed ORM).
+
+Privacy rule: no column holds image bytes or embeddings. A visit row carries only the track
+timing, the model's labels and the small named score dicts (label -> probability).
+
+The migrations in ``storage/migrations`` create these tables; ``tests/test_storage.py`` checks
+that a migrated database matches this module. Reporting views (created by migration 0002) are
+described as read-only ``Table`` objects in ``VIEWS`` so queries get typed columns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so later migrations can refer to them on every dialect.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every dialect.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC text and get ``tzinfo=UTC`` back on read. Naive input is refused: it is ambiguous.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass a timezone-aware UTC one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, float]: JSON()}
+
+
+class StoreRow(Base):
+    __tablename__ = "stores"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CameraRow(Base):
+    __tablename__ = "cameras"
+
+    store_id: Mapped[str] = mapped_column(String, ForeignKey("stores.id"), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class VisitRow(Base):
+    __tablename__ = "visits"
+    __table_args__ = (
+        ForeignKeyConstraint(["store_id", "camera_id"], ["cameras.store_id", "cameras.camera_id"]),
+        UniqueConstraint("store_id", "camera_id", "track_id"),
+        Index("ix_visits_store_started", "store_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String)
+    camera_id: Mapped[str] = mapped_column(String)
+    track_id: Mapped[str] = mapped_column(String)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    dwell_s: Mapped[float] = mapped_column(Float)
+    n_crops: Mapped[int] = mapped_column(Integer)
+    # Labels are nullable: a track may end without a crop good enough to classify.
+    age: Mapped[float | None] = mapped_column(Float)
+    age_bracket: Mapped[str | None] = mapped_column(String)
+    gender: Mapped[str | None] = mapped_column(String)
+    gender_score: Mapped[float | None] = mapped_column(Float)
+    emotion: Mapped[str | None] = mapped_column(String)
+    emotion_scores: Mapped[dict[str, float] | None]
+    ethnicity: Mapped[str | None] = mapped_column(String)
+    ethnicity_scores: Mapped[dict[str, float] | None]
+    model_version: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+# Columns the sink writes from a Visit (everything except the surrogate id and created_at).
+VISIT_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in VisitRow.__table__.columns if c.name not in ("id", "created_at"))
+
+# Reporting views (migration 0002), typed for reading. Not part of Base.metadata: they are
+# created by raw SQL per dialect and must never be created as tables.
+VIEWS = MetaData()
+
+visits_hourly = Table(
+    "visits_hourly", VIEWS,
+    Column("store_id", String), Column("camera_id", String), Column("hour", UTCDateTime()),
+    Column("visits", Integer), Column("avg_dwell_s", Float),
+)
+
+
+def _daily(name: str, key: str) -> Table:
+    return Table(name, VIEWS, Column("store_id", String), Column("day", Date),
+                 Column(key, String), Column("visits", Integer))
+
+
+visits_daily_age = _daily("visits_daily_age", "age_bracket")
+visits_daily_gender = _daily("visits_daily_gender", "gender")
+visits_daily_emotion = _daily("visits_daily_emotion", "emotion")
+
+__all__ = [
+    "Base", "CameraRow", "StoreRow", "UTCDateTime", "VIEWS", "VISIT_COLUMNS", "VisitRow",
+    "visits_daily_age", "visits_daily_emotion", "visits_daily_gender", "visits_hourly",
+]

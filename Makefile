@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 demo: setup ## run the embedded pipeline on the bundled clip, print a summary, write a report
 	mkdir -p out && rm -f out/demo.db
 	$(BIN)/audience run --source $(CLIP) --store demo-store --camera entrance --db $(DEMO_DB)
-	$(BIN)/audience report --store demo-store --db $(DEMO_DB) --out out/demo-report.html
+	@# The sample clip has 3 visitors: k=2 lets the demo show something (the default is 5).
+	$(BIN)/audience report --store demo-store --db $(DEMO_DB) --out out/demo-report.html --k 2
 
 services: ## start the PostgreSQL server the tests use, if it is not running
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \

@@ -31,6 +31,8 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # migration chatter ("Context impl SQLiteImpl") is not news to a user
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _echo_json(obj: object) -> None:

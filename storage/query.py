@@ -2,7 +2,9 @@
 
 Any group (one row of a breakdown: an hour, an age bracket, a gender, an emotion) with fewer
 than ``k`` visits is returned with ``count=None`` and ``suppressed=True``; its exact count is
-never returned. If the whole store has fewer than ``k`` visits in the window, every row of
+never returned. Where exactly one group would be hidden, the smallest shown group is hidden
+too (secondary suppression): otherwise total minus the shown groups would reveal it. If the
+whole store has fewer than ``k`` visits in the window, every row of
 every breakdown is suppressed. An empty window is not suppressed: it has count 0 and no rows.
 
 Windows are whole UTC hours, the resolution of ``visits_hourly``: ``since`` is rounded down and
@@ -100,6 +102,19 @@ def _where(col_store: ColumnElement[Any], col_time: ColumnElement[Any], store: s
     return conds
 
 
+def _hidden(counts: Sequence[tuple[Any, int]], k: int, small_store: bool) -> set[Any]:
+    """Keys to suppress: every group under k (primary), and where exactly one group is hidden
+    the smallest shown one too (secondary), so it cannot be recovered as total minus the rest."""
+    if small_store:
+        return {key for key, _ in counts}
+    hidden = {key for key, n in counts if n < k}
+    if len(hidden) == 1:
+        shown = sorted((n, str(key)) for key, n in counts if key not in hidden)
+        if shown:
+            hidden |= {key for key, n in counts if (n, str(key)) == shown[0]}
+    return hidden
+
+
 def _total(conn: Connection, store: str, since: datetime | None, until: datetime | None) -> int:
     where = _where(VisitRow.store_id, VisitRow.started_at, store, since, until)
     return conn.execute(select(func.count()).select_from(VisitRow).where(*where)).scalar_one()
@@ -132,9 +147,10 @@ def footfall_by_hour(bind: Bind, store: str, since: datetime | None = None,
     with _connect(bind, "reading footfall from") as conn:
         small_store = _total(conn, store, since, until) < k
         rows = conn.execute(stmt).all()
+    hidden = _hidden([(hour, count) for hour, count, _ in rows], k, small_store)
     out = []
     for hour, count, avg in rows:
-        if small_store or count < k:
+        if hour in hidden:
             out.append(HourCount(hour, None, None, suppressed=True))
         else:
             out.append(HourCount(hour, int(count), float(avg)))
@@ -149,8 +165,9 @@ def _breakdown(bind: Bind, column: ColumnElement[Any], store: str, since: dateti
     with _connect(bind, f"reading {column.key} counts from") as conn:
         small_store = _total(conn, store, since, until) < k
         rows = conn.execute(stmt).all()
-    shown = [Group(key, int(n)) for key, n in rows if not small_store and n >= k]
-    hidden = [Group(key, None, suppressed=True) for key, n in rows if small_store or n < k]
+    drop = _hidden([(key, n) for key, n in rows], k, small_store)
+    shown = [Group(key, int(n)) for key, n in rows if key not in drop]
+    hidden = [Group(key, None, suppressed=True) for key, n in rows if key in drop]
     rank = {key: i for i, key in enumerate(order)}
     if order:  # a natural order (age brackets), unknown last
         shown.sort(key=lambda g: (rank.get(g.key, len(rank)) if g.key else len(rank) + 1))

@@ -300,8 +300,23 @@ def test_breakdown_k_suppression(engine: Engine, make_visit: MakeVisit,
                     (query.age_brackets, "65+")]:
         groups = {g.key: g for g in fn(engine, "store-1", k=5)}
         assert groups[key].count == expect_small and groups[key].suppressed is suppressed
-        assert groups[next(k for k in groups if k != key)].count == 10
+        # two groups, one hidden: the other is hidden too, else total - 10 gives it away
+        assert groups[next(k for k in groups if k != key)].count == (None if suppressed else 10)
     assert query.visit_total(engine, "store-1") == n_group + 10
+
+
+@pytest.mark.parametrize(("sizes", "hidden"), [
+    ({"a": 4, "b": 6, "c": 10}, {"a", "b"}),  # b: secondary, the smallest shown group
+    ({"a": 4, "b": 3, "c": 10}, {"a", "b"}),  # two hidden already: nothing more to hide
+    ({"a": 5, "b": 6, "c": 10}, set()),
+    ({"a": 2, "b": 7, "c": 7}, {"a", "b"}),  # a tie breaks by label
+])
+def test_secondary_suppression(engine: Engine, make_visit: MakeVisit, sizes: dict[str, int],
+                               hidden: set[str]) -> None:
+    _write(engine, [make_visit(emotion=e) for e, n in sizes.items() for _ in range(n)])
+    groups = {g.key: g for g in query.emotion_mix(engine, "store-1", k=5)}
+    assert {key for key, g in groups.items() if g.suppressed} == hidden
+    assert all(g.count == sizes[key] for key, g in groups.items() if key not in hidden)
 
 
 @pytest.mark.parametrize(("n", "k"), [(4, 5), (1, 2), (9, 10)])

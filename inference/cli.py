@@ -13,7 +13,8 @@ import typer
 app = typer.Typer(
     help="Anonymous, aggregate retail audience analytics from store cameras.\n\n"
     "Quick start: `audience run --source clip.mp4` then `audience report --store store-1`.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    rich_markup_mode="markdown")
 bench_app = typer.Typer(help="Measure speed on this machine (prints figures; --json for machines).",
                         no_args_is_help=True)
 evaluate_app = typer.Typer(help="Measure model accuracy on a named dataset split.",

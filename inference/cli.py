@@ -216,11 +216,13 @@ def export_cmd(
 
 
 def _register_plugins() -> None:
+    from inference.kafka_cli import register as register_kafka
     from reports.cli import register as register_reports
     from storage.cli import register as register_storage
 
     register_storage(app)
     register_reports(app)
+    register_kafka(app)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inference.config import AnalyzerConfig
+from inference.kafka_config import KafkaConfig
 from ingest.config import CameraConfig
 from reports.config import ReportConfig
 from storage.config import DatabaseConfig
@@ -31,6 +32,8 @@ class AppConfig(BaseSettings):
     analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig, description="Inference.")
     database: DatabaseConfig = Field(default_factory=DatabaseConfig, description="Storage.")
     report: ReportConfig = Field(default_factory=ReportConfig, description="Reports.")
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig,
+                               description="Scaled-out pipeline: Kafka topics and workers.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -66,7 +69,7 @@ def load_config(path: str | Path | None = None) -> AppConfig:
             raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections "
-                              "(camera, analyzer, database, report)")
+                              "(camera, analyzer, database, report, kafka)")
         origin = str(p)
     if os.environ.get("DATABASE_URL"):
         data.setdefault("database", {})["url"] = os.environ["DATABASE_URL"]

@@ -1,4 +1,4 @@
-"""`audience db ...` commands: schema upgrade and readiness check."""
+"""`audience db ...` commands (schema upgrade and readiness check) and `audience purge`."""
 
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ DbUrl = Annotated[str, DB_OPTION]
 DEFAULT_URL = DatabaseConfig().url
 
 
+#: Same code as `audience run` (inference.errors): the database is unavailable or not migrated.
+STORAGE_EXIT = 3
+
+
 def fail(err: StorageError) -> typer.Exit:
-    """Print the one-line storage error to stderr; the caller raises the returned Exit(2)."""
+    """Print the one-line storage error to stderr; the caller raises the returned Exit."""
     typer.echo(f"error: {err}", err=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=STORAGE_EXIT)
 
 
 db_app = typer.Typer(help="Database schema: create, upgrade and check.", no_args_is_help=True)
@@ -50,6 +54,35 @@ def check(db: DbUrl = DEFAULT_URL) -> None:
     typer.echo(f"database {mask(db)} is reachable and at revision {revision} (latest)")
 
 
+def purge(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", help="Delete visits that ended longer ago than this: 36h, 90d, 12w.")],
+    db: DbUrl = DEFAULT_URL,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only count the visits that would be deleted.")] = False,
+) -> None:
+    """Delete visits older than the retention period, in one transaction; print how many."""
+    from storage.purge import parse_duration, purge_visits
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    try:
+        engine = open_engine(db, create=False)
+        try:
+            result = purge_visits(engine, age, dry_run=dry_run)
+        finally:
+            engine.dispose()
+    except StorageError as err:
+        raise fail(err) from None
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {result.visits} visits that ended before "
+               f"{result.cutoff:%Y-%m-%d %H:%M} UTC from {mask(db)}"
+               + (" (dry run: nothing changed)" if dry_run else ""))
+
+
 def register(app: typer.Typer) -> None:
-    """Add the `db` command group to the main `audience` app."""
+    """Add the `db` command group and `purge` to the main `audience` app."""
     app.add_typer(db_app, name="db")
+    app.command("purge")(purge)

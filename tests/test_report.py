@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from reports.cli import parse_since, register
 from reports.report import Report, build_report, render_table, write_html
+from storage.cli import STORAGE_EXIT
 from storage.sink import VisitSink
 from storage.visit import Visit
 
@@ -169,7 +170,7 @@ def test_cli_report_empty_store(engine: Engine, db_url: str, make_visit: MakeVis
 def test_cli_report_storage_errors(url: str, message: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(_app(), ["report", "--store", "s",
                                       "--db", url.format(tmp=tmp_path)])
-    assert res.exit_code == 2 and message in res.stderr
+    assert res.exit_code == STORAGE_EXIT and message in res.stderr
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.output
     assert not (tmp_path / "missing.db").exists()
 
@@ -180,7 +181,7 @@ def test_cli_report_not_migrated(db_url: str) -> None:
     if db_url.startswith("sqlite"):  # make the file exist, empty
         Path(db_url.removeprefix("sqlite:///")).touch()
     res = CliRunner().invoke(_app(), ["report", "--store", "s", "--db", db_url])
-    assert res.exit_code == 2 and "audience db upgrade" in res.stderr
+    assert res.exit_code == STORAGE_EXIT and "audience db upgrade" in res.stderr
 
 
 def test_cli_report_bad_since(engine: Engine, db_url: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.types import ARRAY, TypeEngine
 from typer.testing import CliRunner
 
 from storage import query
-from storage.cli import register
+from storage.cli import STORAGE_EXIT, register
 from storage.config import DatabaseConfig
 from storage.db import (
     StorageError,
@@ -402,7 +402,7 @@ def _app() -> typer.Typer:
 def test_cli_upgrade_and_check(db_url: str) -> None:
     runner = CliRunner()
     res = runner.invoke(_app(), ["db", "check", "--db", db_url])
-    assert res.exit_code == 2 and "audience db upgrade" in res.stderr
+    assert res.exit_code == STORAGE_EXIT and "audience db upgrade" in res.stderr
     assert "Traceback" not in res.output
     res = runner.invoke(_app(), ["db", "upgrade", "--db", db_url])
     assert res.exit_code == 0, res.output
@@ -411,9 +411,9 @@ def test_cli_upgrade_and_check(db_url: str) -> None:
     assert res.exit_code == 0 and "reachable" in res.stdout
 
 
-def test_cli_unreachable_is_exit_2_one_line() -> None:
+def test_cli_unreachable_is_one_line() -> None:
     res = CliRunner().invoke(_app(), ["db", "upgrade", "--db",
                                       "postgresql://postgres:pw@127.0.0.1:1/x"])
-    assert res.exit_code == 2
+    assert res.exit_code == STORAGE_EXIT
     assert res.stderr.count("\n") == 1 and "cannot reach the database" in res.stderr
     assert ":pw@" not in res.stderr and "Traceback" not in res.output

@@ -1,0 +1,12 @@
+"""Superset settings for the store deployment; every secret comes from the environment."""
+
+import os
+
+SECRET_KEY = os.environ["SUPERSET_SECRET_KEY"]
+SQLALCHEMY_DATABASE_URI = os.environ["SUPERSET_DATABASE_URL"]
+# No Redis or Celery for one store: in-process cache and rate limiter.
+CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache"}
+RATELIMIT_STORAGE_URI = "memory://"
+# A closed store network: no telemetry pixel, and TLS is terminated in front of Superset.
+SCARF_ANALYTICS = False
+TALISMAN_ENABLED = False

@@ -1,0 +1,51 @@
+"""A worker's /metrics (Prometheus text format) and /healthz endpoints on one port."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+
+def serve(registry: CollectorRegistry, port: int, healthy: Callable[[], bool],
+          host: str = "0.0.0.0") -> ThreadingHTTPServer | None:
+    """Serve in a daemon thread; returns the server (``shutdown()`` it) or None if port is 0."""
+    if not port:
+        return None
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                code, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+            elif path == "/healthz":
+                ok = healthy()
+                code, ctype = (200 if ok else 503), "text/plain"
+                body = b"ok\n" if ok else b"unhealthy\n"
+            else:
+                code, ctype, body = 404, "text/plain", b"not found: try /metrics or /healthz\n"
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
+            pass
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        from inference.settings import ConfigError
+
+        raise ConfigError(f"cannot serve /metrics on port {port} ({exc.strerror}): set "
+                          "kafka.metrics_port (env AUDIENCE_KAFKA__METRICS_PORT) to a free "
+                          "port, or 0 to turn it off") from None
+    threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
+    log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
+    return server

@@ -1,0 +1,58 @@
+"""Configuration of the scaled-out pipeline: camera workers -> Kafka -> inference workers."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ingest.config import Strict
+
+ONE_HOUR_MS = 3_600_000
+
+
+class KafkaConfig(Strict):
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", min_length=1,
+        description="Comma-separated host:port list of Kafka brokers.")
+    tracks_topic: str = Field(
+        "audience.tracks", min_length=1,
+        description="Topic of finished tracks (with their face crops), keyed by camera id.")
+    dlq_topic: str = Field(
+        "audience.tracks.dlq", min_length=1,
+        description="Dead-letter topic: messages that could not be decoded or analysed, with "
+        "the reason in the 'error' header and in the payload.")
+    connect_timeout_ms: int = Field(
+        10_000, ge=100, le=300_000,
+        description="How long a worker tries to reach the brokers at start before it exits "
+        "with an error.")
+    group_id: str = Field(
+        "audience-infer", min_length=1,
+        description="Consumer group of the inference workers (partitions are shared).")
+    partitions: int = Field(
+        6, ge=1, description="Partitions of the topics when a worker creates them; the most "
+        "inference workers that can share the load.")
+    replication_factor: int = Field(
+        1, ge=1, description="Replicas of the topics when a worker creates them (3 in a "
+        "production cluster).")
+    # Crops are biometric data: they must not outlive the time needed to label them.
+    crops_retention_ms: int = Field(
+        ONE_HOUR_MS, ge=60_000, le=ONE_HOUR_MS,
+        description="retention.ms of the tracks and DLQ topics when created; at most 1 h "
+        "because messages hold face crops.")
+    max_message_bytes: int = Field(
+        900_000, ge=10_000, le=1_000_000,
+        description="Largest message a camera worker sends; the worst crops of a track are "
+        "dropped to fit (Kafka rejects messages over ~1 MB by default).")
+    session_timeout_ms: int = Field(
+        10_000, ge=1_000, le=300_000,
+        description="Consumer group session timeout: how long a crashed worker keeps its "
+        "partitions before they move to the others.")
+    batch_max_messages: int = Field(
+        64, ge=1, le=10_000,
+        description="Messages (tracks) labelled in one analyzer call and one DB transaction.")
+    batch_max_wait_ms: int = Field(
+        500, ge=0, le=60_000,
+        description="Longest wait to fill a batch before processing what has arrived.")
+    metrics_port: int = Field(
+        9400, ge=0, le=65535,
+        description="Port of the worker's /metrics (Prometheus) and /healthz endpoints; "
+        "0 disables them.")

@@ -1,0 +1,161 @@
+"""The wire format of a finished track on Kafka: versioned JSON, crops as JPEG.
+
+    {"schema": "audience.track/1", "store_id": ..., "camera_id": ..., "track_id": ...,
+     "started_at": 1715000000.0, "ended_at": ..., "n_detections": 17, "produced_at": ...,
+     "crops": [{"jpeg": "<base64>", "quality": 0.83, "score": 0.95, "timestamp": ...}, ...]}
+
+Crops are the aligned 48x48 gray network inputs, best first. They live only in Kafka (short
+retention) and memory: never log a message body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ingest.face import Face
+from ingest.track import Track
+from models.preprocess import INPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "audience.track/1"
+JPEG_QUALITY = 95
+DEFAULT_MAX_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
+MAX_ID, MAX_EPOCH = 200, 1e11  # ids a database stores; seconds before the year 5138
+_ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "store_id": (str,), "camera_id": (str,), "track_id": (str,),
+    "started_at": (int, float), "ended_at": (int, float), "n_detections": (int,),
+}
+
+
+class MessageError(Exception):
+    """A message cannot be encoded or decoded; the text is the reason (no message content)."""
+
+
+def _jpeg(crop: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise MessageError("a crop could not be JPEG-encoded")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def encode_track(track: Track, max_bytes: int = DEFAULT_MAX_BYTES,
+                 produced_at: float | None = None) -> bytes:
+    """Serialise a track. If the message would exceed ``max_bytes`` the worst crops are
+    dropped (faces are best first) until it fits; never returns an oversize message."""
+    crops = [{"jpeg": _jpeg(f.crop), "quality": float(f.quality), "score": float(f.score),
+              "timestamp": float(f.timestamp)}
+             for f in track.faces if f.crop is not None]
+    body: dict[str, Any] = {
+        "schema": SCHEMA, "store_id": track.store_id, "camera_id": track.camera_id,
+        "track_id": track.track_id, "started_at": float(track.started_at),
+        "ended_at": float(track.ended_at), "n_detections": int(track.n_detections),
+        "produced_at": time.time() if produced_at is None else float(produced_at),
+        "crops": crops,
+    }
+    total = len(crops)
+    while True:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        if len(data) <= max_bytes:
+            break
+        if not body["crops"]:
+            raise MessageError(f"track {track.track_id}: message is {len(data)} bytes without "
+                               f"any crop, above max_message_bytes={max_bytes}")
+        body["crops"].pop()  # the worst crop
+    if len(body["crops"]) < total:
+        log.warning("track %s: dropped %d of %d crops to fit max_message_bytes=%d",
+                    track.track_id, total - len(body["crops"]), total, max_bytes)
+    return data
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MessageError(f"field {name!r} must be a finite number")
+    return float(value)
+
+
+def _crop(i: int, item: Any) -> Face:
+    if not isinstance(item, dict) or not isinstance(item.get("jpeg"), str):
+        raise MessageError(f"crop {i} must be an object with a base64 'jpeg' string")
+    try:
+        raw = base64.b64decode(item["jpeg"], validate=True)
+    except (binascii.Error, ValueError):
+        raise MessageError(f"crop {i}: 'jpeg' is not valid base64") from None
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE) if raw else None
+    if img is None:
+        raise MessageError(f"crop {i}: not a decodable JPEG image")
+    if img.shape != (INPUT_SIZE, INPUT_SIZE):
+        raise MessageError(f"crop {i}: size {img.shape[1]}x{img.shape[0]}, expected "
+                           f"{INPUT_SIZE}x{INPUT_SIZE}")
+    return Face(box=np.zeros(4, np.float32), landmarks=np.zeros((5, 2), np.float32),
+                score=_number(item.get("score", 0.0), f"crops[{i}].score"),
+                timestamp=_number(item.get("timestamp", 0.0), f"crops[{i}].timestamp"),
+                quality=_number(item.get("quality", 0.0), f"crops[{i}].quality"), crop=img)
+
+
+def decode_track(data: bytes) -> Track:
+    """Parse and validate a message; raises :class:`MessageError` with the reason."""
+    return decode_message(data)[0]
+
+
+def decode_message(data: bytes) -> tuple[Track, float | None]:
+    """The track and the time its camera worker produced it (epoch seconds, if known)."""
+    body = decode_body(data)
+    crops = body.get("crops")
+    if not isinstance(crops, list):
+        raise MessageError("field 'crops' must be a list")
+    faces = [_crop(i, item) for i, item in enumerate(crops)]
+    for face in faces:
+        face.track_id = body["track_id"]
+    track = Track(camera_id=body["camera_id"], store_id=body["store_id"],
+                  track_id=body["track_id"], started_at=float(body["started_at"]),
+                  ended_at=float(body["ended_at"]), n_detections=body["n_detections"],
+                  faces=faces)
+    produced = body.get("produced_at")
+    return track, None if produced is None else float(produced)
+
+
+def decode_body(data: bytes | None) -> dict[str, Any]:
+    """The JSON object with its schema and scalar fields checked (crops not decoded)."""
+    if not data:
+        raise MessageError("empty message")
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"not valid JSON ({type(exc).__name__} at position "
+                           f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})") from None
+    if not isinstance(body, dict):
+        raise MessageError("not a JSON object")
+    if body.get("schema") != SCHEMA:
+        raise MessageError(f"unsupported schema {str(body.get('schema'))[:40]!r}, "
+                           f"expected {SCHEMA!r}")
+    for name, types in _FIELDS.items():
+        if name not in body:
+            raise MessageError(f"missing field {name!r}")
+        value = body[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise MessageError(f"field {name!r} has the wrong type")
+        if types == (str,) and not _ID.fullmatch(value):
+            # The database would refuse such ids (e.g. NUL in PostgreSQL) and fail the batch.
+            raise MessageError(f"field {name!r} is empty, longer than {MAX_ID} characters or "
+                               "has control characters")
+        if types == (int, float) and not 0 <= _number(value, name) < MAX_EPOCH:
+            raise MessageError(f"field {name!r} is not a plausible epoch time")
+    if body["n_detections"] < 0:
+        raise MessageError("field 'n_detections' is negative")
+    if body["ended_at"] < body["started_at"]:
+        raise MessageError("ended_at is before started_at")
+    if "produced_at" in body:
+        _number(body["produced_at"], "produced_at")
+    return body

@@ -1,0 +1,298 @@
+"""The inference worker: Kafka tracks -> one analyzer call per batch -> PostgreSQL -> commit.
+
+At-least-once delivery (offsets are committed only after the batch's visits are committed
+in the database) plus idempotent upserts on (store, camera, track) give exactly-once rows:
+a batch replayed after a crash rewrites the same rows. A message that cannot be decoded or
+analysed goes to the dead-letter topic with its reason, and the worker moves past it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from inference.analyzer import FaceAnalyzer
+from inference.kafka_config import KafkaConfig
+from inference.kafka_io import ensure_topics, make_consumer, make_producer
+from inference.messages import MessageError, decode_message
+from inference.runner import label_tracks
+from ingest.track import Track
+from storage.db import StorageError
+from storage.sink import VisitSink
+
+log = logging.getLogger(__name__)
+
+DLQ_SCHEMA = "audience.dlq/1"
+DB_RETRIES = 3  # then the worker exits non-zero and the uncommitted batch is redelivered
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.messages = Counter("audience_worker_messages", "Messages consumed, by outcome.",
+                                ["outcome"], registry=r)
+        self.faces = Counter("audience_worker_faces", "Face crops analysed.", registry=r)
+        self.visits = Counter("audience_worker_visits", "Visits written to the database.",
+                              registry=r)
+        self.dlq = Counter("audience_worker_dlq", "Messages sent to the dead-letter topic.",
+                           registry=r)
+        self.batch_seconds = Histogram("audience_worker_batch_seconds",
+                                       "Decode + analyse + DB commit time of one batch.",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.e2e_seconds = Histogram(
+            "audience_worker_end_to_end_seconds",
+            "Track published by the camera worker -> visit committed in the database.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.lag = Gauge("audience_worker_consumer_lag",
+                         "Messages behind the fetch high-water mark, per partition.",
+                         ["topic", "partition"], registry=r)
+        self.last_loop = time.monotonic()
+
+
+_Labelled = tuple[Any, Track, float | None, Any]  # record, track, produced_at, visit
+
+
+@dataclass
+class BatchResult:
+    stored: int = 0
+    dead: int = 0
+    faces: int = 0
+
+
+class InferenceWorker:
+    """One member of the inference consumer group. ``run()`` until ``stop`` is set."""
+
+    def __init__(self, cfg: KafkaConfig, analyzer: FaceAnalyzer, engine: Any,
+                 crops_per_visit: int = 5, metrics: WorkerMetrics | None = None,
+                 consumer: Any = None, producer: Any = None, create_topics: bool = True) -> None:
+        self.cfg = cfg
+        self.analyzer = analyzer
+        self.engine = engine
+        self.crops_per_visit = crops_per_visit
+        self.metrics = metrics or WorkerMetrics()
+        if create_topics:
+            ensure_topics(cfg, [cfg.tracks_topic, cfg.dlq_topic])
+        self.consumer = consumer or make_consumer(cfg, "audience-infer")
+        self.producer = producer or make_producer(cfg, "audience-infer-dlq")
+        self.consumer.subscribe([cfg.tracks_topic])
+        self.stop = threading.Event()
+        self.stored = 0
+        self.dead = 0
+        self.faces = 0
+        self.latencies: list[float] | None = None  #: set to a list to record each e2e latency
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                records = self._poll_batch()
+                if records:
+                    self.process(records)
+                self._update_lag()
+        finally:
+            self.close()
+
+    def _poll_batch(self) -> list[Any]:
+        """Up to batch_max_messages, waiting at most batch_max_wait_ms after the first one."""
+        cfg, batch = self.cfg, []
+        deadline = None
+        while len(batch) < cfg.batch_max_messages and not self.stop.is_set():
+            wait = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            polled = self.consumer.poll(timeout_ms=wait,
+                                        max_records=cfg.batch_max_messages - len(batch))
+            self.metrics.last_loop = time.monotonic()
+            for recs in polled.values():
+                batch.extend(recs)
+            if deadline is None:
+                if not batch:
+                    return batch  # idle: let run() check stop and lag
+                deadline = time.monotonic() + cfg.batch_max_wait_ms / 1000
+            if time.monotonic() >= deadline:
+                break
+        return batch
+
+    def process(self, records: list[Any]) -> BatchResult:
+        """Decode, label (one analyzer call), store (one transaction), dead-letter, commit."""
+        started = time.monotonic()
+        good: list[tuple[Any, Track, float | None]] = []
+        dead: list[tuple[Any, str]] = []
+        for rec in records:
+            try:
+                track, produced = decode_message(rec.value)
+                good.append((rec, track, produced))
+            except MessageError as exc:
+                dead.append((rec, f"undecodable: {exc}"))
+        labelled, failed = self._label(good)
+        dead.extend(failed)
+        stored, failed = self._store(labelled)
+        dead.extend(failed)
+        now = time.time()
+        for _rec, track, produced, _visit in stored:
+            latency = max(0.0, now - (produced or track.ended_at))
+            self.metrics.e2e_seconds.observe(latency)
+            if self.latencies is not None:
+                self.latencies.append(latency)
+        for rec, reason in dead:
+            self._dead_letter(rec, reason)
+        if dead:
+            self.producer.flush(timeout=30)  # the DLQ copy is durable before we move past it
+        self._commit(records)
+        result = BatchResult(stored=len(stored), dead=len(dead), faces=sum(
+            min(len(t.faces), self.crops_per_visit) for _, t, _, _ in labelled))
+        self.stored += result.stored
+        self.dead += result.dead
+        self.faces += result.faces
+        m = self.metrics
+        m.messages.labels("stored").inc(result.stored)
+        m.messages.labels("dead_letter").inc(result.dead)
+        m.faces.inc(result.faces)
+        m.visits.inc(result.stored)
+        m.batch_seconds.observe(time.monotonic() - started)
+        log.debug("batch of %d: %d stored, %d dead-lettered", len(records), result.stored,
+                  result.dead)
+        return result
+
+    def _label(self, good: list[tuple[Any, Track, float | None]]
+               ) -> tuple[list[_Labelled], list[tuple[Any, str]]]:
+        """One analyzer call for the batch; if it fails, track by track to find the culprit."""
+        try:
+            visits = label_tracks(self.analyzer, [t for _, t, _ in good], self.crops_per_visit)
+            return [(*g, v) for g, v in zip(good, visits, strict=True)], []
+        except Exception as exc:  # noqa: BLE001
+            log.warning("batch analysis failed (%s); retrying track by track", exc)
+        labelled, failed = [], []
+        for rec, track, produced in good:
+            try:
+                (visit,) = label_tracks(self.analyzer, [track], self.crops_per_visit)
+                labelled.append((rec, track, produced, visit))
+            except Exception as exc:  # noqa: BLE001 - a bad track must not stop the group
+                failed.append((rec, f"analysis failed: {type(exc).__name__}: {exc}"))
+        return labelled, failed
+
+    def _store(self, labelled: list[_Labelled]
+               ) -> tuple[list[_Labelled], list[tuple[Any, str]]]:
+        """The batch's visits in one transaction, retried. If it keeps failing, visit by
+        visit: the ones the database refuses are dead-lettered; if all are refused the
+        database is down and StorageError ends the worker (nothing committed: redelivered)."""
+        if not labelled:
+            return [], []
+        for attempt in range(1, DB_RETRIES + 1):
+            try:
+                self._write([v for *_, v in labelled])
+                return labelled, []
+            except StorageError as exc:
+                last = exc
+                log.warning("%s (attempt %d of %d)", exc, attempt, DB_RETRIES)
+                if attempt < DB_RETRIES:
+                    time.sleep(2.0 ** attempt)
+        if len(labelled) == 1:
+            raise last
+        stored, failed = [], []
+        for item in labelled:
+            try:
+                self._write([item[3]])
+                stored.append(item)
+            except StorageError as exc:
+                failed.append((item[0], f"database refused the visit: {exc}"))
+        if not stored:
+            raise last
+        return stored, failed
+
+    def _write(self, visits: list[Any]) -> None:
+        # One flush = one transaction (add() never fills the buffer).
+        sink = VisitSink(self.engine, batch_size=len(visits) + 1)
+        for visit in visits:
+            sink.add(visit)
+        sink.flush()
+
+    def _dead_letter(self, rec: Any, reason: str) -> None:
+        value = rec.value or b""
+        payload = {"schema": DLQ_SCHEMA, "reason": reason, "topic": rec.topic,
+                   "partition": rec.partition, "offset": rec.offset,
+                   "original_b64": base64.b64encode(value).decode("ascii")}
+        self.producer.send(self.cfg.dlq_topic, key=rec.key,
+                           value=json.dumps(payload).encode(),
+                           headers=[("error", reason.encode()[:1000]),
+                                    ("original-topic", rec.topic.encode())])
+        self.metrics.dlq.inc()
+        # The reason only, never the body: it may hold face crops.
+        log.warning("message %s[%d]@%d dead-lettered: %s", rec.topic, rec.partition,
+                    rec.offset, reason)
+
+    def _commit(self, records: list[Any]) -> None:
+        from kafka import TopicPartition
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        offsets: dict[Any, Any] = {}
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            if tp not in offsets or offsets[tp].offset <= rec.offset:
+                offsets[tp] = OffsetAndMetadata(rec.offset + 1, "", -1)
+        try:
+            self.consumer.commit(offsets=offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced: another worker replays these messages; the upserts make
+            # the replay harmless.
+            log.warning("offset commit failed (%s): the batch will be redelivered", exc)
+
+    def _update_lag(self) -> None:
+        # The fetch high-water mark, not end_offsets (wrong on some brokers, e.g. tansu).
+        try:
+            self.metrics.lag.clear()  # partitions moved to another worker are not ours to report
+            for tp in self.consumer.assignment():
+                high, pos = self.consumer.highwater(tp), self.consumer.position(tp,
+                                                                                timeout_ms=100)
+                if high is not None and pos is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - pos))
+        except Exception as exc:  # noqa: BLE001 - metrics must never stop the worker
+            log.debug("lag not updated: %s", exc)
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(timeout=10)
+            self.producer.close(timeout=10)
+        finally:
+            self.consumer.close(autocommit=False)
+        log.info("inference worker closed: %d visits stored, %d dead-lettered", self.stored,
+                 self.dead)
+
+
+def run_worker(cfg: Any, stop: threading.Event | None = None) -> InferenceWorker:
+    """``audience infer``: consume until SIGTERM or Ctrl-C, then finish the batch, commit
+    and return."""
+    from inference.health import serve
+    from inference.runner import prepare_database
+
+    ensure_topics(cfg.kafka, [cfg.kafka.tracks_topic, cfg.kafka.dlq_topic])  # fail fast
+    engine = prepare_database(cfg.database.url)
+    analyzer = FaceAnalyzer(cfg.analyzer)
+    worker = InferenceWorker(cfg.kafka, analyzer, engine, cfg.analyzer.crops_per_visit,
+                             create_topics=False)
+    if stop is not None:
+        worker.stop = stop
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop.set())
+    m = worker.metrics
+    # Healthy while the poll loop turns (a batch stuck for minutes is not healthy).
+    server = serve(m.registry, cfg.kafka.metrics_port,
+                   lambda: time.monotonic() - m.last_loop < 120)
+    log.info("inference worker in group %s on %s (topic %s)", cfg.kafka.group_id,
+             cfg.kafka.bootstrap_servers, cfg.kafka.tracks_topic)
+    try:
+        worker.run()
+    finally:
+        if server:
+            server.shutdown()
+        engine.dispose()
+    return worker

@@ -1,0 +1,166 @@
+"""The camera worker: frames -> CameraStage -> finished tracks -> Kafka (keyed by camera id).
+
+    with TrackPublisher(cfg.kafka) as pub:   # flushes on exit
+        for track in stage.run(source):
+            pub.add(track)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter
+
+from inference.kafka_config import KafkaConfig
+from inference.kafka_io import BrokerError, ensure_topics, make_producer
+from inference.messages import encode_track
+from ingest.camera import CameraStage
+from ingest.track import Track
+
+log = logging.getLogger(__name__)
+
+
+class CameraMetrics:
+    """Counters of one camera worker; rate() of them gives frames/s and faces/s."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.frames = Counter("audience_camera_frames", "Frames analysed.", ["camera"],
+                              registry=r)
+        self.faces = Counter("audience_camera_faces", "Faces detected.", ["camera"], registry=r)
+        self.tracks = Counter("audience_camera_tracks_published", "Tracks sent to Kafka.",
+                              ["camera"], registry=r)
+        self.crops = Counter("audience_camera_crops_published", "Face crops sent to Kafka.",
+                             ["camera"], registry=r)
+        self.errors = Counter("audience_camera_publish_errors", "Tracks Kafka did not accept.",
+                              ["camera"], registry=r)
+        self.last_frame = time.monotonic()
+
+
+class TrackPublisher:
+    """Sends tracks to the tracks topic: acks=all, idempotent, lz4, at most max_message_bytes."""
+
+    def __init__(self, cfg: KafkaConfig, producer: Any = None,
+                 metrics: CameraMetrics | None = None, create_topics: bool = True) -> None:
+        self.cfg = cfg
+        if create_topics:
+            ensure_topics(cfg, [cfg.tracks_topic])
+        self.producer = producer or make_producer(cfg, "audience-camera")
+        self.metrics = metrics or CameraMetrics()
+        self.sent = 0
+        self.failed = 0
+
+    def add(self, track: Track) -> None:
+        data = encode_track(track, self.cfg.max_message_bytes)
+        future = self.producer.send(self.cfg.tracks_topic, key=track.camera_id.encode(),
+                                    value=data)
+        cam, tid = track.camera_id, track.track_id  # the callbacks must not hold the crops
+        crops = sum(f.crop is not None for f in track.faces)
+        future.add_callback(lambda _md: self._ok(cam, crops))
+        future.add_errback(lambda exc: self._failed(cam, tid, exc))
+
+    def _ok(self, camera: str, crops: int) -> None:
+        self.sent += 1
+        self.metrics.tracks.labels(camera).inc()
+        self.metrics.crops.labels(camera).inc(crops)
+
+    def _failed(self, camera: str, track_id: str, exc: BaseException) -> None:
+        self.failed += 1
+        self.metrics.errors.labels(camera).inc()
+        log.error("track %s of camera %s not accepted by Kafka: %s", track_id, camera, exc)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self.producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.producer.close(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+@dataclass
+class PublishSummary:
+    frames: int = 0
+    tracks: int = 0
+    failed: int = 0
+
+
+def _until(source: Iterable[tuple[float, np.ndarray]], stop: threading.Event,
+           stage: CameraStage, metrics: CameraMetrics) -> Iterator[tuple[float, np.ndarray]]:
+    """The source until ``stop`` is set; counts frames and faces for the metrics."""
+    cam, faces = stage.config.id, 0
+    for item in source:
+        if stop.is_set():
+            log.info("camera %s: stop requested, flushing open tracks", cam)
+            return
+        yield item
+        metrics.frames.labels(cam).inc()
+        metrics.faces.labels(cam).inc(stage.counters.faces - faces)
+        faces = stage.counters.faces
+        metrics.last_frame = time.monotonic()
+
+
+def publish_source(stage: CameraStage, source: Iterable[tuple[float, np.ndarray]],
+                   publisher: TrackPublisher, stop: threading.Event | None = None
+                   ) -> PublishSummary:
+    """Run the camera stage over ``source`` and publish every finished track; on ``stop`` the
+    open tracks are ended and published too. Flushes before returning."""
+    stop = stop or threading.Event()
+    for track in stage.run(_until(source, stop, stage, publisher.metrics)):
+        publisher.add(track)
+    publisher.flush()
+    if publisher.failed:
+        log.error("camera %s: %d track(s) could not be published", stage.config.id,
+                  publisher.failed)
+    return PublishSummary(stage.counters.frames, publisher.sent, publisher.failed)
+
+
+def install_sigterm(stop: threading.Event) -> None:
+    """SIGTERM (docker stop, Kubernetes) or Ctrl-C ends the stream cleanly: the open tracks
+    are ended and published, the producer flushed, then exit 0."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+
+def run_camera(cfg: Any, stop: threading.Event | None = None) -> PublishSummary:
+    """``audience camera``: the configured camera's source, published to Kafka."""
+    from inference.health import serve
+    from ingest.sources import open_source
+
+    cam = cfg.camera
+    stop = stop or threading.Event()
+    install_sigterm(stop)
+    source = open_source(cam.source, cam.fps, reconnect_max_s=cam.reconnect_max_s,
+                         reconnect_attempts=cam.reconnect_attempts, progress=False)
+    metrics = CameraMetrics()
+    # Healthy while frames arrive (a dead stream is reconnecting, not serving).
+    server = serve(metrics.registry, cfg.kafka.metrics_port,
+                   lambda: time.monotonic() - metrics.last_frame < 60)
+    try:
+        with TrackPublisher(cfg.kafka, metrics=metrics) as publisher:
+            summary = publish_source(CameraStage(cam), source, publisher, stop)
+    finally:
+        if server:
+            server.shutdown()
+    if summary.failed:
+        raise BrokerError(f"{summary.failed} of {summary.tracks + summary.failed} tracks were "
+                          f"not accepted by {cfg.kafka.bootstrap_servers}: see the log")
+    return summary

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.config import AnalyzerConfig, AttributePolicy
+from models.export import sha256
 from models.preprocess import prepare_batch
 from storage.visit import age_bracket
 
@@ -42,12 +43,6 @@ class FaceAttributes:
         return asdict(self)
 
 
-def _sha256(path: Path) -> str:
-    from models.export import sha256
-
-    return sha256(path)
-
-
 def load_manifest(path: Path | None = None) -> tuple[dict, Path]:
     """Read a manifest and verify its weights file; returns (manifest, onnx path)."""
     path = Path(path) if path else DEFAULT_MANIFEST
@@ -64,7 +59,7 @@ def load_manifest(path: Path | None = None) -> tuple[dict, Path]:
     if not weights.is_file():
         raise WeightsError(f"weights {weights} named by {path.name} not found: "
                            "reinstall or re-export")
-    actual = _sha256(weights)
+    actual = sha256(weights)
     if actual != expected:
         raise WeightsError(f"weights {weights.name} do not match their manifest (sha256 "
                            f"{actual[:12]}... != {expected[:12]}...): refusing to load a "

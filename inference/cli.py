@@ -182,6 +182,9 @@ def train(
     max_hours: Annotated[float, typer.Option(help="Stop after this many hours.")] = 2.4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
     limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Start from this checkpoint's weights with a fresh schedule (warm restart).")]
+    = None,
     export_version: Annotated[str | None, typer.Option(
         "--export", help="After training, export the best checkpoint as this version into "
         "models/weights.")] = None,
@@ -193,7 +196,8 @@ def train(
 
     cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir), out=str(out),
                       ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
-                      batch_size=batch_size, lr=lr, max_hours=max_hours, seed=seed, limit=limit)
+                      batch_size=batch_size, lr=lr, max_hours=max_hours, seed=seed, limit=limit,
+                      init_from=str(init_from) if init_from else None)
     best = run_train(cfg)
     typer.echo(f"best checkpoint: {best}")
     if export_version:

@@ -91,6 +91,21 @@ def main() -> None:
     body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"))
     CARD.write_text(f"{head}{START}\n{body}\n{END}{tail}")
     print(f"updated {CARD}")
+    # The headline figures also travel in the manifest (its sha256 covers the ONNX file only).
+    from models.export import MANIFEST
+
+    manifest = json.loads(MANIFEST.read_text())
+    tta = _load("fer2013-privatetest-tta.json")
+    manifest["metrics"] = {
+        "fer2013_privatetest_accuracy": fer["accuracy"],
+        "fer2013_privatetest_accuracy_flip_average": tta["accuracy"] if tta else None,
+        "fer2013_privatetest_macro_f1": fer["macro_f1"],
+        "utkface_test_gender_accuracy": utk["gender_accuracy"],
+        "utkface_test_ethnicity_accuracy": utk["ethnicity_accuracy"],
+        "utkface_test_age_mae": utk["age_mae"],
+    }
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"updated {MANIFEST}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class TrainConfig:
     max_hours: float = 2.4
     patience: int = 8
     limit: int = 0  # use only the first N samples of each set (smoke tests)
+    init_from: str | None = None  # start from these weights (a warm restart / fine-tune)
     size: int = INPUT_SIZE
 
 
@@ -197,6 +198,12 @@ def train(cfg: TrainConfig) -> Path:
         warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
     model = build_model(cfg.size)
     compile_model(model, schedule, cfg.weight_decay)
+    if cfg.init_from:
+        from models.net import CUSTOM_OBJECTS
+
+        source = keras.models.load_model(cfg.init_from, custom_objects=CUSTOM_OBJECTS)
+        model.set_weights(source.get_weights())
+        log.info("weights initialised from %s (a new schedule starts)", cfg.init_from)
     log.info("model: %d parameters, %d steps per epoch", model.count_params(), steps)
 
     started = time.monotonic()

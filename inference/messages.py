@@ -29,7 +29,9 @@ from models.preprocess import INPUT_SIZE
 log = logging.getLogger(__name__)
 
 SCHEMA = "audience.track/1"
-JPEG_QUALITY = 95
+# 100, not 95: at 95 the compression noise on a 48x48 crop moved an age estimate by ~5 years
+# on the bundled clip; at 100 a crop is still only a few KB.
+JPEG_QUALITY = 100
 DEFAULT_MAX_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
 MAX_ID, MAX_EPOCH = 200, 1e11  # ids a database stores; seconds before the year 5138
 _ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")

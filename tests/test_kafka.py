@@ -192,7 +192,7 @@ def test_round_trip_keeps_metadata_and_crops() -> None:
     assert len(back.faces) == 4
     for a, b in zip(track.faces, back.faces, strict=False):
         assert b.crop.shape == (48, 48) and b.crop.dtype == np.uint8
-        assert np.abs(a.crop.astype(int) - b.crop.astype(int)).mean() < 3  # JPEG q95
+        assert np.abs(a.crop.astype(int) - b.crop.astype(int)).mean() < 3  # JPEG q100
         assert b.quality == pytest.approx(a.quality) and b.timestamp == a.timestamp
 
 
@@ -317,11 +317,16 @@ def test_clip_distributed_equals_embedded(kafka_broker: str, db_url: str,  # noq
     assert run_pipeline(app, analyzer=analyzer, progress=False).visits == 3
 
     def labels(url: str) -> list[tuple]:
-        return [(v["gender"], v["age_bracket"], v["n_crops"], v["camera_id"])
-                for v in visits(url)]
+        return sorted((v["gender"], v["emotion"], v["n_crops"], v["camera_id"], v["age"])
+                      for v in visits(url))
 
     assert count_visits(db_url) == (3, 3)
-    assert labels(db_url) == labels(embedded)
+    distributed, local = labels(db_url), labels(embedded)
+    # Crops travel as JPEG (quality 100): labels must match, ages may move a little (and so
+    # cross a bracket edge), never more than 2.5 years.
+    assert [d[:4] for d in distributed] == [e[:4] for e in local]
+    assert all(abs(d[4] - e[4]) <= 2.5 for d, e in zip(distributed, local, strict=True)), (
+        distributed, local)
 
 
 # -- c. dead letters ---------------------------------------------------------------------------

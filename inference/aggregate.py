@@ -38,9 +38,7 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> 
         visit.age = round(float(np.average([a.age for a in attrs], weights=w)), 1)
         visit.age_bracket = age_bracket(visit.age)
     if first.gender is not None:
-        p_female = np.average(
-            [a.gender_score if a.gender == "female" else 1 - a.gender_score for a in attrs],
-            weights=w)
+        p_female = np.average([a.p_female for a in attrs], weights=w)
         visit.gender = "female" if p_female >= 0.5 else "male"
         visit.gender_score = round(float(max(p_female, 1 - p_female)), 4)
     if first.ethnicity_scores is not None:

@@ -42,6 +42,13 @@ class FaceAttributes:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def p_female(self) -> float | None:
+        """The gender head's probability of "female" (``gender_score`` is the label's)."""
+        if self.gender_score is None:
+            return None
+        return self.gender_score if self.gender == "female" else 1 - self.gender_score
+
 
 def load_manifest(path: Path | None = None) -> tuple[dict, Path]:
     """Read a manifest and verify its weights file; returns (manifest, onnx path)."""

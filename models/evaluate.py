@@ -147,8 +147,7 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
         marks.append(chip_landmarks(img, det)[0])
     attrs = analyzer.analyze(images, marks)
     age = np.array([a.age for a in attrs])
-    p_female = np.array([a.gender_score if a.gender == "female" else 1 - a.gender_score
-                         for a in attrs])
+    p_female = np.array([a.p_female for a in attrs])
     g_pred = (p_female >= 0.5).astype(np.int64)
     e_pred = np.array([ETHNICITIES.index(a.ethnicity) for a in attrs])
     err = np.abs(age - data.age)

@@ -148,13 +148,14 @@ def finish(model_path: Path, sets: dict, out: Path) -> Path:
 
     model = keras.models.load_model(model_path, custom_objects=CUSTOM_OBJECTS)
     x_val, y_val = sets["val"]
-    before = val_score({f"val_{k}": v for k, v in
-                        model.evaluate(x_val, y_val, batch_size=256, verbose=0,
-                                       return_dict=True).items()})
+
+    def score() -> float:
+        logs = model.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
+        return val_score({f"val_{k}": v for k, v in logs.items()})
+
+    before = score()
     recalibrate_batchnorm(model, sets["train"][0])
-    after = val_score({f"val_{k}": v for k, v in
-                       model.evaluate(x_val, y_val, batch_size=256, verbose=0,
-                                      return_dict=True).items()})
+    after = score()
     log.info("BatchNorm recalibration: validation score %.4f -> %.4f", before, after)
     if after <= before:
         return model_path

@@ -1,4 +1,4 @@
-"""`audience report`: print a store's k-suppressed summary and write the HTML page."""
+"""`audience report` (a store's k-suppressed summary and HTML page) and `audience segments`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import typer
 
 from reports.config import ReportConfig
 from reports.report import build_report, render_table, write_html
+from reports.segments import DIMENSIONS, Period, parse_dimensions, segments, write_csv
+from reports.segments import render_table as render_segments
 from storage import query
 from storage.cli import DEFAULT_URL, DbUrl, fail
 from storage.db import StorageError, ensure_ready, open_engine
@@ -74,6 +76,64 @@ def report(
     typer.echo(f"HTML report: {path}")
 
 
+def segments_command(
+    by: Annotated[str, typer.Option(
+        "--by", metavar="DIMS",
+        help=f"Comma-separated dimensions, 1 to 3 of: {', '.join(DIMENSIONS)}. "
+        "Example: `--by age_bracket,gender`.")],
+    store: Annotated[str, typer.Option("--store", help="Store id to report on.")],
+    period: Annotated[Period, typer.Option(
+        "--period", help="`day` (UTC) or `week` (ISO, Monday first; labelled by its Monday).")]
+    = Period.day,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Start: a duration back from now (7d, 12h) or an ISO date/datetime in "
+        "UTC. Default: all visits.")] = None,
+    db: DbUrl = DEFAULT_URL,
+    k: Annotated[int, typer.Option(
+        "--k", min=2, help="Suppress any segment with fewer than k visits.")] = _DEFAULTS.k,
+    csv_path: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write the rows as CSV: period, dimensions, visits, suppressed "
+        "(visits empty where suppressed).")] = None,
+) -> None:
+    """Visits per period and audience segment (age bracket, gender, emotion) for marketers.
+
+    Counts are **k-suppressed** per period: a segment with fewer than k visits prints as `<k`;
+    where exactly one is hidden, the smallest shown one is hidden too; a period with fewer
+    than k visits in all is hidden entirely. Hidden rows are listed last, by label only.
+    Unknown labels read `unknown`. Ethnicity is not offered.
+
+    Example: `audience segments --by age_bracket,gender --period week --store store-1 --since 8w`
+    """
+    try:
+        dims = parse_dimensions(by)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from None
+    start = parse_since(since)
+    try:
+        engine = open_engine(db, create=False)
+        try:
+            ensure_ready(engine)
+            rows = segments(engine, store, dims, period, since=start, k=k)
+            known = query.stores(engine) if not rows else []
+        finally:
+            engine.dispose()
+    except StorageError as err:
+        raise fail(err) from None
+    if csv_path is not None:
+        write_csv(rows, dims, period, csv_path)
+    lo, _ = query.window(start, None)
+    where = f"since {lo:%Y-%m-%d %H:%M} UTC" if lo else "in the database"
+    if not rows:
+        hint = f" (stores with data: {', '.join(known)})" if known else ""
+        typer.echo(f"no visits for store {store!r} {where}{hint}; no segments to show")
+    else:
+        title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
+        typer.echo(render_segments(rows, dims, period, k, title), nl=False)
+    if csv_path is not None:
+        typer.echo(f"CSV: {csv_path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the `report` command to the main `audience` app."""
+    """Add the `report` and `segments` commands to the main `audience` app."""
     app.command("report")(report)
+    app.command("segments")(segments_command)

@@ -13,7 +13,8 @@ Windows are whole UTC hours, the resolution of ``visits_hourly``: ``since`` is r
 Sources: footfall reads the ``visits_hourly`` view; the other breakdowns group the ``visits``
 table directly because the daily views (``visits_daily_age``, ``visits_daily_gender``,
 ``visits_daily_emotion``) cannot honour an hour-aligned window. Those views, like
-``visits_hourly``, hold raw counts for trusted dashboards: they are not suppressed.
+``visits_hourly``, hold raw counts for trusted dashboards: they are not suppressed (the
+``report_*`` views of migration 0003 are, in SQL, for untrusted dashboards).
 
 Every function takes an Engine or an open Connection (to read several in one transaction).
 """
@@ -102,9 +103,13 @@ def _where(col_store: ColumnElement[Any], col_time: ColumnElement[Any], store: s
     return conds
 
 
-def _hidden(counts: Sequence[tuple[Any, int]], k: int, small_store: bool) -> set[Any]:
+def hidden_keys(counts: Sequence[tuple[Any, int]], k: int, small_store: bool) -> set[Any]:
     """Keys to suppress: every group under k (primary), and where exactly one group is hidden
-    the smallest shown one too (secondary), so it cannot be recovered as total minus the rest."""
+    the smallest shown one too (secondary), so it cannot be recovered as total minus the rest.
+
+    ``small_store``: the whole population is under k, so every key is hidden. Ties between
+    equally small shown groups are broken by ``str(key)``.
+    """
     if small_store:
         return {key for key, _ in counts}
     hidden = {key for key, n in counts if n < k}
@@ -147,7 +152,7 @@ def footfall_by_hour(bind: Bind, store: str, since: datetime | None = None,
     with _connect(bind, "reading footfall from") as conn:
         small_store = _total(conn, store, since, until) < k
         rows = conn.execute(stmt).all()
-    hidden = _hidden([(hour, count) for hour, count, _ in rows], k, small_store)
+    hidden = hidden_keys([(hour, count) for hour, count, _ in rows], k, small_store)
     out = []
     for hour, count, avg in rows:
         if hour in hidden:
@@ -165,7 +170,7 @@ def _breakdown(bind: Bind, column: ColumnElement[Any], store: str, since: dateti
     with _connect(bind, f"reading {column.key} counts from") as conn:
         small_store = _total(conn, store, since, until) < k
         rows = conn.execute(stmt).all()
-    drop = _hidden([(key, n) for key, n in rows], k, small_store)
+    drop = hidden_keys([(key, n) for key, n in rows], k, small_store)
     shown = [Group(key, int(n)) for key, n in rows if key not in drop]
     hidden = [Group(key, None, suppressed=True) for key, n in rows if key in drop]
     rank = {key: i for i, key in enumerate(order)}

@@ -4,8 +4,8 @@ Privacy rule: no column holds image bytes or embeddings. A visit row carries onl
 timing, the model's labels and the small named score dicts (label -> probability).
 
 The migrations in ``storage/migrations`` create these tables; ``tests/test_storage.py`` checks
-that a migrated database matches this module. Reporting views (created by migration 0002) are
-described as read-only ``Table`` objects in ``VIEWS`` so queries get typed columns.
+that a migrated database matches this module. Reporting views (created by migrations 0002 and
+0003) are described as read-only ``Table`` objects in ``VIEWS`` so queries get typed columns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -28,7 +30,9 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -115,11 +119,28 @@ class VisitRow(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class ReportSettingsRow(Base):
+    """The one row (id = 1) of settings the k-suppressed ``report_*`` views read.
+
+    Without it every ``report_*`` view is empty: the views fail closed.
+    """
+
+    __tablename__ = "report_settings"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("k >= 2", name="k_at_least_2"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    k: Mapped[int] = mapped_column(Integer, server_default=text("5"))
+    ethnicity_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
 # Columns the sink writes from a Visit (everything except the surrogate id and created_at).
 VISIT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in VisitRow.__table__.columns if c.name not in ("id", "created_at"))
 
-# Reporting views (migration 0002), typed for reading. Not part of Base.metadata: they are
+# Reporting views (migrations 0002 and 0003), typed for reading. Not part of Base.metadata: they are
 # created by raw SQL per dialect and must never be created as tables.
 VIEWS = MetaData()
 
@@ -139,7 +160,38 @@ visits_daily_age = _daily("visits_daily_age", "age_bracket")
 visits_daily_gender = _daily("visits_daily_gender", "gender")
 visits_daily_emotion = _daily("visits_daily_emotion", "emotion")
 
+
+# k-suppressed views (migration 0003): one row per published cell, per store and camera.
+def _cells(name: str, *columns: Column[object]) -> Table:
+    return Table(name, VIEWS, Column("store_id", String), Column("camera_id", String), *columns)
+
+
+report_visits_hourly = _cells(
+    "report_visits_hourly", Column("hour", UTCDateTime()), Column("day", Date),
+    Column("visits", Integer), Column("avg_dwell_s", Float))
+report_visits_daily = _cells(
+    "report_visits_daily", Column("day", Date), Column("visits", Integer),
+    Column("avg_dwell_s", Float))
+report_dwell_daily = _cells(
+    "report_dwell_daily", Column("day", Date), Column("dwell_band", String),
+    Column("band_order", Integer), Column("visits", Integer))
+report_age_daily = _cells(
+    "report_age_daily", Column("day", Date), Column("age_bracket", String),
+    Column("visits", Integer))
+report_gender_daily = _cells(
+    "report_gender_daily", Column("day", Date), Column("gender", String),
+    Column("visits", Integer))
+report_emotion_hourly = _cells(
+    "report_emotion_hourly", Column("hour", UTCDateTime()), Column("day", Date),
+    Column("emotion", String), Column("visits", Integer))
+report_ethnicity_daily = _cells(
+    "report_ethnicity_daily", Column("day", Date), Column("ethnicity", String),
+    Column("visits", Integer))
+
 __all__ = [
-    "Base", "CameraRow", "StoreRow", "UTCDateTime", "VIEWS", "VISIT_COLUMNS", "VisitRow",
-    "visits_daily_age", "visits_daily_emotion", "visits_daily_gender", "visits_hourly",
+    "Base", "CameraRow", "ReportSettingsRow", "StoreRow", "UTCDateTime", "VIEWS", "VISIT_COLUMNS",
+    "VisitRow", "report_age_daily", "report_dwell_daily", "report_emotion_hourly",
+    "report_ethnicity_daily", "report_gender_daily", "report_visits_daily",
+    "report_visits_hourly", "visits_daily_age", "visits_daily_emotion", "visits_daily_gender",
+    "visits_hourly",
 ]

@@ -11,10 +11,7 @@ Views (raw aggregates, no k-suppression: that is applied by storage.query):
 - ``visits_daily_gender``: store_id, day (UTC date), gender, visits
 - ``visits_daily_emotion``: store_id, day (UTC date), emotion, visits
 
-Hour/day truncation differs by dialect. On SQLite timestamps are naive-UTC text written by
-SQLAlchemy as ``YYYY-MM-DD HH:MM:SS.ffffff``; the hour is rendered in that same format so it
-compares correctly with bound timestamps. On PostgreSQL the truncation is done in UTC
-explicitly, independent of the session TimeZone.
+Hour/day truncation differs by dialect: see ``storage.sqltime`` (shared with 0003).
 """
 
 from __future__ import annotations
@@ -23,21 +20,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from storage.sqltime import time_expr
+
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-EXPR = {
-    "sqlite": {
-        "hour": "strftime('%Y-%m-%d %H:00:00.000000', started_at)",
-        "day": "date(started_at)",
-    },
-    "postgresql": {
-        "hour": "(date_trunc('hour', started_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')",
-        "day": "CAST(started_at AT TIME ZONE 'UTC' AS DATE)",
-    },
-}
 
 DAILY = {
     "visits_daily_age": "age_bracket",
@@ -48,10 +36,7 @@ DAILY = {
 
 def _expr() -> dict[str, str]:
     # get_context() works online and offline (--sql), unlike get_bind().
-    dialect = op.get_context().dialect.name
-    if dialect not in EXPR:
-        raise NotImplementedError(f"reporting views support SQLite and PostgreSQL, not {dialect}")
-    return EXPR[dialect]
+    return time_expr(op.get_context().dialect.name)
 
 
 def upgrade() -> None:

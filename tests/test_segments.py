@@ -1,0 +1,196 @@
+"""`audience segments`: k-suppressed visit counts per period and segment, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from reports.cli import register
+from reports.segments import Period, SegmentRow, parse_dimensions, segments
+from storage.cli import STORAGE_EXIT
+from storage.db import migrate, open_engine
+from storage.sink import VisitSink
+from storage.visit import Visit
+
+MakeVisit = Callable[..., Visit]
+MON = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)  # a Monday
+D0 = MON.date()
+
+
+def day(n: int) -> date:
+    return D0 + timedelta(days=n)
+
+
+def many(n: int, on: int = 0, **over: Any) -> list[dict[str, Any]]:
+    """n visits on day `on` (0 = Monday 2026-11-16), one minute apart, with these overrides."""
+    start = over.pop("started_at", MON + timedelta(days=on))
+    return [dict(over, started_at=start + timedelta(minutes=i)) for i in range(n)]
+
+
+def _write(engine: Engine, make_visit: MakeVisit, specs: list[dict[str, Any]]) -> None:
+    with VisitSink(engine) as sink:
+        for spec in specs:
+            sink.add(make_visit(**spec))
+
+
+WEEK_DATA = (many(3, gender="female") + many(3, 6, gender="female")  # Monday and Sunday
+             + many(6, 2, gender="male") + many(5, 7, gender="female"))  # next Monday
+
+# by, period, k, since, visits, expected (period, labels, count; None = suppressed)
+CASES: dict[str, tuple[str, Period, int, datetime | None, list[dict[str, Any]], list[Any]]] = {
+    "day: a day under k is hidden whole": (
+        "gender", Period.day, 5, None, WEEK_DATA,
+        [(day(0), ("female",), None), (day(2), ("male",), 6), (day(6), ("female",), None),
+         (day(7), ("female",), 5)]),
+    "week: days roll into ISO weeks, Monday to Sunday": (
+        "gender", Period.week, 5, None, WEEK_DATA,
+        [(day(0), ("female",), 6), (day(0), ("male",), 6), (day(7), ("female",), 5)]),
+    "week is UTC: Sunday 23:30 at UTC-2 is next Monday": (
+        "gender", Period.week, 2, None,
+        many(2, gender="male", started_at=datetime.fromisoformat("2026-11-22T23:30:00-02:00")),
+        [(day(7), ("male",), 2)]),
+    "multi-dimension, NULL reads unknown, equal counts by label": (
+        "age_bracket,gender,emotion", Period.day, 5, None,
+        many(5, age=None, gender=None, emotion=None) + many(6, age=30, emotion="happy")
+        + many(5, age=70, gender="male", emotion="sad"),
+        [(day(0), ("25-34", "female", "happy"), 6), (day(0), ("65+", "male", "sad"), 5),
+         (day(0), ("unknown", "unknown", "unknown"), 5)]),
+    "dimension order follows --by": (
+        "gender,age_bracket", Period.day, 5, None, many(5, age=30),
+        [(day(0), ("female", "25-34"), 5)]),
+    "one hidden: the smallest shown is hidden too, hidden rows by label": (
+        "gender", Period.day, 5, None,
+        many(8, gender="female") + many(2, gender=None) + many(6, gender="male"),
+        [(day(0), ("female",), 8), (day(0), ("male",), None), (day(0), ("unknown",), None)]),
+    "two hidden: no secondary suppression": (
+        "emotion", Period.day, 5, None,
+        many(8, emotion="happy") + many(6, emotion="sad") + many(3, emotion="angry")
+        + many(2, emotion=None),
+        [(day(0), ("happy",), 8), (day(0), ("sad",), 6), (day(0), ("angry",), None),
+         (day(0), ("unknown",), None)]),
+    "hidden rows sort by label, not size": (
+        "age_bracket", Period.day, 5, None,
+        many(10, age=30) + many(4, age=70) + many(1, age=20) + many(7, age=40),
+        [(day(0), ("25-34",), 10), (day(0), ("35-44",), 7), (day(0), ("18-24",), None),
+         (day(0), ("65+",), None)]),
+    "period total under k hides every cell": (
+        "gender", Period.week, 5, None, many(2, gender="female") + many(2, 3, gender="male"),
+        [(day(0), ("female",), None), (day(0), ("male",), None)]),
+    "k is a parameter": (
+        "gender", Period.day, 3, None, many(3, gender="female") + many(3, gender="male"),
+        [(day(0), ("female",), 3), (day(0), ("male",), 3)]),
+    "since limits the visits": (
+        "gender", Period.week, 5, MON + timedelta(days=2, minutes=30), WEEK_DATA,
+        # Wednesday's 6 men stay (since is rounded down to 09:00); Sunday's 3 women are hidden,
+        # and so are the men: the only other, hence smallest, shown cell.
+        [(day(0), ("female",), None), (day(0), ("male",), None), (day(7), ("female",), 5)]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_segments(engine: Engine, make_visit: MakeVisit, case: str) -> None:
+    by, period, k, since, specs, expected = CASES[case]
+    _write(engine, make_visit, specs + many(9, store_id="other"))
+    rows = segments(engine, "store-1", parse_dimensions(by), period, since=since, k=k)
+    assert rows == [SegmentRow(p, labels, n, suppressed=n is None) for p, labels, n in expected]
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("age", r"unknown dimension 'age': choose 1 to 3 of age_bracket, gender, emotion"),
+    ("gender,ethnicity", r"unknown dimension 'ethnicity'"),
+    ("gender,gender", r"distinct"),
+    (" , ", r"1 to 3"),
+])
+def test_dimension_errors(text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_dimensions(text)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(rich_markup_mode="markdown")
+    register(app)
+    return app
+
+
+def _run(*args: str) -> Any:
+    return CliRunner().invoke(_app(), ["segments", *args])
+
+
+def test_cli_table_and_csv(engine: Engine, db_url: str, make_visit: MakeVisit,
+                           tmp_path: Path) -> None:
+    _write(engine, make_visit,
+           many(8, gender="female") + many(6, gender="male") + many(2, gender=None)
+           + many(5, 7, gender="male", emotion="sad"))
+    out = tmp_path / "seg" / "s.csv"
+    res = _run("--by", "gender,emotion", "--period", "week", "--store", "store-1",
+               "--db", db_url, "--csv", str(out))
+    assert res.exit_code == 0, res.output
+    assert "<5" in res.stdout and "│      6 │" not in res.stdout  # male 6 hidden: secondary
+    assert "2026-11-16" in res.stdout and "2026-11-23" in res.stdout
+    assert f"CSV: {out}" in res.stdout
+    with out.open(newline="") as f:
+        assert list(csv.reader(f)) == [
+            ["week", "gender", "emotion", "visits", "suppressed"],
+            ["2026-11-16", "female", "happy", "8", "false"],
+            ["2026-11-16", "male", "happy", "", "true"],
+            ["2026-11-16", "unknown", "happy", "", "true"],
+            ["2026-11-23", "male", "sad", "5", "false"],
+        ]
+
+
+def test_cli_unknown_dimension(db_url: str) -> None:
+    res = _run("--by", "age_bracket,ethnicity", "--store", "store-1", "--db", db_url)
+    assert res.exit_code == 2
+    assert "ethnicity" in res.output and "age_bracket, gender, emotion" in res.output
+
+
+def test_cli_k_must_be_at_least_2(engine: Engine, db_url: str) -> None:
+    res = _run("--by", "gender", "--store", "store-1", "--db", db_url, "--k", "1")
+    assert res.exit_code == 2 and "--k" in res.output
+
+
+def test_cli_empty_writes_header(engine: Engine, db_url: str, make_visit: MakeVisit,
+                                 tmp_path: Path) -> None:
+    _write(engine, make_visit, many(6, store_id="other"))
+    out = tmp_path / "empty.csv"
+    res = _run("--by", "age_bracket", "--store", "store-1", "--db", db_url, "--csv", str(out),
+               "--since", "2026-01-01")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == ("no visits for store 'store-1' since 2026-01-01 00:00 "
+                                          "UTC (stores with data: other); no segments to show")
+    assert out.read_text() == "day,age_bracket,visits,suppressed\n"
+
+
+def test_cli_unmigrated_database_is_one_line(db_url: str) -> None:
+    migrate(db_url, revision="0001")
+    res = _run("--by", "gender", "--store", "store-1", "--db", db_url)
+    assert res.exit_code == STORAGE_EXIT
+    assert res.stderr.count("\n") == 1 and "audience db upgrade" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_installed_command_on_sqlite_file(tmp_path: Path, make_visit: MakeVisit) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    migrate(url)
+    engine = open_engine(url)
+    try:
+        _write(engine, make_visit, many(5, age=70) + many(3, age=30) + many(2, age=20))
+    finally:
+        engine.dispose()
+    exe = Path(sys.executable).parent / "audience"
+    res = subprocess.run([str(exe), "segments", "--by", "age_bracket", "--store", "store-1",
+                          "--db", url], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "visits per day by age_bracket" in res.stdout
+    assert "│ 2026-11-16 │ 65+         │      5 │" in res.stdout
+    assert "│ 2026-11-16 │ 25-34       │     <5 │" in res.stdout

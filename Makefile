@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services bench bench-env train evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train evaluate clean
 
 setup: $(STAMP) ## create .venv with the project and its test tools (idempotent)
 
@@ -29,7 +29,20 @@ services: ## start the PostgreSQL server the tests use, if it is not running
 	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 	@pg_isready -h 127.0.0.1 -p 5432
 
-test: setup services ## run the test suite (real PostgreSQL, SQLite)
+superset-env: setup ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
+	$(BIN)/python -c "from reports.dashboards.serve import Local, ensure_env; ensure_env(Local())"
+
+browser: ## headless Chromium + ChromeDriver (Debian packages) for the dashboard test
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@chromedriver --version
+
+dashboards: superset-env ## a local Superset on http://127.0.0.1:8088 (admin/admin) until Ctrl-C
+	$(BIN)/audience dashboards serve
+
+test: setup services superset-env browser ## run the test suite (real PostgreSQL, Superset, Chromium)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

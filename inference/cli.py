@@ -222,11 +222,13 @@ def export_cmd(
 def _register_plugins() -> None:
     from inference.kafka_cli import register as register_kafka
     from reports.cli import register as register_reports
+    from reports.dashboards.cli import register as register_dashboards
     from storage.cli import register as register_storage
 
     register_storage(app)
     register_reports(app)
     register_kafka(app)
+    register_dashboards(app)
 
 
 def main() -> None:

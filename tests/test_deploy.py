@@ -76,10 +76,25 @@ def _audience_services(services: dict[str, Any]) -> dict[str, Any]:
     return {n: s for n, s in services.items() if s.get("image") == AUDIENCE_IMAGE}
 
 
+def _dashboards_cli_envvars() -> set[str]:
+    """Environment variables the `audience dashboards` options read (SUPERSET_*)."""
+    import typer.main
+
+    from reports.dashboards.cli import app
+
+    group = typer.main.get_command(app)
+    names: set[str] = set()
+    for cmd in group.commands.values():  # type: ignore[attr-defined]
+        for param in cmd.params:
+            env = getattr(param, "envvar", None)
+            names.update([env] if isinstance(env, str) else env or [])
+    return names
+
+
 def _env_name_known(name: str) -> bool:
     """AUDIENCE_A__B__C names a field path of AppConfig (pydantic-settings silently ignores an
     unknown top-level section, so loading alone would not catch AUDIENCE_KAFKAA__X)."""
-    if name == "DATABASE_URL":
+    if name == "DATABASE_URL" or name in _dashboards_cli_envvars():
         return True
     if not name.startswith("AUDIENCE_"):
         return False
@@ -224,8 +239,16 @@ def test_compose_environment_is_accepted_by_appconfig(services: dict[str, Any],
 def test_superset_environment_matches_its_config(services: dict[str, Any]) -> None:
     read = set(re.findall(r'os\.environ\["(\w+)"\]',
                           (ROOT / "deploy" / "superset" / "superset_config.py").read_text()))
-    for name in ("superset", "superset-init", "superset-provision"):
+    for name in ("superset", "superset-init"):
         assert read <= set(services[name]["environment"]), name
+    # Provisioning runs the pipeline image's CLI against Superset's REST API.
+    prov = services["superset-provision"]
+    assert prov["image"] == AUDIENCE_IMAGE
+    assert prov["command"][:2] == ["dashboards", "provision"]
+    assert "SUPERSET_ADMIN_PASSWORD" in prov["environment"]
+    # The REST calls for roles and users need Superset's security API switched on.
+    config = (ROOT / "deploy" / "superset" / "superset_config.py").read_text()
+    assert "FAB_ADD_SECURITY_API = True" in config
 
 
 def test_prometheus_scrapes_the_workers() -> None:
@@ -246,7 +269,7 @@ def test_pipeline_dockerfile() -> None:
     assert re.search(r"^USER (?!root|0\b)\S+", code, re.M), "the image must not run as root"
     assert 'ENTRYPOINT ["audience"]' in code
     superset = (ROOT / "deploy" / "superset" / "Dockerfile").read_text()
-    assert "FROM apache/superset:" in superset and "reports/superse[t]" in superset
+    assert "FROM apache/superset:" in superset and "superset_config.py" in superset
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv*", "runs", "out", ".env"} <= ignored
 
@@ -272,7 +295,11 @@ def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
     names = wheel.namelist()
     for needed in ("storage/migrations/env.py", "storage/migrations/versions/0001_initial.py",
                    "models/weights/face_detection_yunet_2023mar.onnx",
-                   "ingest/assets/face-demographics-walking-and-pause.gif"):
+                   "ingest/assets/face-demographics-walking-and-pause.gif",
+                   "reports/dashboards/bundle/dashboards/store-audience.yaml",
+                   "reports/dashboards/bundle/datasets/audience/report_visits_daily.yaml",
+                   "reports/dashboards/superset.lock",
+                   "reports/dashboards/superset_config.py"):
         assert needed in names, needed
     assert any(n.startswith("models/weights/audience-mt") and n.endswith(".onnx") for n in names)
     meta = wheel.read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()

@@ -10,3 +10,5 @@ RATELIMIT_STORAGE_URI = "memory://"
 # A closed store network: no telemetry pixel, and TLS is terminated in front of Superset.
 SCARF_ANALYTICS = False
 TALISMAN_ENABLED = False
+# Roles, users and permissions over REST: `audience dashboards provision` and `grant` use them.
+FAB_ADD_SECURITY_API = True

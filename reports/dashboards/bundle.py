@@ -1,0 +1,92 @@
+"""The Superset asset bundle: YAML kept as code in ``bundle/``, zipped for `/api/v1/assets/import/`.
+
+The YAML files are the source of truth (fixed uuids, so an import overwrites in place). Two
+things are filled in here rather than written by hand:
+
+- the database URI (``__DATABASE_URI__``), with its password masked: Superset takes the
+  password separately, so it never sits in the bundle;
+- each chart's ``query_context``, derived from its ``params``. Superset needs it to answer a
+  chart's ``/data`` endpoint; deriving it keeps the two from drifting apart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import make_url
+
+BUNDLE_DIR = Path(__file__).with_name("bundle")
+ROOT = "audience_dashboards"  # the one root folder the import endpoint expects in the ZIP
+DATABASE_FILE = "databases/audience.yaml"
+URI_PLACEHOLDER = "__DATABASE_URI__"
+MASK = "XXXXXXXXXX"
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    zip_bytes: bytes
+    passwords: dict[str, str]  #: bundle path -> database password, for the import call
+
+
+def load_assets(directory: Path = BUNDLE_DIR) -> dict[str, dict[str, Any]]:
+    """Every YAML file of the bundle, keyed by its path relative to ``directory``."""
+    return {p.relative_to(directory).as_posix(): yaml.safe_load(p.read_text())
+            for p in sorted(directory.rglob("*.yaml"))}
+
+
+def superset_uri(db_url: str) -> tuple[str, str | None]:
+    """The URI as Superset wants it (password masked) and the password itself."""
+    url = make_url(db_url)
+    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+        # Superset runs in another working directory: give it the file's absolute path.
+        url = url.set(database=str(Path(url.database).resolve()))
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")
+    password = url.password
+    if password:  # Superset's own mask: it swaps in the password sent beside the bundle
+        url = url.set(password=MASK)
+    return url.render_as_string(hide_password=False), (str(password) if password else None)
+
+
+def query_context(params: dict[str, Any]) -> dict[str, Any]:
+    """The query Superset runs for a chart's /data endpoint, built from its form data."""
+    metrics = list(params.get("metrics") or [params["metric"]])
+    columns = ([params["x_axis"]] if "x_axis" in params else []) + list(params.get("groupby", []))
+    filters = [{"col": f["subject"], "op": "TEMPORAL_RANGE", "val": f["comparator"]}
+               for f in params.get("adhoc_filters", []) if f.get("operator") == "TEMPORAL_RANGE"]
+    query = {
+        "filters": filters, "extras": {"having": "", "where": ""}, "applied_time_extras": {},
+        "columns": columns, "metrics": metrics, "orderby": [[metrics[0], False]],
+        "annotation_layers": [], "row_limit": params.get("row_limit", 10000), "series_limit": 0,
+        "order_desc": True, "url_params": {}, "custom_params": {}, "custom_form_data": {},
+    }
+    return {"datasource": {"id": 0, "type": "table"}, "force": False, "queries": [query],
+            "form_data": params, "result_format": "json", "result_type": "full"}
+
+
+def build(db_url: str, directory: Path = BUNDLE_DIR) -> Bundle:
+    """The ZIP to import, pointing Superset's `audience` database at ``db_url``."""
+    uri, password = superset_uri(db_url)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel, doc in load_assets(directory).items():
+            if rel == DATABASE_FILE:
+                doc = {**doc, "sqlalchemy_uri": uri}
+            elif rel.startswith("charts/"):
+                doc = {**doc, "query_context": json.dumps(query_context(doc["params"]))}
+            zf.writestr(f"{ROOT}/{rel}", yaml.safe_dump(doc, sort_keys=False))
+    # Keys are paths inside the root folder: Superset strips the root before matching.
+    passwords = {DATABASE_FILE: password} if password else {}
+    return Bundle(buf.getvalue(), passwords)
+
+
+def dataset_tables(directory: Path = BUNDLE_DIR) -> list[str]:
+    """Table (view) names of the bundle's datasets."""
+    return [doc["table_name"] for rel, doc in load_assets(directory).items()
+            if rel.startswith("datasets/")]

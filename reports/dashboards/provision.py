@@ -1,0 +1,142 @@
+"""Provision Superset: import the bundle, then one role per store with row-level security.
+
+A store manager gets two roles: Superset's built-in ``Gamma`` (can open dashboards and charts,
+no SQL Lab, no data by itself) and ``audience-store:<store>``, which grants read access to the
+report datasets and carries a row-level-security filter ``store_id = '<store>'``. So the same
+dashboard shows each manager only their own store. Admins see every store.
+
+Everything is idempotent: the bundle overwrites by uuid, roles and filters are looked up by
+name and updated in place, a user's other roles are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports.dashboards.bundle import build, dataset_tables, load_assets
+from reports.dashboards.client import Superset, SupersetError
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "audience"
+ROLE_PREFIX = "audience-store:"
+BASE_ROLE = "Gamma"
+_STORE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass
+class Provisioned:
+    dashboard_url: str
+    charts: int
+    datasets: dict[str, int]  #: view name -> Superset dataset id
+    store_roles: list[str] = field(default_factory=list)
+
+
+def role_name(store: str) -> str:
+    return f"{ROLE_PREFIX}{store}"
+
+
+def rls_clause(store: str) -> str:
+    if not _STORE_ID.match(store):
+        raise SupersetError(f"store id {store!r} has characters a filter cannot carry safely: "
+                            "use letters, digits and . _ : -")
+    return f"store_id = '{store}'"
+
+
+def _datasets(sup: Superset) -> dict[str, int]:
+    """The bundle's datasets in Superset (view name -> id); error if not provisioned yet."""
+    wanted = set(dataset_tables())
+    found = {d["table_name"]: d["id"] for d in sup.find("dataset")
+             if d["table_name"] in wanted
+             and (d.get("database") or {}).get("database_name") == DATABASE_NAME}
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise SupersetError(f"Superset has no dataset {', '.join(missing)} yet: run "
+                            "`audience dashboards provision` first")
+    return found
+
+
+def _access_permissions(sup: Superset, dataset_ids: dict[str, int]) -> list[int]:
+    """ids of the `datasource_access` permissions on the given datasets."""
+    names = {f"[{DATABASE_NAME}].[{t}](id:{i})" for t, i in dataset_ids.items()}
+    perms = [p["id"] for p in sup.find("security/permissions-resources")
+             if p["permission"]["name"] == "datasource_access"
+             and p["view_menu"]["name"] in names]
+    if len(perms) != len(names):
+        raise SupersetError(f"found {len(perms)} of {len(names)} dataset permissions in Superset:"
+                            " run `superset init` there, then provision again")
+    return perms
+
+
+def _one(items: list[dict[str, Any]], key: str, value: str) -> dict[str, Any] | None:
+    hits = [i for i in items if i.get(key) == value]
+    return hits[0] if hits else None
+
+
+def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int]) -> int:
+    """Create or update the store's role and its row-level-security filter; return the role id."""
+    clause = rls_clause(store)
+    name = role_name(store)
+    role = _one(sup.find("security/roles"), "name", name)
+    role_id = role["id"] if role else sup.call(
+        "POST", "/api/v1/security/roles/", json={"name": name}, doing=f"creating role {name}")["id"]
+    sup.call("POST", f"/api/v1/security/roles/{role_id}/permissions",
+             json={"permission_view_menu_ids": _access_permissions(sup, dataset_ids)},
+             doing=f"granting role {name} the report datasets")
+    rule = {"name": f"audience store {store}", "filter_type": "Regular",
+            "tables": sorted(dataset_ids.values()), "roles": [role_id], "group_key": "store",
+            "clause": clause,
+            "description": f"Store managers of {store} see only their store's rows."}
+    existing = _one(sup.find("rowlevelsecurity"), "name", rule["name"])
+    if existing:
+        sup.call("PUT", f"/api/v1/rowlevelsecurity/{existing['id']}", json=rule,
+                 doing=f"updating the row-level security of {store}")
+    else:
+        sup.call("POST", "/api/v1/rowlevelsecurity/", json=rule,
+                 doing=f"adding row-level security for {store}")
+    return role_id
+
+
+def provision(sup: Superset, db_url: str, stores: list[str]) -> Provisioned:
+    """Import the bundle (pointing at ``db_url``) and create a role for each store."""
+    bundle = build(db_url)
+    sup.import_bundle(bundle.zip_bytes, bundle.passwords)
+    datasets = _datasets(sup)
+    for store in stores:
+        ensure_store_role(sup, store, datasets)
+        log.info("store role %s: row-level security store_id = %r", role_name(store), store)
+    charts = sum(1 for rel in load_assets() if rel.startswith("charts/"))
+    dash = next(d for rel, d in load_assets().items() if rel.startswith("dashboards/"))
+    return Provisioned(f"{sup.url}/superset/dashboard/{dash['slug']}/", charts, datasets,
+                       [role_name(s) for s in stores])
+
+
+def grant(sup: Superset, user: str, store: str, password: str | None = None,
+          email: str | None = None) -> str:
+    """Give ``user`` the store's role (creating the user when a password is given).
+
+    Returns "created" or "updated".
+    """
+    role_id = ensure_store_role(sup, store, _datasets(sup))
+    roles = {r["name"]: r["id"] for r in sup.find("security/roles")}
+    if BASE_ROLE not in roles:
+        raise SupersetError(f"Superset has no {BASE_ROLE} role: run `superset init` there")
+    found = _one(sup.find("security/users"), "username", user)
+    if found is None:
+        if not password:
+            raise SupersetError(f"Superset has no user {user!r}: pass --password to create one")
+        sup.call("POST", "/api/v1/security/users/", doing=f"creating user {user}", json={
+            "username": user, "password": password, "first_name": user, "last_name": store,
+            "email": email or f"{user}@users.invalid", "active": True,
+            "roles": [roles[BASE_ROLE], role_id]})
+        return "created"
+    current = {r["id"] for r in found.get("roles", [])}
+    body: dict[str, Any] = {"roles": sorted(current | {roles[BASE_ROLE], role_id})}
+    if password:
+        body["password"] = password
+    sup.call("PUT", f"/api/v1/security/users/{found['id']}", json=body,
+             doing=f"giving {user} the role {role_name(store)}")
+    return "updated"

@@ -1,0 +1,310 @@
+"""Superset dashboards end to end: a real Superset, a real PostgreSQL, a real headless Chromium.
+
+One module-scoped Superset (its own virtualenv, `make superset-env`) serves every test here:
+visits come from a pipeline run on the bundled clip plus seeded visits for two stores, the
+bundle is provisioned with the CLI, every chart's /data endpoint is checked against SQL on the
+same views, the dashboard is rendered in Chromium and a store manager sees one store only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import _pg_database
+from sqlalchemy import create_engine, text
+from store_data import visits as seeded_visits
+
+from reports.dashboards.bundle import load_assets, query_context
+from reports.dashboards.client import Superset, SupersetError
+from reports.dashboards.serve import Local, prepare, start, wait_healthy
+from storage.db import migrate, open_engine
+from storage.sink import VisitSink
+
+pytestmark = [pytest.mark.superset, pytest.mark.postgres, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+AUDIENCE = str(Path(sys.executable).with_name("audience"))
+CLIP = ROOT / "ingest/assets/face-demographics-walking-and-pause.gif"
+VENV = Path(os.environ.get("AUDIENCE_SUPERSET_VENV", ROOT / ".venv-superset"))
+SCREENSHOT_DIR = ROOT / "out"
+ADMIN_PASSWORD = "admin-pw-for-tests"
+MANAGER, MANAGER_PASSWORD, MANAGER_STORE = "mgr_south", "south-pw-123", "south"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    r = subprocess.run([AUDIENCE, *args], capture_output=True, text=True, timeout=300,
+                       env=env, stdin=subprocess.DEVNULL)
+    if check and r.returncode != 0:
+        raise AssertionError(f"audience {' '.join(args)} exited {r.returncode}:\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def visits_db() -> Iterator[str]:
+    """A PostgreSQL database holding a pipeline run's visits and seeded ones for two stores."""
+    for url in _pg_database():
+        engine = open_engine(url)
+        migrate(engine)
+        _cli("run", "--source", str(CLIP), "--store", "north", "--camera", "entrance",
+             "--db", url)
+        sink = VisitSink(engine, batch_size=500)
+        for v in seeded_visits():
+            sink.add(v)
+        sink.flush()
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def superset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
+    if not (VENV / "bin" / "superset").exists():
+        pytest.fail(f"no Superset virtualenv at {VENV}: run `make superset-env`", pytrace=False)
+    local = Local(venv=VENV, home=tmp_path_factory.mktemp("superset"), port=_free_port())
+    prepare(local, "admin", ADMIN_PASSWORD)
+    proc = start(local, workers=2)
+    try:
+        wait_healthy(local.url, proc, timeout_s=180)
+        yield local
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def provisioned(superset: Local, visits_db: str) -> Local:
+    r = _cli("dashboards", "provision", "--superset-url", superset.url, "--user", "admin",
+             "--password", ADMIN_PASSWORD, "--db", visits_db)
+    assert "store roles: audience-store:north, audience-store:south" in r.stdout
+    _cli("dashboards", "grant", "--user", MANAGER, "--store", MANAGER_STORE, "--password",
+         MANAGER_PASSWORD, "--superset-url", superset.url, "--admin-password", ADMIN_PASSWORD)
+    return superset
+
+
+# --- the numbers --------------------------------------------------------------------------------
+
+def _expected(visits_db: str, chart: dict[str, Any], store: str | None) -> list[tuple[Any, ...]]:
+    """What the chart must show, computed with plain SQL on the same view."""
+    assets = load_assets()
+    dataset = next(d for rel, d in assets.items()
+                   if rel.startswith("datasets/") and d["uuid"] == chart["dataset_uuid"])
+    exprs = {c["column_name"]: c["expression"] for c in dataset["columns"]}
+    metrics = {m["metric_name"]: m["expression"] for m in dataset["metrics"]}
+    q = query_context(chart["params"])["queries"][0]
+    cols = [f"{exprs.get(c) or c} AS {c}" for c in q["columns"]]
+    mets = [f"{metrics[m]} AS {m}" for m in q["metrics"]]
+    sql = f"SELECT {', '.join(cols + mets)} FROM {dataset['table_name']}"
+    if store:
+        sql += f" WHERE store_id = '{store}'"
+    if cols:
+        sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(cols)))
+    engine = create_engine(visits_db)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(sql)).all()
+    finally:
+        engine.dispose()
+    return sorted(_norm(r) for r in rows if any(v is not None for v in r[len(cols):]))
+
+
+def _norm(row: Any) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for v in row:
+        if isinstance(v, datetime):
+            v = int(v.timestamp() * 1000)
+        elif isinstance(v, float) and v.is_integer() and v > 1e11:  # epoch ms from Superset
+            v = int(v)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            v = round(float(v), 6)
+        out.append(v)
+    return tuple(out)
+
+
+def _charts() -> list[dict[str, Any]]:
+    return [d for rel, d in load_assets().items() if rel.startswith("charts/")]
+
+
+def _shown(sup: Superset, chart: dict[str, Any]) -> list[tuple[Any, ...]]:
+    hit = [c for c in sup.find("chart") if c["slice_name"] == chart["slice_name"]]
+    assert hit, f"chart {chart['slice_name']!r} is not visible to {sup.user}"
+    result = sup.call("GET", f"/api/v1/chart/{hit[0]['id']}/data/")["result"][0]
+    cols = result["colnames"]
+    return sorted(_norm(tuple(row[c] for c in cols)) for row in result["data"])
+
+
+def _inventory(sup: Superset) -> dict[str, list[int]]:
+    return {r: sorted(i["id"] for i in sup.find(r)) for r in
+            ("database", "dataset", "chart", "dashboard", "security/roles", "rowlevelsecurity")}
+
+
+def test_every_chart_matches_sql_on_the_views(provisioned: Local, visits_db: str) -> None:
+    admin = Superset(provisioned.url, "admin", ADMIN_PASSWORD)
+    for chart in _charts():
+        want = _expected(visits_db, chart, store=None)
+        assert want, f"{chart['slice_name']}: the test data must show something"
+        assert _shown(admin, chart) == want, chart["slice_name"]
+
+
+def test_store_manager_sees_only_their_store(provisioned: Local, visits_db: str) -> None:
+    manager = Superset(provisioned.url, MANAGER, MANAGER_PASSWORD)
+    for chart in _charts():
+        mine = _expected(visits_db, chart, store=MANAGER_STORE)
+        assert _shown(manager, chart) == mine, chart["slice_name"]
+    total = [c for c in _charts() if c["slice_name"] == "Visitors"][0]
+    assert _expected(visits_db, total, None) != _expected(visits_db, total, MANAGER_STORE)
+
+
+def test_provisioning_twice_changes_nothing(provisioned: Local, visits_db: str) -> None:
+    admin = Superset(provisioned.url, "admin", ADMIN_PASSWORD)
+    before = _inventory(admin)
+    _cli("dashboards", "provision", "--superset-url", provisioned.url, "--user", "admin",
+         "--password", ADMIN_PASSWORD, "--db", visits_db)
+    _cli("dashboards", "grant", "--user", MANAGER, "--store", MANAGER_STORE,
+         "--superset-url", provisioned.url, "--admin-password", ADMIN_PASSWORD)
+    assert _inventory(admin) == before
+    assert len(before["chart"]) == len(_charts())
+    rules = admin.find("rowlevelsecurity")
+    assert sorted(r["clause"] for r in rules) == ["store_id = 'north'", "store_id = 'south'"]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--password", "wrong"], 2, "refused the login for user 'admin'"),
+    (["--superset-url", "http://127.0.0.1:9"], 3, "cannot reach Superset at http://127.0.0.1:9"),
+])
+def test_provision_errors_are_one_clear_line(provisioned: Local, visits_db: str, args: list[str],
+                                             code: int, message: str) -> None:
+    base = {"--superset-url": provisioned.url, "--password": ADMIN_PASSWORD}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    r = _cli("dashboards", "provision", "--db", visits_db,
+             *[x for kv in base.items() for x in kv], check=False)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_grant_to_unknown_user_without_password_says_what_to_do(provisioned: Local) -> None:
+    r = _cli("dashboards", "grant", "--user", "nobody", "--store", "north", "--superset-url",
+             provisioned.url, "--admin-password", ADMIN_PASSWORD, check=False)
+    assert r.returncode == 2
+    assert "no user 'nobody': pass --password" in r.stderr
+
+
+def test_client_rejects_unsafe_store_ids() -> None:
+    from reports.dashboards.provision import rls_clause
+
+    assert rls_clause("north-1") == "store_id = 'north-1'"
+    with pytest.raises(SupersetError, match="characters"):
+        rls_clause("x' OR '1'='1")
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+def _chromium(user_data: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("Chromium is missing: `make browser` installs Debian's chromium and "
+                    "chromium-driver", pytrace=False)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                f"--user-data-dir={user_data}", "--window-size=1400,1600"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def _login(browser: Any, url: str, user: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{url}/login/")
+    name = WebDriverWait(browser, 60).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "input#username")))
+    name.send_keys(user)
+    browser.find_element(By.CSS_SELECTOR, "input#password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 60).until(lambda b: "/login" not in b.current_url)
+
+
+def _rendered(browser: Any, n_charts: int, timeout_s: float = 90) -> dict[str, str]:
+    """Wait until every chart holder shows a drawing, a number or Superset's empty state (not
+    an error); returns chart name -> rendered | empty | error: ... | loading."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout_s
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = {}
+        for holder in browser.find_elements(By.CSS_SELECTOR, "[data-test=chart-grid-component]"):
+            name = holder.get_attribute("data-test-chart-name")
+            if holder.find_elements(By.CSS_SELECTOR, "[role=alert], .ant-alert-error"):
+                states[name] = "error: " + holder.text.replace("\n", " ")[:200]
+            elif holder.find_elements(By.CSS_SELECTOR, "canvas") or holder.find_elements(
+                    By.CSS_SELECTOR, ".header-line"):
+                states[name] = "rendered"
+            elif "No results were returned" in holder.text:  # every cell k-suppressed
+                states[name] = "empty"
+            else:
+                states[name] = "loading"
+        if len(states) == n_charts and all(s != "loading" for s in states.values()):
+            time.sleep(1.5)  # let the last animation settle before the screenshot
+            return states
+        time.sleep(0.5)
+    return states
+
+
+def _big_number(browser: Any, name: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    holder = browser.find_element(
+        By.CSS_SELECTOR, f"[data-test=chart-grid-component][data-test-chart-name='{name}']")
+    return holder.find_element(By.CSS_SELECTOR, ".header-line").text.strip()
+
+
+@pytest.mark.parametrize("who", ["admin", "manager"])
+def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: str, who: str,
+                                                tmp_path: Path) -> None:
+    user, password, store = (("admin", ADMIN_PASSWORD, None) if who == "admin"
+                             else (MANAGER, MANAGER_PASSWORD, MANAGER_STORE))
+    browser = _chromium(tmp_path / "chrome")
+    try:
+        _login(browser, provisioned.url, user, password)
+        browser.get(f"{provisioned.url}/superset/dashboard/store-audience/?standalone=1")
+        states = _rendered(browser, len(_charts()))
+        SCREENSHOT_DIR.mkdir(exist_ok=True)
+        shot = SCREENSHOT_DIR / f"dashboard-{who}.png"
+        browser.save_screenshot(str(shot))
+        want = {c["slice_name"]: "rendered" if _expected(visits_db, c, store) else "empty"
+                for c in _charts()}
+        assert states == want, json.dumps(states)
+        visitors = [c for c in _charts() if c["slice_name"] == "Visitors"][0]
+        (want,) = _expected(visits_db, visitors, store)[0]
+        assert _big_number(browser, "Visitors").replace(",", "") == str(int(want))
+        assert shot.stat().st_size > 20_000
+    finally:
+        browser.quit()

@@ -47,9 +47,10 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def bench_analyzer(seconds: float = 5.0, baselines: bool = True) -> dict:
+def bench_analyzer(seconds: float = 5.0, baselines: bool = True,
+                   weights: str | None = None) -> dict:
     """Aligned 48x48 crops in, decoded attributes out (preprocessing included)."""
-    analyzer = FaceAnalyzer(AnalyzerConfig(), AttributePolicy.from_names(
+    analyzer = FaceAnalyzer(AnalyzerConfig(weights=weights), AttributePolicy.from_names(
         "emotion,age,gender,ethnicity"))
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(max(BATCHES))]

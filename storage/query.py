@@ -108,16 +108,21 @@ def hidden_keys(counts: Sequence[tuple[Any, int]], k: int, small_store: bool) ->
     the smallest shown one too (secondary), so it cannot be recovered as total minus the rest.
 
     ``small_store``: the whole population is under k, so every key is hidden. Ties between
-    equally small shown groups are broken by ``str(key)``.
+    equally small shown groups are broken by the label in byte order, an unknown (None) label
+    reading 'unknown': exactly as the report_* views break them in SQL.
     """
     if small_store:
         return {key for key, _ in counts}
     hidden = {key for key, n in counts if n < k}
     if len(hidden) == 1:
-        shown = sorted((n, str(key)) for key, n in counts if key not in hidden)
+        shown = sorted((n, _label(key)) for key, n in counts if key not in hidden)
         if shown:
-            hidden |= {key for key, n in counts if (n, str(key)) == shown[0]}
+            hidden |= {key for key, n in counts if (n, _label(key)) == shown[0]}
     return hidden
+
+
+def _label(key: Any) -> str:
+    return "unknown" if key is None else str(key)
 
 
 def _total(conn: Connection, store: str, since: datetime | None, until: datetime | None) -> int:

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train train-teacher evaluate clean
 
 setup: $(STAMP) ## create .venv with the project and its test tools (idempotent)
 
@@ -56,8 +56,12 @@ bench: setup ## speed figures on this machine
 bench-env: ## a separate environment with the baselines `audience bench analyzer` compares with
 	PY=$(PY) bash inference/bench-env.sh
 
-train: setup ## train the multi-task model on ../shared datasets (about 2 h on 2 cores)
-	$(BIN)/audience train --out runs/mt
+train: setup ## the shipped model 1.1.0: narrow backbone distilled from 1.0.0 (about 75 min, 2 cores)
+	$(BIN)/audience train --out runs/mt-1.1 --epochs 70 --widths 16,32,64,128 \
+	  --teacher models/weights/audience-mt-1.0.0.json --distill 0.5 --max-hours 2.4
+
+train-teacher: setup ## the 1.0.0 teacher: wide backbone (about 2 h on 2 cores, then a warm restart)
+	$(BIN)/audience train --out runs/mt-1.0
 
 evaluate: setup ## accuracy of the shipped model on the named splits
 	$(BIN)/audience evaluate fer2013 --csv ../shared/datasets/fer2013/fer2013.csv.gz --split PrivateTest

@@ -1,11 +1,16 @@
-"""The wire format of a finished track on Kafka: versioned JSON, crops as JPEG.
+"""The wire format of a finished track on Kafka: versioned JSON, crops as lossless PNG.
 
-    {"schema": "audience.track/1", "store_id": ..., "camera_id": ..., "track_id": ...,
+    {"schema": "audience.track/2", "store_id": ..., "camera_id": ..., "track_id": ...,
      "started_at": 1715000000.0, "ended_at": ..., "n_detections": 17, "produced_at": ...,
-     "crops": [{"jpeg": "<base64>", "quality": 0.83, "score": 0.95, "timestamp": ...}, ...]}
+     "crops": [{"png": "<base64>", "quality": 0.83, "score": 0.95, "timestamp": ...}, ...]}
 
 Crops are the aligned 48x48 gray network inputs, best first. They live only in Kafka (short
 retention) and memory: never log a message body.
+
+Lossless, so a distributed run labels exactly what an embedded run labels: even JPEG at
+quality 100 moved one visit's emotion between two close classes with model 1.1.0. A 48x48
+PNG is about 2-3 KB. Workers still read ``audience.track/1`` (crops as "jpeg"), so a rolling
+upgrade loses nothing that is in Kafka.
 """
 
 from __future__ import annotations
@@ -28,10 +33,9 @@ from models.preprocess import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "audience.track/1"
-# 100, not 95: at 95 the compression noise on a 48x48 crop moved an age estimate by ~5 years
-# on the bundled clip; at 100 a crop is still only a few KB.
-JPEG_QUALITY = 100
+SCHEMA = "audience.track/2"
+#: schema -> the key its crops are under (both decode with cv2.imdecode)
+CROP_KEYS = {"audience.track/1": "jpeg", SCHEMA: "png"}
 DEFAULT_MAX_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
 MAX_ID, MAX_EPOCH = 200, 1e11  # ids a database stores; seconds before the year 5138
 _ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")
@@ -45,10 +49,10 @@ class MessageError(Exception):
     """A message cannot be encoded or decoded; the text is the reason (no message content)."""
 
 
-def _jpeg(crop: np.ndarray) -> str:
-    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+def _png(crop: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".png", crop)
     if not ok:
-        raise MessageError("a crop could not be JPEG-encoded")
+        raise MessageError("a crop could not be PNG-encoded")
     return base64.b64encode(buf.tobytes()).decode("ascii")
 
 
@@ -56,7 +60,7 @@ def encode_track(track: Track, max_bytes: int = DEFAULT_MAX_BYTES,
                  produced_at: float | None = None) -> bytes:
     """Serialise a track. If the message would exceed ``max_bytes`` the worst crops are
     dropped (faces are best first) until it fits; never returns an oversize message."""
-    crops = [{"jpeg": _jpeg(f.crop), "quality": float(f.quality), "score": float(f.score),
+    crops = [{"png": _png(f.crop), "quality": float(f.quality), "score": float(f.score),
               "timestamp": float(f.timestamp)}
              for f in track.faces if f.crop is not None]
     body: dict[str, Any] = {
@@ -87,16 +91,16 @@ def _number(value: Any, name: str) -> float:
     return float(value)
 
 
-def _crop(i: int, item: Any) -> Face:
-    if not isinstance(item, dict) or not isinstance(item.get("jpeg"), str):
-        raise MessageError(f"crop {i} must be an object with a base64 'jpeg' string")
+def _crop(i: int, item: Any, key: str) -> Face:
+    if not isinstance(item, dict) or not isinstance(item.get(key), str):
+        raise MessageError(f"crop {i} must be an object with a base64 {key!r} string")
     try:
-        raw = base64.b64decode(item["jpeg"], validate=True)
+        raw = base64.b64decode(item[key], validate=True)
     except (binascii.Error, ValueError):
-        raise MessageError(f"crop {i}: 'jpeg' is not valid base64") from None
+        raise MessageError(f"crop {i}: {key!r} is not valid base64") from None
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE) if raw else None
     if img is None:
-        raise MessageError(f"crop {i}: not a decodable JPEG image")
+        raise MessageError(f"crop {i}: not a decodable {key.upper()} image")
     if img.shape != (INPUT_SIZE, INPUT_SIZE):
         raise MessageError(f"crop {i}: size {img.shape[1]}x{img.shape[0]}, expected "
                            f"{INPUT_SIZE}x{INPUT_SIZE}")
@@ -117,7 +121,8 @@ def decode_message(data: bytes) -> tuple[Track, float | None]:
     crops = body.get("crops")
     if not isinstance(crops, list):
         raise MessageError("field 'crops' must be a list")
-    faces = [_crop(i, item) for i, item in enumerate(crops)]
+    key = CROP_KEYS[body["schema"]]
+    faces = [_crop(i, item, key) for i, item in enumerate(crops)]
     for face in faces:
         face.track_id = body["track_id"]
     track = Track(camera_id=body["camera_id"], store_id=body["store_id"],
@@ -139,9 +144,9 @@ def decode_body(data: bytes | None) -> dict[str, Any]:
                            f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})") from None
     if not isinstance(body, dict):
         raise MessageError("not a JSON object")
-    if body.get("schema") != SCHEMA:
+    if body.get("schema") not in CROP_KEYS:
         raise MessageError(f"unsupported schema {str(body.get('schema'))[:40]!r}, "
-                           f"expected {SCHEMA!r}")
+                           f"expected one of {sorted(CROP_KEYS)}")
     for name, types in _FIELDS.items():
         if name not in body:
             raise MessageError(f"missing field {name!r}")

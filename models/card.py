@@ -16,6 +16,10 @@ HERE = Path(__file__).parent
 CARD = HERE / "MODEL_CARD.md"
 EVAL = HERE / "eval"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+TRADE_START, TRADE_END = "<!-- tradeoff:start -->", "<!-- tradeoff:end -->"
+#: trade-off backbone (models/tradeoff.py) -> folder of its trained model's evaluation JSON
+TRAINED = {"vgg-32-256 (1.0.0, the teacher)": EVAL / "audience-mt-1.0.0",
+           "vgg-16-128 (1.1.0, shipped)": EVAL}
 
 
 def _pct(x: float) -> str:
@@ -76,20 +80,47 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None) -> st
     return "\n".join(lines)
 
 
-def _load(name: str) -> dict | None:
-    path = EVAL / name
+def _load(name: str, folder: Path = EVAL) -> dict | None:
+    path = folder / name
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render_tradeoff() -> str:
+    """Speed (models/tradeoff.py) next to accuracy and analyzer speed of the trained points."""
+    lines = ["| backbone | parameters | faces/s, ONNX only (b64) | faces/s, full analyzer (b64) | "
+             "FER-2013 PrivateTest | UTK gender | UTK ethnicity | UTK age MAE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in map(json.loads, (EVAL / "tradeoff.jsonl").read_text().splitlines()):
+        folder = TRAINED.get(row["backbone"])
+        fer = _load("fer2013-privatetest.json", folder) if folder else None
+        utk = _load("utkface-test.json", folder) if folder else None
+        bench = _load("bench-analyzer.json", folder) if folder else None
+        cells = [f"{row['params'] / 1e6:.2f}M", f"{row['faces_per_s_b64']:,.0f}",
+                 f"{bench['faces_per_s']['64']:,.0f}" if bench else "-"]
+        if fer and utk:
+            cells += [f"{fer['model']}: {_pct(fer['accuracy'])}", _pct(utk["gender_accuracy"]),
+                      _pct(utk["ethnicity_accuracy"]), f"{utk['age_mae']:.2f}"]
+        else:
+            cells += ["not trained"] + ["-"] * 3
+        lines.append(f"| {row['backbone']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
 
 
 def main() -> None:
     fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
     if not fer or not utk:
         raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
-    text = CARD.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
     body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"))
-    CARD.write_text(f"{head}{START}\n{body}\n{END}{tail}")
+    text = _replace(CARD.read_text(), START, END, body)
+    if TRADE_START in text:
+        text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())
+    CARD.write_text(text)
     print(f"updated {CARD}")
     # The headline figures also travel in the manifest (its sha256 covers the ONNX file only).
     from models.export import MANIFEST

@@ -197,7 +197,7 @@ def test_round_trip_keeps_metadata_and_crops() -> None:
 
 
 def test_oversize_track_drops_worst_crops(caplog: pytest.LogCaptureFixture) -> None:
-    rng = np.random.default_rng(0)  # noise: large JPEGs
+    rng = np.random.default_rng(0)  # noise: large PNGs
     track = make_track(crops=[rng.integers(0, 255, (48, 48), dtype=np.uint8) for _ in range(8)])
     full = len(encode_track(track))
     limit = full // 2
@@ -221,8 +221,29 @@ def _body(**over: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+def _png(img: np.ndarray) -> str:
+    return base64.b64encode(cv2.imencode(".png", img)[1].tobytes()).decode()
+
+
 def _jpeg(img: np.ndarray) -> str:
     return base64.b64encode(cv2.imencode(".jpg", img)[1].tobytes()).decode()
+
+
+def test_crops_travel_losslessly() -> None:
+    rng = np.random.default_rng(1)
+    track = make_track(crops=[rng.integers(0, 255, (48, 48), dtype=np.uint8) for _ in range(3)])
+    back = decode_track(encode_track(track))
+    for sent, got in zip(track.faces, back.faces, strict=True):
+        assert np.array_equal(sent.crop, got.crop)
+
+
+def test_schema_1_messages_with_jpeg_crops_are_still_read() -> None:
+    crop = np.full((48, 48), 128, np.uint8)
+    body = json.loads(_body())
+    body["schema"] = "audience.track/1"
+    body["crops"] = [{"jpeg": _jpeg(crop), "quality": 0.5, "score": 0.9, "timestamp": 1.0}]
+    (face,) = decode_track(json.dumps(body).encode()).faces
+    assert face.crop.shape == (48, 48) and abs(int(face.crop.mean()) - 128) <= 1
 
 
 @pytest.mark.parametrize(("data", "reason"), [
@@ -230,7 +251,7 @@ def _jpeg(img: np.ndarray) -> str:
     (b"{not json", "not valid JSON"),
     (b"\xff\xfe\x00", "not valid JSON"),
     (b"[1, 2]", "not a JSON object"),
-    (_body(schema="audience.track/2"), "unsupported schema"),
+    (_body(schema="audience.track/9"), "unsupported schema"),
     (_body(schema=KeyError), "unsupported schema"),
     (_body(track_id=KeyError), "missing field 'track_id'"),
     (_body(started_at="yesterday"), "'started_at' has the wrong type"),
@@ -243,10 +264,11 @@ def _jpeg(img: np.ndarray) -> str:
     (_body(ended_at=1.0), "ended_at is before started_at"),
     (_body(crops="none"), "'crops' must be a list"),
     (_body(crops=[{"quality": 1}]), "crop 0 must be an object"),
-    (_body(crops=[{"jpeg": "%%%"}]), "not valid base64"),
-    (_body(crops=[{"jpeg": base64.b64encode(b"not a jpeg").decode()}]), "not a decodable JPEG"),
-    (_body(crops=[{"jpeg": _jpeg(np.zeros((64, 48), np.uint8))}]), "size 48x64, expected 48x48"),
-    (_body(crops=[{"jpeg": _jpeg(np.zeros((48, 48), np.uint8)), "quality": "x"}]),
+    (_body(crops=[{"jpeg": _jpeg(np.zeros((48, 48), np.uint8))}]), "base64 'png' string"),
+    (_body(crops=[{"png": "%%%"}]), "not valid base64"),
+    (_body(crops=[{"png": base64.b64encode(b"not a png").decode()}]), "not a decodable PNG"),
+    (_body(crops=[{"png": _png(np.zeros((64, 48), np.uint8))}]), "size 48x64, expected 48x48"),
+    (_body(crops=[{"png": _png(np.zeros((48, 48), np.uint8)), "quality": "x"}]),
      "must be a finite number"),
 ])
 def test_malformed_messages_are_rejected_with_a_reason(data: bytes, reason: str) -> None:
@@ -338,7 +360,7 @@ def test_malformed_message_goes_to_dlq_and_worker_carries_on(
     cfg = kafka_cfg(kafka_broker, partitions=1)
     ensure_topics(cfg, [cfg.tracks_topic, cfg.dlq_topic])
     good = utk_tracks(2)
-    bad_size = _body(crops=[{"jpeg": _jpeg(np.zeros((64, 64), np.uint8))}])
+    bad_size = _body(crops=[{"png": _png(np.zeros((64, 64), np.uint8))}])
     producer = KafkaProducer(bootstrap_servers=kafka_broker)
     producer.send(cfg.tracks_topic, key=b"cam-0", value=encode_track(good[0]))
     producer.send(cfg.tracks_topic, key=b"cam-0", value=b"{garbage")

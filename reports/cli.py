@@ -42,14 +42,20 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "store"
 
 
+# Options `report` and `segments` share.
+Store = Annotated[str, typer.Option("--store", help="Store id to report on.")]
+Since = Annotated[str | None, typer.Option(
+    "--since", help="Start of the period: a duration back from now (7d, 12h) or an ISO "
+    "date/datetime in UTC. Default: all visits.")]
+K = Annotated[int, typer.Option("--k", min=2, help="Suppress any group with fewer than k "
+                                "visits.")]
+
+
 def report(
-    store: Annotated[str, typer.Option("--store", help="Store id to report on.")],
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Start of the period: a duration back from now (7d, 12h) or an ISO "
-        "date/datetime in UTC. Default: all visits.")] = None,
+    store: Store,
+    since: Since = None,
     db: DbUrl = DEFAULT_URL,
-    k: Annotated[int, typer.Option(
-        "--k", min=2, help="Suppress any group with fewer than k visits.")] = _DEFAULTS.k,
+    k: K = _DEFAULTS.k,
     out: Annotated[Path | None, typer.Option(
         "--out", help=f"HTML output path. Default: {_DEFAULTS.out_dir}/report-<store>.html")]
     = None,
@@ -81,16 +87,13 @@ def segments_command(
         "--by", metavar="DIMS",
         help=f"Comma-separated dimensions, 1 to 3 of: {', '.join(DIMENSIONS)}. "
         "Example: `--by age_bracket,gender`.")],
-    store: Annotated[str, typer.Option("--store", help="Store id to report on.")],
+    store: Store,
     period: Annotated[Period, typer.Option(
         "--period", help="`day` (UTC) or `week` (ISO, Monday first; labelled by its Monday).")]
     = Period.day,
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Start: a duration back from now (7d, 12h) or an ISO date/datetime in "
-        "UTC. Default: all visits.")] = None,
+    since: Since = None,
     db: DbUrl = DEFAULT_URL,
-    k: Annotated[int, typer.Option(
-        "--k", min=2, help="Suppress any segment with fewer than k visits.")] = _DEFAULTS.k,
+    k: K = _DEFAULTS.k,
     csv_path: Annotated[Path | None, typer.Option(
         "--csv", help="Also write the rows as CSV: period, dimensions, visits, suppressed "
         "(visits empty where suppressed).")] = None,

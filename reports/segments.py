@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Date, Engine, func, literal_column, select
 
-from storage.db import storage_errors
+from storage.db import connected
 from storage.query import hidden_keys, window
 from storage.schema import VisitRow
 from storage.sqltime import time_expr
@@ -82,12 +82,8 @@ def segments(bind: Bind, store: str, by: tuple[str, ...], period: Period = Perio
             .group_by(day, *cols))
     if lo is not None:
         stmt = stmt.where(VisitRow.started_at >= lo)
-    with storage_errors(engine, "reading segments from"):
-        if isinstance(bind, Connection):
-            rows = bind.execute(stmt).all()
-        else:
-            with bind.connect() as conn:
-                rows = conn.execute(stmt).all()
+    with connected(bind, "reading segments from") as conn:
+        rows = conn.execute(stmt).all()
 
     cells: dict[date, dict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
     for d, *labels, n in rows:
@@ -110,11 +106,13 @@ def segments(bind: Bind, store: str, by: tuple[str, ...], period: Period = Perio
     return out
 
 
+_AGE_RANK = {b: i for i, b in enumerate(AGE_BRACKETS)}
+
+
 def _label_order(labels: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
     # Age brackets in their natural order, then other labels alphabetically, unknown last.
-    rank = {b: i for i, b in enumerate(AGE_BRACKETS)}
-    return tuple((2, lb) if lb == UNKNOWN else (0, f"{rank[lb]:02d}") if lb in rank else (1, lb)
-                 for lb in labels)
+    return tuple((2, lb) if lb == UNKNOWN else (0, f"{_AGE_RANK[lb]:02d}") if lb in _AGE_RANK
+                 else (1, lb) for lb in labels)
 
 
 def cell_text(row: SegmentRow, k: int) -> str:

@@ -96,6 +96,19 @@ def storage_errors(engine: Engine, doing: str) -> Iterator[None]:
         raise StorageError(f"{doing} {mask(engine)} failed ({_reason(exc)})") from exc
 
 
+@contextmanager
+def connected(bind: Engine | Connection, doing: str) -> Iterator[Connection]:
+    """A connection for reading: ``bind`` itself if it is one (the caller's transaction),
+    else a new one from the engine; errors become StorageError ('<doing> <url> ...')."""
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with storage_errors(engine, doing):
+        if isinstance(bind, Connection):
+            yield bind
+        else:
+            with bind.connect() as conn:
+                yield conn
+
+
 def _is_connect_error(exc: DBAPIError) -> bool:
     r = _reason(exc).lower()
     needles = ("connection refused", "could not connect", "could not translate host",

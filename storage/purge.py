@@ -8,17 +8,15 @@ not observations.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, select
 
 from storage.db import StorageError, ensure_ready, storage_errors
+from storage.query import duration
 from storage.schema import VisitRow
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([hdw])\s*$", re.IGNORECASE)
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 # A typo such as "90" or "9h" must not wipe the table: below one hour is refused outright.
 MIN_AGE = timedelta(hours=1)
 
@@ -32,11 +30,10 @@ class PurgeResult:
 
 def parse_duration(text: str) -> timedelta:
     """'36h', '90d', '12w' -> timedelta. Raises ValueError with a one-line explanation."""
-    m = _DURATION.match(text or "")
-    if not m:
+    age = duration(text, units="hdw")
+    if age is None:
         raise ValueError(f"{text!r} is not a duration: use a number and a unit, "
                          "h (hours), d (days) or w (weeks), e.g. 90d")
-    age = timedelta(**{_UNITS[m[2].lower()]: int(m[1])})
     if age < MIN_AGE:
         raise ValueError(f"{text!r} is shorter than 1h: refusing to purge nearly every visit")
     return age

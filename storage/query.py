@@ -21,19 +21,21 @@ Every function takes an Engine or an open Connection (to read several in one tra
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from storage.db import storage_errors
+from storage.db import connected
 from storage.schema import StoreRow, VisitRow, visits_hourly
 from storage.visit import AGE_BRACKETS
 
 Bind = Engine | Connection
+_DURATION = re.compile(r"^\s*(\d+)\s*([a-z])\s*$", re.IGNORECASE)
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +78,13 @@ def _floor_hour(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-@contextmanager
-def _connect(bind: Bind, doing: str) -> Iterator[Connection]:
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    with storage_errors(engine, doing):
-        if isinstance(bind, Connection):
-            yield bind
-        else:
-            with bind.connect() as conn:
-                yield conn
+def duration(text: str | None, units: str = "mhdw") -> timedelta | None:
+    """'30m', '12h', '90d', '2w' -> timedelta, or None if ``text`` is not a whole number of one
+    of ``units`` (m minutes, h hours, d days, w weeks)."""
+    m = _DURATION.match(text or "")
+    if not m or m[2].lower() not in units:
+        return None
+    return timedelta(**{_UNITS[m[2].lower()]: int(m[1])})
 
 
 def _check_k(k: int) -> None:
@@ -132,7 +132,7 @@ def _total(conn: Connection, store: str, since: datetime | None, until: datetime
 
 def stores(bind: Bind) -> list[str]:
     """Known store ids, sorted."""
-    with _connect(bind, "listing stores in") as conn:
+    with connected(bind, "listing stores in") as conn:
         return list(conn.execute(select(StoreRow.id).order_by(StoreRow.id)).scalars())
 
 
@@ -140,7 +140,7 @@ def visit_total(bind: Bind, store: str, since: datetime | None = None,
                 until: datetime | None = None, k: int = 5) -> int | None:
     """Visits in the window; None when 0 < visits < k (suppressed)."""
     _check_k(k)
-    with _connect(bind, "counting visits in") as conn:
+    with connected(bind, "counting visits in") as conn:
         n = _total(conn, store, since, until)
     return n if n == 0 or n >= k else None
 
@@ -154,7 +154,7 @@ def footfall_by_hour(bind: Bind, store: str, since: datetime | None = None,
     stmt = (select(v.hour, n, func.sum(v.visits * v.avg_dwell_s) / n)
             .where(*_where(v.store_id, v.hour, store, since, until))
             .group_by(v.hour).order_by(v.hour))
-    with _connect(bind, "reading footfall from") as conn:
+    with connected(bind, "reading footfall from") as conn:
         small_store = _total(conn, store, since, until) < k
         rows = conn.execute(stmt).all()
     hidden = hidden_keys([(hour, count) for hour, count, _ in rows], k, small_store)
@@ -172,7 +172,7 @@ def _breakdown(bind: Bind, column: ColumnElement[Any], store: str, since: dateti
     _check_k(k)
     where = _where(VisitRow.store_id, VisitRow.started_at, store, since, until)
     stmt = select(column, func.count()).where(*where).group_by(column)
-    with _connect(bind, f"reading {column.key} counts from") as conn:
+    with connected(bind, f"reading {column.key} counts from") as conn:
         small_store = _total(conn, store, since, until) < k
         rows = conn.execute(stmt).all()
     drop = hidden_keys([(key, n) for key, n in rows], k, small_store)
@@ -212,7 +212,7 @@ def dwell_summary(bind: Bind, store: str, since: datetime | None = None,
     """Visit count, median and mean dwell in seconds; suppressed when 0 < count < k."""
     _check_k(k)
     where = _where(VisitRow.store_id, VisitRow.started_at, store, since, until)
-    with _connect(bind, "reading dwell times from") as conn:
+    with connected(bind, "reading dwell times from") as conn:
         n, mean = conn.execute(
             select(func.count(), func.avg(VisitRow.dwell_s)).where(*where)).one()
         if n == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from storage.db import StorageError, mask, storage_errors
+from storage.db import StorageError, connected, mask, storage_errors
 from storage.schema import ReportSettingsRow
 
 Bind = Engine | Connection
@@ -20,12 +20,8 @@ def read_report_settings(bind: Bind) -> tuple[int, bool]:
     engine = bind if isinstance(bind, Engine) else bind.engine
     stmt = select(ReportSettingsRow.k, ReportSettingsRow.ethnicity_enabled).where(
         ReportSettingsRow.id == 1)
-    with storage_errors(engine, "reading report settings from"):
-        if isinstance(bind, Connection):
-            row = bind.execute(stmt).first()
-        else:
-            with bind.connect() as conn:
-                row = conn.execute(stmt).first()
+    with connected(bind, "reading report settings from") as conn:
+        row = conn.execute(stmt).first()
     if row is None:
         raise StorageError(f"database {mask(engine)} has no report settings row, so every "
                            "report_* view is empty: write the settings again "

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from storage.cli import fail
+
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config file (kafka, camera, "
                                                 "analyzer, database sections).")]
 BrokerOpt = Annotated[str | None, typer.Option(
@@ -18,11 +20,6 @@ def _config(config: Path | None, **sections: dict[str, object]):
     from inference.settings import apply_overrides, load_config
 
     return apply_overrides(load_config(config), sections)
-
-
-def _fail(exc: BaseException, code: int) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=code)
 
 
 def camera(
@@ -45,7 +42,7 @@ def camera(
     try:
         summary = run_camera(cfg)
     except BrokerError as exc:
-        raise _fail(exc, 3) from None
+        raise fail(exc) from None
     typer.echo(f"camera {cfg.camera.id}: {summary.frames} frames, {summary.tracks} tracks "
                f"published to {cfg.kafka.tracks_topic}")
 
@@ -70,7 +67,7 @@ def infer(
     try:
         worker = run_worker(cfg)
     except BrokerError as exc:
-        raise _fail(exc, 3) from None
+        raise fail(exc) from None
     typer.echo(f"inference worker stopped: {worker.stored} visits stored, {worker.dead} "
                "messages dead-lettered")
 
@@ -108,7 +105,7 @@ def simulate(
         try:
             truth["published"] = publish_plans(plans, cfg, faces, realtime)
         except BrokerError as exc:
-            raise _fail(exc, 3) from None
+            raise fail(exc) from None
     typer.echo(json.dumps(truth))
 
 
@@ -136,7 +133,7 @@ def bench_pipeline(
     try:
         r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
     except BrokerError as exc:
-        raise _fail(exc, 3) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(r))
         return

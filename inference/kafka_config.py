@@ -7,6 +7,7 @@ from pydantic import Field
 from ingest.config import Strict
 
 ONE_HOUR_MS = 3_600_000
+MAX_MESSAGE_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
 
 
 class KafkaConfig(Strict):
@@ -39,7 +40,7 @@ class KafkaConfig(Strict):
         description="retention.ms of the tracks and DLQ topics when created; at most 1 h "
         "because messages hold face crops.")
     max_message_bytes: int = Field(
-        900_000, ge=10_000, le=1_000_000,
+        MAX_MESSAGE_BYTES, ge=10_000, le=1_000_000,
         description="Largest message a camera worker sends; the worst crops of a track are "
         "dropped to fit (Kafka rejects messages over ~1 MB by default).")
     session_timeout_ms: int = Field(

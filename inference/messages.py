@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inference.kafka_config import MAX_MESSAGE_BYTES
 from ingest.face import Face
 from ingest.track import Track
 from models.preprocess import INPUT_SIZE
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 SCHEMA = "audience.track/2"
 #: schema -> the key its crops are under (both decode with cv2.imdecode)
 CROP_KEYS = {"audience.track/1": "jpeg", SCHEMA: "png"}
-DEFAULT_MAX_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
 MAX_ID, MAX_EPOCH = 200, 1e11  # ids a database stores; seconds before the year 5138
 _ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")
 _FIELDS: dict[str, tuple[type, ...]] = {
@@ -56,7 +56,7 @@ def _png(crop: np.ndarray) -> str:
     return base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def encode_track(track: Track, max_bytes: int = DEFAULT_MAX_BYTES,
+def encode_track(track: Track, max_bytes: int = MAX_MESSAGE_BYTES,
                  produced_at: float | None = None) -> bytes:
     """Serialise a track. If the message would exceed ``max_bytes`` the worst crops are
     dropped (faces are best first) until it fits; never returns an oversize message."""

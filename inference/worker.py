@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -272,6 +271,7 @@ def run_worker(cfg: Any, stop: threading.Event | None = None) -> InferenceWorker
     and return."""
     from inference.health import serve
     from inference.runner import prepare_database
+    from ingest.publisher import install_sigterm
 
     ensure_topics(cfg.kafka, [cfg.kafka.tracks_topic, cfg.kafka.dlq_topic])  # fail fast
     engine = prepare_database(cfg.database.url)
@@ -280,9 +280,7 @@ def run_worker(cfg: Any, stop: threading.Event | None = None) -> InferenceWorker
                              create_topics=False)
     if stop is not None:
         worker.stop = stop
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.stop.set())
+    install_sigterm(worker.stop)
     m = worker.metrics
     # Healthy while the poll loop turns (a batch stuck for minutes is not healthy).
     server = serve(m.registry, cfg.kafka.metrics_port,

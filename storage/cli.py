@@ -17,14 +17,14 @@ DbUrl = Annotated[str, DB_OPTION]
 DEFAULT_URL = DatabaseConfig().url
 
 
-#: Same code as `audience run` (inference.errors): the database is unavailable or not migrated.
+#: Same code as `audience run` (inference.errors): a service (database, broker) is unavailable.
 STORAGE_EXIT = 3
 
 
-def fail(err: StorageError) -> typer.Exit:
-    """Print the one-line storage error to stderr; the caller raises the returned Exit."""
+def fail(err: Exception, code: int = STORAGE_EXIT) -> typer.Exit:
+    """Print the one-line error to stderr; the caller raises the returned Exit."""
     typer.echo(f"error: {err}", err=True)
-    return typer.Exit(code=STORAGE_EXIT)
+    return typer.Exit(code=code)
 
 
 db_app = typer.Typer(help="Database schema: create, upgrade and check.", no_args_is_help=True)

@@ -32,11 +32,6 @@ Password = Annotated[str, typer.Option(
 DEFAULT_SUPERSET = "http://127.0.0.1:8088"
 
 
-def _fail_superset(err: SupersetError) -> typer.Exit:
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(code=err.exit_code)
-
-
 @app.command()
 def provision(
     superset_url: Url = DEFAULT_SUPERSET,
@@ -81,7 +76,7 @@ def provision(
         sup = Superset(superset_url, user, password)
         result = run_provision(sup, superset_db or db, stores)
     except SupersetError as err:
-        raise _fail_superset(err) from None
+        raise fail(err, err.exit_code) from None
     typer.echo(f"provisioned {result.charts} charts on {len(result.datasets)} k-suppressed views"
                f" (k={k}); store roles: {', '.join(result.store_roles) or 'none (no stores yet)'}")
     typer.echo(f"dashboard: {result.dashboard_url}")
@@ -111,7 +106,7 @@ def grant(
         sup = Superset(superset_url, admin_user, admin_password)
         done = run_grant(sup, user, store, password=password, email=email)
     except SupersetError as err:
-        raise _fail_superset(err) from None
+        raise fail(err, err.exit_code) from None
     typer.echo(f"{done} user {user!r}: roles Gamma + {role_name(store)} (sees store {store!r} "
                "only)")
 
@@ -142,7 +137,7 @@ def serve(
         proc = start(local)
         wait_healthy(local.url, proc)
     except SupersetError as err:
-        raise _fail_superset(err) from None
+        raise fail(err, err.exit_code) from None
     typer.echo(f"Superset is up at {local.url} (user admin). Next: audience dashboards "
                f"provision --superset-url {local.url} --password ... --db URL")
     typer.echo(f"log: {home / 'superset.log'}; Ctrl-C stops it")

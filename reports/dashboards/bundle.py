@@ -70,12 +70,13 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
             "form_data": params, "result_format": "json", "result_type": "full"}
 
 
-def build(db_url: str, directory: Path = BUNDLE_DIR) -> Bundle:
-    """The ZIP to import, pointing Superset's `audience` database at ``db_url``."""
+def build(db_url: str, assets: dict[str, dict[str, Any]] | None = None) -> Bundle:
+    """The ZIP to import, pointing Superset's `audience` database at ``db_url``
+    (``assets``: the bundle as ``load_assets()`` returns it, if already loaded)."""
     uri, password = superset_uri(db_url)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for rel, doc in load_assets(directory).items():
+        for rel, doc in (assets if assets is not None else load_assets()).items():
             if rel == DATABASE_FILE:
                 doc = {**doc, "sqlalchemy_uri": uri}
             elif rel.startswith("charts/"):
@@ -86,7 +87,7 @@ def build(db_url: str, directory: Path = BUNDLE_DIR) -> Bundle:
     return Bundle(buf.getvalue(), passwords)
 
 
-def dataset_tables(directory: Path = BUNDLE_DIR) -> list[str]:
+def dataset_tables(assets: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Table (view) names of the bundle's datasets."""
-    return [doc["table_name"] for rel, doc in load_assets(directory).items()
+    return [doc["table_name"] for rel, doc in (assets or load_assets()).items()
             if rel.startswith("datasets/")]

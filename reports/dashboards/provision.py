@@ -46,9 +46,9 @@ def rls_clause(store: str) -> str:
     return f"store_id = '{store}'"
 
 
-def _datasets(sup: Superset) -> dict[str, int]:
+def _datasets(sup: Superset, tables: list[str]) -> dict[str, int]:
     """The bundle's datasets in Superset (view name -> id); error if not provisioned yet."""
-    wanted = set(dataset_tables())
+    wanted = set(tables)
     found = {d["table_name"]: d["id"] for d in sup.find("dataset")
              if d["table_name"] in wanted
              and (d.get("database") or {}).get("database_name") == DATABASE_NAME}
@@ -76,15 +76,19 @@ def _one(items: list[dict[str, Any]], key: str, value: str) -> dict[str, Any] | 
     return hits[0] if hits else None
 
 
-def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int]) -> int:
-    """Create or update the store's role and its row-level-security filter; return the role id."""
+def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int],
+                      permission_ids: list[int]) -> int:
+    """Create or update the store's role and its row-level-security filter; return the role id.
+
+    ``permission_ids``: ``_access_permissions`` of the datasets, the same for every store.
+    """
     clause = rls_clause(store)
     name = role_name(store)
     role = _one(sup.find("security/roles"), "name", name)
     role_id = role["id"] if role else sup.call(
         "POST", "/api/v1/security/roles/", json={"name": name}, doing=f"creating role {name}")["id"]
     sup.call("POST", f"/api/v1/security/roles/{role_id}/permissions",
-             json={"permission_view_menu_ids": _access_permissions(sup, dataset_ids)},
+             json={"permission_view_menu_ids": permission_ids},
              doing=f"granting role {name} the report datasets")
     rule = {"name": f"audience store {store}", "filter_type": "Regular",
             "tables": sorted(dataset_ids.values()), "roles": [role_id], "group_key": "store",
@@ -102,14 +106,16 @@ def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int]) ->
 
 def provision(sup: Superset, db_url: str, stores: list[str]) -> Provisioned:
     """Import the bundle (pointing at ``db_url``) and create a role for each store."""
-    bundle = build(db_url)
+    assets = load_assets()
+    bundle = build(db_url, assets)
     sup.import_bundle(bundle.zip_bytes, bundle.passwords)
-    datasets = _datasets(sup)
+    datasets = _datasets(sup, dataset_tables(assets))
+    permissions = _access_permissions(sup, datasets)
     for store in stores:
-        ensure_store_role(sup, store, datasets)
+        ensure_store_role(sup, store, datasets, permissions)
         log.info("store role %s: row-level security store_id = %r", role_name(store), store)
-    charts = sum(1 for rel in load_assets() if rel.startswith("charts/"))
-    dash = next(d for rel, d in load_assets().items() if rel.startswith("dashboards/"))
+    charts = sum(1 for rel in assets if rel.startswith("charts/"))
+    dash = next(d for rel, d in assets.items() if rel.startswith("dashboards/"))
     return Provisioned(f"{sup.url}/superset/dashboard/{dash['slug']}/", charts, datasets,
                        [role_name(s) for s in stores])
 
@@ -120,7 +126,8 @@ def grant(sup: Superset, user: str, store: str, password: str | None = None,
 
     Returns "created" or "updated".
     """
-    role_id = ensure_store_role(sup, store, _datasets(sup))
+    datasets = _datasets(sup, dataset_tables())
+    role_id = ensure_store_role(sup, store, datasets, _access_permissions(sup, datasets))
     roles = {r["name"]: r["id"] for r in sup.find("security/roles")}
     if BASE_ROLE not in roles:
         raise SupersetError(f"Superset has no {BASE_ROLE} role: run `superset init` there")

@@ -116,29 +116,23 @@ def build_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.nda
 
 
 def teacher_outputs(manifest: str, x: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
-    """The teacher's four outputs on the (un-augmented) training inputs, via ONNX Runtime.
+    """The teacher's four raw outputs on the (un-augmented) training inputs (FaceAnalyzer.predict).
 
     Cached next to the other preprocessed arrays: it is a pure function of the two.
     """
-    import onnxruntime as ort
+    from inference.analyzer import FaceAnalyzer
+    from inference.config import AnalyzerConfig, AttributePolicy
 
-    from inference.analyzer import load_manifest
-
-    meta, weights = load_manifest(Path(manifest))
-    key = hashlib.sha1(f"{meta['sha256']}|{len(x)}|{float(x[::997].sum()):.4f}".encode())
+    teacher = FaceAnalyzer(AnalyzerConfig(weights=manifest, batch_size=batch),
+                           AttributePolicy.from_names("emotion,age,gender,ethnicity"))
+    key = hashlib.sha1(
+        f"{teacher.manifest['sha256']}|{len(x)}|{float(x[::997].sum()):.4f}".encode())
     cached = cache_dir() / f"teacher_{key.hexdigest()[:16]}.npz"
     if cached.is_file():
         return dict(np.load(cached))
-    sess = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    heads = [o.name for o in sess.get_outputs()]
-    parts: dict[str, list[np.ndarray]] = {h: [] for h in heads}
-    for i in range(0, len(x), batch):
-        for h, out in zip(heads, sess.run(None, {name: x[i:i + batch]}), strict=True):
-            parts[h].append(out)
-    outs = {h: np.concatenate(v) for h, v in parts.items()}
+    outs = teacher.predict(x)
     np.savez(cached, **outs)
-    log.info("teacher %s-%s labelled %d training inputs", meta["name"], meta["version"], len(x))
+    log.info("teacher %s labelled %d training inputs", teacher.version, len(x))
     return outs
 
 

@@ -50,6 +50,11 @@ class FaceAttributes:
         return self.gender_score if self.gender == "female" else 1 - self.gender_score
 
 
+def expected_age(probs: np.ndarray) -> np.ndarray:
+    """Age in years from the age head's softmax over 0..100 (DEX-style expectation)."""
+    return probs @ np.arange(probs.shape[1], dtype=probs.dtype)
+
+
 def load_manifest(path: Path | None = None) -> tuple[dict, Path]:
     """Read a manifest and verify its weights file; returns (manifest, onnx path)."""
     path = Path(path) if path else DEFAULT_MANIFEST
@@ -128,7 +133,7 @@ class FaceAnalyzer:
                 f.emotion_scores = {c: round(float(s), 4)
                                     for c, s in zip(self.emotions, p, strict=True)}
         if "age" in raw:
-            ages = raw["age"] @ np.arange(raw["age"].shape[1], dtype=np.float32)
+            ages = expected_age(raw["age"])
             for f, a in zip(faces, ages, strict=True):
                 f.age = round(float(a), 1)
                 f.age_bracket = age_bracket(f.age)

@@ -188,6 +188,10 @@ def train(
     epochs: Annotated[int, typer.Option(help="Epochs (cosine schedule length).")] = 15,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    weight_decay: Annotated[float, typer.Option(
+        help="AdamW decoupled weight decay (multiplied by the learning rate).")] = 1e-4,
+    erase: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Probability of random erasing in augmentation.")] = 0.0,
     max_hours: Annotated[float, typer.Option(help="Stop after this many hours.")] = 2.4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
     limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
@@ -213,7 +217,8 @@ def train(
 
     cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir), out=str(out),
                       ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
-                      batch_size=batch_size, lr=lr, max_hours=max_hours, seed=seed, limit=limit,
+                      batch_size=batch_size, lr=lr, weight_decay=weight_decay, erase=erase,
+                      max_hours=max_hours, seed=seed, limit=limit,
                       init_from=str(init_from) if init_from else None,
                       widths=tuple(int(w) for w in widths.split(",")),
                       teacher=str(teacher) if teacher else None, distill=distill)

@@ -11,7 +11,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +201,22 @@ def chip_landmarks(img: np.ndarray, det) -> tuple[np.ndarray, bool]:
     return UTK_MEAN_MARKS * (img.shape[1] / 200.0), False
 
 
+def utk_chips(data: UtkData) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, bool]]:
+    """Read each chip and find its landmarks, in file order: ``(image, landmarks, found)``.
+
+    The one place chips are read and landmarked, for training and evaluation alike. An
+    unreadable file yields ``(None, None, False)``; the caller decides if that is fatal.
+    """
+    det = chip_detector()
+    for p in data.paths:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            yield None, None, False
+            continue
+        marks, found = chip_landmarks(img, det)
+        yield img, marks, found
+
+
 def aligned_utk_faces(data: UtkData, size: int) -> np.ndarray:
     """Align each UTKFace chip to the shared template; (N, size, size, 1) float32.
 
@@ -214,17 +230,12 @@ def aligned_utk_faces(data: UtkData, size: int) -> np.ndarray:
     cached = cache_dir() / f"utk_{key}.npy"
     if cached.is_file():
         return np.load(cached)
-    det = chip_detector()
     out = np.zeros((len(data.paths), size, size, 1), np.float32)
     misses = 0
-    for i, p in enumerate(data.paths):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            misses += 1
-            continue
-        marks, found = chip_landmarks(img, det)
+    for i, (img, marks, found) in enumerate(utk_chips(data)):
         misses += not found
-        out[i] = prepare_face(img, marks, size)
+        if img is not None:
+            out[i] = prepare_face(img, marks, size)
     log.info("aligned %d UTKFace chips (%d without a detection used mean landmarks)",
              len(data.paths), misses)
     np.save(cached, out)

@@ -9,17 +9,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from models.data import (
     EMOTIONS,
     ETHNICITIES,
     GENDERS,
-    chip_detector,
-    chip_landmarks,
     load_fer2013,
     load_utkface,
+    utk_chips,
 )
 from storage.visit import AGE_BRACKETS, age_bracket
 
@@ -139,14 +137,12 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
     analyzer = _analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
-    det = chip_detector()
     images, marks = [], []
-    for p in data.paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    for p, (img, lm, _) in zip(data.paths, utk_chips(data), strict=True):
         if img is None:
             raise ValueError(f"cannot read {p}")
         images.append(img)
-        marks.append(chip_landmarks(img, det)[0])
+        marks.append(lm)
     attrs = analyzer.analyze(images, marks)
     age = np.array([a.age for a in attrs])
     p_female = np.array([a.p_female for a in attrs])

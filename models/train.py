@@ -50,6 +50,7 @@ class TrainConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)  # backbone block widths (models.net)
     teacher: str | None = None  # a shipped manifest (.json) whose model teaches (distillation)
     distill: float = 0.5  # share of the teacher's outputs in each training target
+    erase: float = 0.0  # probability of random erasing (one patch, filled with the mean)
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -147,8 +148,10 @@ def distill(y: dict[str, np.ndarray], teacher: dict[str, np.ndarray], n_fer: int
     def mix(head: str, rows: slice, out: np.ndarray) -> None:
         y[head][rows, :-1] = (1 - share) * y[head][rows, :-1] + share * out[rows]
 
+    from inference.analyzer import expected_age
+
     fer, utk = slice(0, n_fer), slice(n_fer, None)
-    t_age = (teacher["age"] * np.arange(teacher["age"].shape[1])).sum(1, keepdims=True)
+    t_age = expected_age(teacher["age"])[:, None]
     mix("emotion", fer, teacher["emotion"])
     y["emotion"][utk, :-1], y["emotion"][utk, -1] = teacher["emotion"][utk], share
     mix("gender", utk, teacher["gender"])
@@ -226,12 +229,16 @@ def train(cfg: TrainConfig) -> Path:
     x_train, y_train = sets["train"]
     x_val, y_val = sets["val"]
 
-    augment = keras.Sequential([
+    steps_aug = [
         keras.layers.RandomFlip("horizontal"),
         keras.layers.RandomRotation(0.03, fill_mode="nearest"),
         keras.layers.RandomTranslation(0.08, 0.08, fill_mode="nearest"),
         keras.layers.RandomZoom(0.1, fill_mode="nearest"),
-    ], name="augment")
+    ]
+    if cfg.erase:  # inputs are standardised, so 0 is the image mean: a patch hides an eye
+        steps_aug.append(keras.layers.RandomErasing(
+            (cfg.erase, cfg.erase), scale=(0.02, 0.2), fill_value=0.0, value_range=(-5, 5)))
+    augment = keras.Sequential(steps_aug, name="augment")
 
     train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                 .shuffle(len(x_train), seed=cfg.seed, reshuffle_each_iteration=True)

@@ -110,12 +110,13 @@ def prepare(local: Local, admin_user: str, admin_password: str) -> None:
 
 def start(local: Local, workers: int = 1, log_file: Path | None = None) -> subprocess.Popen[bytes]:
     """Start gunicorn serving Superset; returns the process (wait with ``wait_healthy``)."""
-    out = open(log_file or local.home / "superset.log", "ab")  # noqa: SIM115 (owned by Popen)
-    return subprocess.Popen(
-        [str(local.bin("gunicorn")), "--workers", str(workers), "--threads", "4",
-         "--timeout", "120", "--bind", f"{local.host}:{local.port}",
-         "superset.app:create_app()"],
-        env=local.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    # The child inherits its own copy of the descriptor, so ours is closed straight away.
+    with open(log_file or local.home / "superset.log", "ab") as out:
+        return subprocess.Popen(
+            [str(local.bin("gunicorn")), "--workers", str(workers), "--threads", "4",
+             "--timeout", "120", "--bind", f"{local.host}:{local.port}",
+             "superset.app:create_app()"],
+            env=local.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None,

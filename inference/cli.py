@@ -204,6 +204,9 @@ def train(
     widths: Annotated[str, typer.Option(
         help="Backbone block widths, comma separated (narrower is faster: see the model "
         "card's trade-off table).")] = "32,64,128,256",
+    backbone: Annotated[str, typer.Option(
+        help="Backbone family: vgg (plain 3x3 convs) or sep (residual depthwise-separable "
+        "blocks, fewer multiply-adds per width).")] = "vgg",
     teacher: Annotated[Path | None, typer.Option(
         help="Distil from this model manifest (e.g. models/weights/audience-mt.json): its "
         "outputs are blended into the training targets.")] = None,
@@ -220,7 +223,7 @@ def train(
                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, erase=erase,
                       max_hours=max_hours, seed=seed, limit=limit,
                       init_from=str(init_from) if init_from else None,
-                      widths=tuple(int(w) for w in widths.split(",")),
+                      widths=tuple(int(w) for w in widths.split(",")), backbone=backbone,
                       teacher=str(teacher) if teacher else None, distill=distill)
     best = run_train(cfg)
     typer.echo(f"best checkpoint: {best}")

@@ -19,15 +19,17 @@ CANDIDATES = {
     "vgg-32-256 (1.0.0, the teacher)": {"widths": (32, 64, 128, 256)},
     "vgg-24-192": {"widths": (24, 48, 96, 192)},
     "vgg-16-128 (1.1.0, shipped)": {"widths": (16, 32, 64, 128)},
+    "sep-32-256": {"widths": (32, 64, 128, 256), "backbone": "sep"},
+    "sep-48-384": {"widths": (48, 96, 192, 384), "backbone": "sep"},
 }
 
 
-def measure(widths: tuple[int, ...], size: int, seconds: float) -> dict:
+def measure(widths: tuple[int, ...], size: int, seconds: float, backbone: str = "vgg") -> dict:
     import onnxruntime as ort
 
     from models.net import build_model
 
-    model = build_model(size, widths)
+    model = build_model(size, widths, backbone=backbone)
     model(np.zeros((1, size, size, 1), np.float32), training=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
@@ -51,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     for name, spec in CANDIDATES.items():
         print(json.dumps({"backbone": name, "input": args.size,
-                          **measure(spec["widths"], args.size, args.seconds)}))
+                          **measure(spec["widths"], args.size, args.seconds,
+                                     spec.get("backbone", "vgg"))}))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class TrainConfig:
     init_from: str | None = None  # start from these weights (a warm restart / fine-tune)
     size: int = INPUT_SIZE
     widths: tuple[int, ...] = (32, 64, 128, 256)  # backbone block widths (models.net)
+    backbone: str = "vgg"  # backbone family (models.net.BACKBONES)
     teacher: str | None = None  # a shipped manifest (.json) whose model teaches (distillation)
     distill: float = 0.5  # share of the teacher's outputs in each training target
     erase: float = 0.0  # probability of random erasing (one patch, filled with the mean)
@@ -252,7 +253,7 @@ def train(cfg: TrainConfig) -> Path:
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr / 20, decay_steps=steps * (cfg.epochs - 1),
         warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
-    model = build_model(cfg.size, cfg.widths)
+    model = build_model(cfg.size, cfg.widths, backbone=cfg.backbone)
     compile_model(model, schedule, cfg.weight_decay)
     if cfg.init_from:
         from models.net import CUSTOM_OBJECTS

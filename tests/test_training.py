@@ -56,3 +56,20 @@ def test_distillation_blends_labels_and_fills_unlabelled_heads():
     np.testing.assert_allclose(y["age"][:, 1], [0, 0, 1, 1, 1])
     np.testing.assert_allclose(y["ethnicity"][:n_fer], 0)
     np.testing.assert_allclose(y["ethnicity"][n_fer, :5], 0.5 * np.eye(5)[0] + 0.1)
+
+
+@pytest.mark.parametrize("backbone, widths", [("vgg", (8, 16, 16, 32)), ("sep", (8, 16, 16, 32))])
+def test_every_backbone_gives_the_four_heads(backbone, widths):
+    from models.net import build_model
+
+    model = build_model(48, widths, backbone=backbone)
+    out = model(np.zeros((2, 48, 48, 1), np.float32), training=False)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "emotion": (2, 7), "age": (2, 101), "gender": (2, 1), "ethnicity": (2, 5)}
+
+
+def test_an_unknown_backbone_is_a_clear_error():
+    from models.net import build_model
+
+    with pytest.raises(ValueError, match="unknown backbone 'resnet'.*vgg, sep"):
+        build_model(48, (8, 16, 16, 32), backbone="resnet")

@@ -282,8 +282,11 @@ def train(cfg: TrainConfig) -> Path:
             keras.callbacks.BackupAndRestore(str(out / "backup")),
             keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_score",
                                             mode="max", save_best_only=True),
+            # Not in the first half: at a high learning rate the validation score jumps
+            # around, and one lucky epoch must not end the run before the schedule decays.
             keras.callbacks.EarlyStopping(monitor="val_score", mode="max",
-                                          patience=cfg.patience),
+                                          patience=cfg.patience,
+                                          start_from_epoch=cfg.epochs // 2),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
         ],
     )

@@ -17,9 +17,10 @@ CARD = HERE / "MODEL_CARD.md"
 EVAL = HERE / "eval"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 TRADE_START, TRADE_END = "<!-- tradeoff:start -->", "<!-- tradeoff:end -->"
-#: trade-off backbone (models/tradeoff.py) -> folder of its trained model's evaluation JSON
-TRAINED = {"vgg-32-256 (1.0.0, the teacher)": EVAL / "audience-mt-1.0.0",
-           "vgg-16-128 (1.1.0, shipped)": EVAL}
+#: trade-off backbone (models/tradeoff.py) -> folders of its trained models' evaluation JSON
+#: (the shipped model's JSON sits at the top of models/eval/, earlier versions in sub-folders)
+TRAINED = {"vgg-32-256": [EVAL / "audience-mt-1.0.0"],
+           "vgg-16-128": [EVAL]}
 
 
 def _pct(x: float) -> str:
@@ -96,18 +97,19 @@ def render_tradeoff() -> str:
              "FER-2013 PrivateTest | UTK gender | UTK ethnicity | UTK age MAE |",
              "|---|---|---|---|---|---|---|---|"]
     for row in map(json.loads, (EVAL / "tradeoff.jsonl").read_text().splitlines()):
-        folder = TRAINED.get(row["backbone"])
-        fer = _load("fer2013-privatetest.json", folder) if folder else None
-        utk = _load("utkface-test.json", folder) if folder else None
-        bench = _load("bench-analyzer.json", folder) if folder else None
-        cells = [f"{row['params'] / 1e6:.2f}M", f"{row['faces_per_s_b64']:,.0f}",
-                 f"{bench['faces_per_s']['64']:,.0f}" if bench else "-"]
-        if fer and utk:
-            cells += [f"{fer['model']}: {_pct(fer['accuracy'])}", _pct(utk["gender_accuracy"]),
-                      _pct(utk["ethnicity_accuracy"]), f"{utk['age_mae']:.2f}"]
-        else:
-            cells += ["not trained"] + ["-"] * 3
-        lines.append(f"| {row['backbone']} | " + " | ".join(cells) + " |")
+        folders = [f for f in TRAINED.get(row["backbone"], [])
+                   if (f / "fer2013-privatetest.json").is_file()]
+        speed = [f"{row['params'] / 1e6:.2f}M", f"{row['faces_per_s_b64']:,.0f}"]
+        if not folders:
+            cells = [*speed, "-", "not trained", "-", "-", "-"]
+            lines.append(f"| {row['backbone']} | " + " | ".join(cells) + " |")
+        for folder in folders:
+            fer, utk = _load("fer2013-privatetest.json", folder), _load("utkface-test.json", folder)
+            bench = _load("bench-analyzer.json", folder)
+            cells = [*speed, f"{bench['faces_per_s']['64']:,.0f}" if bench else "-",
+                     f"{fer['model']}: {_pct(fer['accuracy'])}", _pct(utk["gender_accuracy"]),
+                     _pct(utk["ethnicity_accuracy"]), f"{utk['age_mae']:.2f}"]
+            lines.append(f"| {row['backbone']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -117,7 +119,8 @@ def _replace(text: str, start: str, end: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
-def main() -> None:
+def rendered_card() -> str:
+    """MODEL_CARD.md with its measured sections rendered from the JSON in models/eval/."""
     fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
     if not fer or not utk:
         raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
@@ -126,14 +129,14 @@ def main() -> None:
     text = _replace(CARD.read_text(), START, END, body)
     if TRADE_START in text:
         text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())
-    CARD.write_text(text)
-    print(f"updated {CARD}")
-    # The headline figures also travel in the manifest (its sha256 covers the ONNX file only).
-    from models.export import MANIFEST
+    return text
 
-    manifest = json.loads(MANIFEST.read_text())
+
+def manifest_metrics() -> dict:
+    """The headline figures the manifest carries (its sha256 covers the ONNX file only)."""
+    fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
     tta = _load("fer2013-privatetest-tta.json")
-    manifest["metrics"] = {
+    return {
         "fer2013_privatetest_accuracy": fer["accuracy"],
         "fer2013_privatetest_accuracy_flip_average": tta["accuracy"] if tta else None,
         "fer2013_privatetest_macro_f1": fer["macro_f1"],
@@ -141,6 +144,15 @@ def main() -> None:
         "utkface_test_ethnicity_accuracy": utk["ethnicity_accuracy"],
         "utkface_test_age_mae": utk["age_mae"],
     }
+
+
+def main() -> None:
+    CARD.write_text(rendered_card())
+    print(f"updated {CARD}")
+    from models.export import MANIFEST
+
+    manifest = json.loads(MANIFEST.read_text())
+    manifest["metrics"] = manifest_metrics()
     MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"updated {MANIFEST}")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 CANDIDATES = {
-    "vgg-32-256 (1.0.0, the teacher)": {"widths": (32, 64, 128, 256)},
+    "vgg-32-256": {"widths": (32, 64, 128, 256)},
     "vgg-24-192": {"widths": (24, 48, 96, 192)},
-    "vgg-16-128 (1.1.0, shipped)": {"widths": (16, 32, 64, 128)},
+    "vgg-16-128": {"widths": (16, 32, 64, 128)},
     "sep-32-256": {"widths": (32, 64, 128, 256), "backbone": "sep"},
     "sep-48-384": {"widths": (48, 96, 192, 384), "backbone": "sep"},
 }

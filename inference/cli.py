@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -175,6 +176,13 @@ def bench_camera(
                    f"({result['threads']} thread, detection at width {result['work_width']})")
 
 
+class Backbone(StrEnum):
+    """models.net.BACKBONES, spelled here so `--help` and a typo need no TensorFlow import
+    (a test keeps the two equal)."""
+
+    vgg = "vgg"
+    sep = "sep"
+
 @app.command()
 def train(
     fer_csv: Annotated[Path, typer.Option(help="FER-2013 CSV (.gz ok).")]
@@ -204,9 +212,9 @@ def train(
     widths: Annotated[str, typer.Option(
         help="Backbone block widths, comma separated (narrower is faster: see the model "
         "card's trade-off table).")] = "32,64,128,256",
-    backbone: Annotated[str, typer.Option(
+    backbone: Annotated[Backbone, typer.Option(
         help="Backbone family: vgg (plain 3x3 convs) or sep (residual depthwise-separable "
-        "blocks, fewer multiply-adds per width).")] = "vgg",
+        "blocks, fewer multiply-adds per width).")] = Backbone.vgg,
     teacher: Annotated[Path | None, typer.Option(
         help="Distil from this model manifest (e.g. models/weights/audience-mt.json): its "
         "outputs are blended into the training targets.")] = None,
@@ -223,7 +231,7 @@ def train(
                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, erase=erase,
                       max_hours=max_hours, seed=seed, limit=limit,
                       init_from=str(init_from) if init_from else None,
-                      widths=tuple(int(w) for w in widths.split(",")), backbone=backbone,
+                      widths=tuple(int(w) for w in widths.split(",")), backbone=backbone.value,
                       teacher=str(teacher) if teacher else None, distill=distill)
     best = run_train(cfg)
     typer.echo(f"best checkpoint: {best}")

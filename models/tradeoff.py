@@ -24,7 +24,7 @@ CANDIDATES = {
 }
 
 
-def measure(widths: tuple[int, ...], size: int, seconds: float, backbone: str = "vgg") -> dict:
+def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg") -> dict:
     import onnxruntime as ort
 
     from models.net import build_model
@@ -53,8 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     for name, spec in CANDIDATES.items():
         print(json.dumps({"backbone": name, "input": args.size,
-                          **measure(spec["widths"], args.size, args.seconds,
-                                     spec.get("backbone", "vgg"))}))
+                          **measure(args.size, args.seconds, **spec)}))
 
 
 if __name__ == "__main__":

@@ -220,7 +220,9 @@ def train(cfg: TrainConfig) -> Path:
     import keras
     import tensorflow as tf
 
-    from models.net import build_model, compile_model
+    from models.net import build_model, check_backbone, compile_model
+
+    check_backbone(cfg.backbone)  # before minutes of data preparation, not after
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -73,3 +73,10 @@ def test_an_unknown_backbone_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown backbone 'resnet'.*vgg, sep"):
         build_model(48, (8, 16, 16, 32), backbone="resnet")
+
+
+def test_the_cli_offers_exactly_the_backbones_the_network_builds():
+    from inference.cli import Backbone
+    from models.net import BACKBONES
+
+    assert tuple(b.value for b in Backbone) == BACKBONES

@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.config import AnalyzerConfig, AttributePolicy
 from models.export import sha256
-from models.preprocess import prepare_batch
+from models.preprocess import prepare_batch, to_channels
 from storage.visit import age_bracket
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class FaceAnalyzer:
         self.manifest, weights = load_manifest(path)
         self.version = f"{self.manifest['name']}-{self.manifest['version']}"
         self.size = int(self.manifest["input"]["size"])
+        self.channels = int(self.manifest["input"].get("channels", 1))
         outputs = self.manifest["outputs"]
         self.emotions = list(outputs["emotion"])
         self.ethnicities = list(outputs["ethnicity"])
@@ -111,7 +112,9 @@ class FaceAnalyzer:
                  ", ".join(self._outputs))
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw head outputs for a prepared batch (N, size, size, 1) float32."""
+        """Raw head outputs for a prepared batch (N, size, size, C) float32; gray batches feed a
+        colour model (replicated) and colour batches a gray one (their luma)."""
+        x = to_channels(x, self.channels)
         out: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
         step = self.config.batch_size
         for i in range(0, len(x), step):
@@ -153,4 +156,5 @@ class FaceAnalyzer:
                 landmarks: list[np.ndarray | None] | None = None) -> list[FaceAttributes]:
         if not crops:
             return []
-        return self.decode(self.predict(prepare_batch(crops, landmarks, self.size)))
+        return self.decode(self.predict(prepare_batch(crops, landmarks, self.size,
+                                                             self.channels)))

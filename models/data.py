@@ -217,8 +217,8 @@ def utk_chips(data: UtkData) -> Iterator[tuple[np.ndarray | None, np.ndarray | N
         yield img, marks, found
 
 
-def aligned_utk_faces(data: UtkData, size: int) -> np.ndarray:
-    """Align each UTKFace chip to the shared template; (N, size, size, 1) float32.
+def aligned_utk_faces(data: UtkData, size: int, channels: int = 1) -> np.ndarray:
+    """Align each UTKFace chip to the shared template; (N, size, size, channels) float32.
 
     Landmarks come from YuNet; where it finds no face the chip's mean landmarks are used
     (UTKFace chips are already roughly aligned). Cached by file list and size.
@@ -226,16 +226,17 @@ def aligned_utk_faces(data: UtkData, size: int) -> np.ndarray:
     from models.preprocess import TEMPLATE, prepare_face
 
     key = hashlib.sha1(("|".join(p.name for p in data.paths) + f"|{size}|"
-                        + TEMPLATE.tobytes().hex()).encode()).hexdigest()[:16]
+                        + TEMPLATE.tobytes().hex()
+                        + (f"|c{channels}" if channels != 1 else "")).encode()).hexdigest()[:16]
     cached = cache_dir() / f"utk_{key}.npy"
     if cached.is_file():
         return np.load(cached)
-    out = np.zeros((len(data.paths), size, size, 1), np.float32)
+    out = np.zeros((len(data.paths), size, size, channels), np.float32)
     misses = 0
     for i, (img, marks, found) in enumerate(utk_chips(data)):
         misses += not found
         if img is not None:
-            out[i] = prepare_face(img, marks, size)
+            out[i] = prepare_face(img, marks, size, channels)
     log.info("aligned %d UTKFace chips (%d without a detection used mean landmarks)",
              len(data.paths), misses)
     np.save(cached, out)

@@ -43,7 +43,8 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     from models.net import AGE_BINS, CUSTOM_OBJECTS
 
     model = keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS)
-    model(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 1), np.float32), training=False)  # build
+    channels = int(model.inputs[0].shape[-1])  # 1 gray, 3 BGR
+    model(np.zeros((1, INPUT_SIZE, INPUT_SIZE, channels), np.float32), training=False)  # build
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}-{version}.onnx"
     model.export(str(onnx_path), format="onnx", verbose=False)
@@ -53,7 +54,7 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
         "file": onnx_path.name,
         "sha256": sha256(onnx_path),
         "runtime": "onnxruntime",
-        "input": {"name": "face", "size": INPUT_SIZE, "channels": 1,
+        "input": {"name": "face", "size": INPUT_SIZE, "channels": channels,
                   "preprocess": "models.preprocess.prepare_face",
                   "template": np.round(TEMPLATE, 4).tolist()},
         "outputs": {"emotion": list(EMOTIONS), "age": {"bins": AGE_BINS, "decode": "expectation"},

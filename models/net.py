@@ -57,9 +57,9 @@ def _sep(x: keras.KerasTensor, widths: tuple[int, ...]) -> keras.KerasTensor:
 
 
 def build_model(size: int = 48, widths: tuple[int, ...] = (32, 64, 128, 256),
-                dropout: float = 0.3, backbone: str = "vgg") -> keras.Model:
+                dropout: float = 0.3, backbone: str = "vgg", channels: int = 1) -> keras.Model:
     check_backbone(backbone)
-    inp = keras.Input((size, size, 1), name="face")
+    inp = keras.Input((size, size, channels), name="face")
     x = (_vgg if backbone == "vgg" else _sep)(inp, widths)
     # Flatten, not global pooling: where a feature sits (mouth vs eyes) matters for expression.
     x = layers.Flatten(name="flat")(x)

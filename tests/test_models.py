@@ -19,7 +19,15 @@ from models.data import (
     parse_utk_name,
     utk_split,
 )
-from models.preprocess import INPUT_SIZE, TEMPLATE, align_face, prepare_batch, prepare_face
+from models.preprocess import (
+    INPUT_SIZE,
+    LUMA_BGR,
+    TEMPLATE,
+    align_face,
+    prepare_batch,
+    prepare_face,
+    to_channels,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PIXELS = " ".join(["128"] * 2304)
@@ -126,12 +134,26 @@ def _face_image() -> tuple[np.ndarray, np.ndarray]:
     lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGR),
     lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGRA),
 ])
-def test_prepare_face_accepts_gray_bgr_bgra_alike(convert):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prepare_face_accepts_gray_bgr_bgra_alike(convert, channels):
     gray = np.random.default_rng(1).integers(0, 255, (48, 48), dtype=np.uint8)
-    x = prepare_face(convert(gray))
-    assert x.shape == (INPUT_SIZE, INPUT_SIZE, 1) and x.dtype == np.float32
-    np.testing.assert_allclose(x, prepare_face(gray), atol=1e-5)
+    x = prepare_face(convert(gray), channels=channels)
+    assert x.shape == (INPUT_SIZE, INPUT_SIZE, channels) and x.dtype == np.float32
+    np.testing.assert_allclose(to_channels(x, 1), prepare_face(gray), atol=1e-5)
     assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
+
+
+def test_a_colour_input_is_the_gray_input_plus_colour():
+    """The luma of a prepared colour face is the prepared gray face (up to uint8 rounding of
+    OpenCV's gray), so a gray model carries over to colour (models.warmstart)."""
+    bgr = np.random.default_rng(2).integers(0, 255, (60, 60, 3), dtype=np.uint8)
+    colour = prepare_face(bgr, channels=3)
+    assert colour.shape == (INPUT_SIZE, INPUT_SIZE, 3)
+    assert not np.allclose(colour[..., 0], colour[..., 2])  # the colour is kept
+    diff = np.abs(colour @ LUMA_BGR - prepare_face(bgr)[..., 0])
+    assert diff.max() < 0.06 and diff.mean() < 0.02  # a grey level of rounding or two
+    np.testing.assert_allclose(to_channels(prepare_face(bgr[..., :1]), 3),
+                               prepare_face(bgr[..., :1], channels=3), atol=1e-5)
 
 
 def test_prepare_face_rejects_bad_input():
@@ -141,14 +163,19 @@ def test_prepare_face_rejects_bad_input():
         prepare_face(np.zeros((48, 48, 2), np.uint8))
 
 
-def test_camera_path_equals_training_path():
+@pytest.mark.parametrize("channels", [1, 3])
+def test_camera_path_equals_training_path(channels):
     """Camera: align to a uint8 crop, ship it, prepare it. Training/eval: prepare with
     landmarks. Both must give the same network input."""
     img, marks = _face_image()
-    crop = align_face(img, marks)
-    assert crop.shape == (INPUT_SIZE, INPUT_SIZE) and crop.dtype == np.uint8
-    np.testing.assert_allclose(prepare_face(crop), prepare_face(img, marks), atol=1e-5)
-    np.testing.assert_allclose(prepare_batch([img], [marks])[0], prepare_face(img, marks))
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
+    img[..., 2] = cv2.add(img[..., 2], 20)  # a colour cast, so the channels differ
+    crop = align_face(img, marks, channels=channels)
+    shape = (INPUT_SIZE, INPUT_SIZE) if channels == 1 else (INPUT_SIZE, INPUT_SIZE, 3)
+    assert crop.shape == shape and crop.dtype == np.uint8
+    prepared = prepare_face(img, marks, channels=channels)
+    np.testing.assert_allclose(prepare_face(crop, channels=channels), prepared, atol=1e-5)
+    np.testing.assert_allclose(prepare_batch([img], [marks], channels=channels)[0], prepared)
 
 
 def test_alignment_puts_landmarks_on_the_template():
@@ -163,15 +190,16 @@ def test_alignment_puts_landmarks_on_the_template():
 
 
 @pytest.mark.skipif(not (SHARED / "utkface").is_dir(), reason="../shared datasets not present")
-def test_utk_training_input_equals_evaluation_input(tmp_path, monkeypatch):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_utk_training_input_equals_evaluation_input(tmp_path, monkeypatch, channels):
     """The cached training array for UTKFace equals what the analyzer prepares at eval time."""
     from models.data import aligned_utk_faces
 
     monkeypatch.setenv("AUDIENCE_CACHE", str(tmp_path))
     data = load_utkface(SHARED / "utkface" / "crop_part1", split="test")
     data = data.subset(np.arange(len(data.paths)) < 4)
-    train_x = aligned_utk_faces(data, INPUT_SIZE)
+    train_x = aligned_utk_faces(data, INPUT_SIZE, channels)
     det = chip_detector()
     imgs = [cv2.imread(str(p)) for p in data.paths]
-    eval_x = prepare_batch(imgs, [chip_landmarks(i, det)[0] for i in imgs])
+    eval_x = prepare_batch(imgs, [chip_landmarks(i, det)[0] for i in imgs], channels=channels)
     np.testing.assert_allclose(train_x, eval_x, atol=1e-5)

@@ -4,12 +4,12 @@
      "started_at": 1715000000.0, "ended_at": ..., "n_detections": 17, "produced_at": ...,
      "crops": [{"png": "<base64>", "quality": 0.83, "score": 0.95, "timestamp": ...}, ...]}
 
-Crops are the aligned 48x48 gray network inputs, best first. They live only in Kafka (short
-retention) and memory: never log a message body.
+Crops are the aligned 48x48 faces (BGR colour from the camera; gray is read too), best
+first. They live only in Kafka (short retention) and memory: never log a message body.
 
 Lossless, so a distributed run labels exactly what an embedded run labels: even JPEG at
 quality 100 moved one visit's emotion between two close classes with model 1.1.0. A 48x48
-PNG is about 2-3 KB. Workers still read ``audience.track/1`` (crops as "jpeg"), so a rolling
+colour PNG is about 6-8 KB. Workers still read ``audience.track/1`` (crops as "jpeg"), so a rolling
 upgrade loses nothing that is in Kafka.
 """
 
@@ -98,12 +98,14 @@ def _crop(i: int, item: Any, key: str) -> Face:
         raw = base64.b64decode(item[key], validate=True)
     except (binascii.Error, ValueError):
         raise MessageError(f"crop {i}: {key!r} is not valid base64") from None
-    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE) if raw else None
-    if img is None:
-        raise MessageError(f"crop {i}: not a decodable {key.upper()} image")
-    if img.shape != (INPUT_SIZE, INPUT_SIZE):
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+    if img is None or img.dtype != np.uint8:
+        raise MessageError(f"crop {i}: not a decodable 8-bit {key.upper()} image")
+    if img.shape[:2] != (INPUT_SIZE, INPUT_SIZE):
         raise MessageError(f"crop {i}: size {img.shape[1]}x{img.shape[0]}, expected "
                            f"{INPUT_SIZE}x{INPUT_SIZE}")
+    if img.ndim == 3 and img.shape[2] != 3:
+        raise MessageError(f"crop {i}: {img.shape[2]} channels, expected gray or BGR")
     return Face(box=np.zeros(4, np.float32), landmarks=np.zeros((5, 2), np.float32),
                 score=_number(item.get("score", 0.0), f"crops[{i}].score"),
                 timestamp=_number(item.get("timestamp", 0.0), f"crops[{i}].timestamp"),

@@ -69,7 +69,8 @@ class CameraStage:
             if face.size < q.min_face_px:
                 self.counters.small += 1
                 continue
-            crop = align_face(frame, face.landmarks, INPUT_SIZE)
+            # Colour: a colour model uses it, a gray one takes its luma (prepare_face).
+            crop = align_face(frame, face.landmarks, INPUT_SIZE, channels=3)
             sharp, turn = sharpness(crop), yaw(face.landmarks)
             face.crop = None  # only faces that pass both gates carry a crop
             if sharp < q.min_sharpness:

@@ -11,7 +11,7 @@ import numpy as np
 class Face:
     """One detected face in one frame.
 
-    ``crop`` is the aligned network input (uint8 gray) and lives only in memory (and in
+    ``crop`` is the aligned 48x48 face (uint8 BGR) and lives only in memory (and in
     Kafka with short retention); it is never written to a database, a log or a report.
     """
 

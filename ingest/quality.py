@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ingest.face import Face
+from models.preprocess import to_gray
 
 # quality_score saturation points: beyond these, more pixels or more edges add little for a
 # 48x48 network input.
@@ -16,8 +17,8 @@ SHARPNESS_HALF = 100.0
 
 
 def sharpness(crop: np.ndarray) -> float:
-    """Variance of the Laplacian of a gray crop: low means blurred (motion or focus)."""
-    return float(cv2.Laplacian(crop, cv2.CV_64F).var())
+    """Variance of the Laplacian of a crop's gray: low means blurred (motion or focus)."""
+    return float(cv2.Laplacian(to_gray(crop), cv2.CV_64F).var())
 
 
 def yaw(landmarks: np.ndarray) -> float:

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from models import preprocess
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset(
@@ -73,15 +75,10 @@ def to_bgr(image: np.ndarray) -> np.ndarray | None:
         return None
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
+    try:
+        return preprocess.to_bgr(image)
+    except ValueError:  # another dtype or channel count: not a frame we can use
         return None
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return None
 
 
 class _Sampler:

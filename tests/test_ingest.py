@@ -529,7 +529,7 @@ def test_bundled_clip_gives_exactly_three_tracks(fps: float | None, reader,
     for track in tracks:
         assert 1 <= len(track.faces) <= config.tracker.best_k
         for face in track.faces:
-            assert face.crop is not None and face.crop.shape == (48, 48)
+            assert face.crop is not None and face.crop.shape == (48, 48, 3)  # BGR
             assert face.crop.dtype == np.uint8
             assert face.track_id == track.track_id
         qualities = [f.quality for f in track.faces]

@@ -229,12 +229,13 @@ def _jpeg(img: np.ndarray) -> str:
     return base64.b64encode(cv2.imencode(".jpg", img)[1].tobytes()).decode()
 
 
-def test_crops_travel_losslessly() -> None:
+@pytest.mark.parametrize("shape", [(48, 48, 3), (48, 48)], ids=["colour", "gray"])
+def test_crops_travel_losslessly(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(1)
-    track = make_track(crops=[rng.integers(0, 255, (48, 48), dtype=np.uint8) for _ in range(3)])
+    track = make_track(crops=[rng.integers(0, 255, shape, dtype=np.uint8) for _ in range(3)])
     back = decode_track(encode_track(track))
     for sent, got in zip(track.faces, back.faces, strict=True):
-        assert np.array_equal(sent.crop, got.crop)
+        assert got.crop.shape == shape and np.array_equal(sent.crop, got.crop)
 
 
 def test_schema_1_messages_with_jpeg_crops_are_still_read() -> None:
@@ -266,8 +267,10 @@ def test_schema_1_messages_with_jpeg_crops_are_still_read() -> None:
     (_body(crops=[{"quality": 1}]), "crop 0 must be an object"),
     (_body(crops=[{"jpeg": _jpeg(np.zeros((48, 48), np.uint8))}]), "base64 'png' string"),
     (_body(crops=[{"png": "%%%"}]), "not valid base64"),
-    (_body(crops=[{"png": base64.b64encode(b"not a png").decode()}]), "not a decodable PNG"),
+    (_body(crops=[{"png": base64.b64encode(b"not a png").decode()}]), "not a decodable 8-bit PNG"),
     (_body(crops=[{"png": _png(np.zeros((64, 48), np.uint8))}]), "size 48x64, expected 48x48"),
+    (_body(crops=[{"png": _png(np.zeros((48, 48, 4), np.uint8))}]), "4 channels, expected gray"),
+    (_body(crops=[{"png": _png(np.zeros((48, 48), np.uint16))}]), "not a decodable 8-bit PNG"),
     (_body(crops=[{"png": _png(np.zeros((48, 48), np.uint8)), "quality": "x"}]),
      "must be a finite number"),
 ])

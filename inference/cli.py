@@ -204,7 +204,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
     limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
     init_from: Annotated[Path | None, typer.Option(
-        help="Start from this checkpoint's weights with a fresh schedule (warm restart).")]
+        help="Start from these weights with a fresh schedule: a .keras checkpoint, or a "
+        "shipped manifest (.json, vgg backbone) such as models/weights/audience-mt.json.")]
     = None,
     export_version: Annotated[str | None, typer.Option(
         "--export", help="After training, export the best checkpoint as this version into "
@@ -220,9 +221,17 @@ def train(
         "outputs are blended into the training targets.")] = None,
     distill: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of the teacher's outputs in each target.")] = 0.5,
+    channels: Annotated[int, typer.Option(
+        min=1, max=3, help="Network input: 1 gray or 3 colour (BGR). FER-2013 is gray and is "
+        "replicated; UTKFace chips keep their colour.")] = 1,
+    gray: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="With --channels 3: probability that a training face is shown "
+        "in gray, so the model does not come to rely on colour.")] = 0.0,
 ) -> None:
     """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
     Resumable: run the same command again to continue from the last finished epoch."""
+    if channels not in (1, 3):
+        raise typer.BadParameter("1 (gray) or 3 (colour)", param_hint="--channels")
     from models.train import TrainConfig
     from models.train import train as run_train
 
@@ -232,7 +241,8 @@ def train(
                       max_hours=max_hours, seed=seed, limit=limit,
                       init_from=str(init_from) if init_from else None,
                       widths=tuple(int(w) for w in widths.split(",")), backbone=backbone.value,
-                      teacher=str(teacher) if teacher else None, distill=distill)
+                      teacher=str(teacher) if teacher else None, distill=distill,
+                      channels=channels, gray=gray)
     best = run_train(cfg)
     typer.echo(f"best checkpoint: {best}")
     if export_version:

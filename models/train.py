@@ -25,7 +25,7 @@ from models.data import (
     load_ferplus,
     load_utkface,
 )
-from models.preprocess import INPUT_SIZE, prepare_batch
+from models.preprocess import INPUT_SIZE, LUMA_BGR, prepare_batch, to_channels
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,15 @@ class TrainConfig:
     max_hours: float = 2.4
     patience: int = 8
     limit: int = 0  # use only the first N samples of each set (smoke tests)
-    init_from: str | None = None  # start from these weights (a warm restart / fine-tune)
+    init_from: str | None = None  # start from a .keras checkpoint or a shipped manifest (.json)
     size: int = INPUT_SIZE
     widths: tuple[int, ...] = (32, 64, 128, 256)  # backbone block widths (models.net)
     backbone: str = "vgg"  # backbone family (models.net.BACKBONES)
     teacher: str | None = None  # a shipped manifest (.json) whose model teaches (distillation)
     distill: float = 0.5  # share of the teacher's outputs in each training target
     erase: float = 0.0  # probability of random erasing (one patch, filled with the mean)
+    channels: int = 1  # network input: 1 gray, 3 BGR (FER-2013 rows are gray, replicated)
+    gray: float = 0.0  # probability a colour training face is shown in gray (its luma)
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -81,6 +83,7 @@ def class_weights(labels: np.ndarray, n: int, power: float = 0.5) -> np.ndarray:
 def build_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Training and validation arrays: x and one masked target per head."""
     x_fer, fer = _fer_inputs(cfg.fer_csv, cfg.size)
+    x_fer = to_channels(x_fer, cfg.channels)
     soft = np.eye(len(EMOTIONS), dtype=np.float32)[fer.labels]
     if cfg.ferplus_csv:
         votes = load_ferplus(cfg.ferplus_csv, int(fer.rows.max()) + 1)[fer.rows]
@@ -98,7 +101,7 @@ def build_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.nda
         if cfg.limit:
             xf, sf = xf[: cfg.limit], sf[: cfg.limit]
             utk = utk.subset(np.arange(len(utk.paths)) < cfg.limit)
-        xu = aligned_utk_faces(utk, cfg.size)
+        xu = aligned_utk_faces(utk, cfg.size, cfg.channels)
         nf, nu = len(xf), len(xu)
         zf, zu, of, ou = np.zeros(nf), np.zeros(nu), np.ones(nf), np.ones(nu)
         ew = race_w[utk.race] if name == "train" else ou
@@ -242,11 +245,20 @@ def train(cfg: TrainConfig) -> Path:
         steps_aug.append(keras.layers.RandomErasing(
             (cfg.erase, cfg.erase), scale=(0.02, 0.2), fill_value=0.0, value_range=(-5, 5)))
     augment = keras.Sequential(steps_aug, name="augment")
+    luma = tf.constant(LUMA_BGR)
+
+    def augment_batch(x: tf.Tensor) -> tf.Tensor:
+        x = augment(x, training=True)
+        if cfg.gray and cfg.channels == 3:  # so colour is a hint, never a requirement
+            gray = tf.repeat(tf.reduce_sum(x * luma, -1, keepdims=True), 3, axis=-1)
+            pick = tf.random.uniform(tf.stack([tf.shape(x)[0], 1, 1, 1])) < cfg.gray
+            x = tf.where(pick, gray, x)
+        return x
 
     train_ds = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                 .shuffle(len(x_train), seed=cfg.seed, reshuffle_each_iteration=True)
                 .batch(cfg.batch_size, drop_remainder=True)
-                .map(lambda x, y: (augment(x, training=True), y),
+                .map(lambda x, y: (augment_batch(x), y),
                      num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
@@ -255,13 +267,20 @@ def train(cfg: TrainConfig) -> Path:
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr / 20, decay_steps=steps * (cfg.epochs - 1),
         warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
-    model = build_model(cfg.size, cfg.widths, backbone=cfg.backbone)
+    if cfg.init_from and cfg.init_from.endswith(".json"):
+        from models.warmstart import keras_from_manifest
+
+        calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
+        model = keras_from_manifest(cfg.init_from, cfg.channels, calibration)
+    else:
+        model = build_model(cfg.size, cfg.widths, backbone=cfg.backbone, channels=cfg.channels)
     compile_model(model, schedule, cfg.weight_decay)
-    if cfg.init_from:
+    if cfg.init_from and not cfg.init_from.endswith(".json"):
         from models.net import CUSTOM_OBJECTS
 
         source = keras.models.load_model(cfg.init_from, custom_objects=CUSTOM_OBJECTS)
         model.set_weights(source.get_weights())
+    if cfg.init_from:
         log.info("weights initialised from %s (a new schedule starts)", cfg.init_from)
     log.info("model: %d parameters, %d steps per epoch", model.count_params(), steps)
 

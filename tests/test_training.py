@@ -80,3 +80,24 @@ def test_the_cli_offers_exactly_the_backbones_the_network_builds():
     from models.net import BACKBONES
 
     assert tuple(b.value for b in Backbone) == BACKBONES
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["gray", "colour"])
+def test_warm_start_from_a_shipped_model_computes_what_it_computes(channels):
+    """The ONNX weights (BatchNorm folded in) come back into a trainable Keras model with the
+    same function: gray inputs fed to the colour model give the gray model's outputs."""
+    from inference.analyzer import FaceAnalyzer
+    from inference.config import AnalyzerConfig, AttributePolicy
+    from models.preprocess import to_channels
+    from models.warmstart import keras_from_manifest
+
+    manifest = "models/weights/audience-mt-1.1.0.json"
+    x = np.random.default_rng(0).normal(size=(64, 48, 48, 1)).astype(np.float32)
+    shipped = FaceAnalyzer(AnalyzerConfig(weights=manifest),
+                           AttributePolicy.from_names("emotion,age,gender,ethnicity"))
+    expected = shipped.predict(x)
+    model = keras_from_manifest(manifest, channels, to_channels(x, channels))
+    assert model.inputs[0].shape[-1] == channels
+    got = model(to_channels(x, channels), training=False)
+    for head, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[head]), value, atol=1e-4, err_msg=head)

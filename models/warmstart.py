@@ -1,0 +1,87 @@
+"""Start training from a shipped model: its ONNX weights back into a trainable Keras model.
+
+Only the ONNX file ships (the Keras checkpoint is too large for the weights budget), and the
+exporter folds each BatchNormalization into the convolution before it. Unfolding is exact:
+the convolution keeps the folded kernel, and its BatchNormalization is set so that it adds
+the folded bias and otherwise passes its input through, scaled back by the spread it will
+see in training (measured on ``calibration`` inputs), so the first training steps start
+from the shipped model's function rather than from a rescaled one.
+
+A gray model's first kernel is spread over the colour channels by their luma weights, so a
+colour model starts out computing exactly what the gray model computes on the luma.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from models.preprocess import LUMA_BGR
+
+log = logging.getLogger(__name__)
+
+
+def _onnx_weights(onnx_path: Path) -> dict[str, np.ndarray]:
+    """Initializers by Keras layer name: ``{"b0c0": kernel, "b0bn0": bias, "age_fc": ...}``."""
+    import onnx
+    from onnx import numpy_helper
+
+    out: dict[str, np.ndarray] = {}
+    for init in onnx.load(str(onnx_path)).graph.initializer:
+        parts = init.name.split("/")
+        if len(parts) < 3:
+            continue
+        layer = parts[1].removesuffix("_1")  # the exporter's copy of the Keras layer name
+        kind = "kernel" if parts[2] in ("Cast", "convolution") else "bias"
+        out[f"{layer}/{kind}"] = numpy_helper.to_array(init)
+    return out
+
+
+def keras_from_manifest(manifest_path: str | Path, channels: int,
+                        calibration: np.ndarray):
+    """A Keras model (same architecture as ``models.net.build_model``) holding a shipped
+    model's weights; ``calibration`` is a few thousand prepared training inputs."""
+    import keras
+
+    from inference.analyzer import load_manifest
+    from models.net import build_model
+
+    manifest, onnx_path = load_manifest(Path(manifest_path))
+    weights = _onnx_weights(onnx_path)
+    if "b0c0/kernel" not in weights:
+        raise ValueError(f"{manifest_path}: only the vgg backbone can be warm-started")
+    blocks = sum(f"b{i}c0/kernel" in weights for i in range(16))
+    widths = tuple(int(weights[f"b{i}c0/kernel"].shape[0]) for i in range(blocks))
+    size = int(manifest["input"]["size"])
+    model = build_model(size, widths, channels=channels)
+    eps = {}
+    for layer in model.layers:
+        name = layer.name
+        if isinstance(layer, keras.layers.Conv2D):
+            k = weights[f"{name}/kernel"].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+            if k.shape[2] == 1 and channels == 3:
+                k = k * LUMA_BGR[None, None, :, None]
+            layer.set_weights([k])
+        elif isinstance(layer, keras.layers.Dense):
+            layer.set_weights([weights[f"{name}/kernel"], weights[f"{name}/bias"]])
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            bias = weights[f"{name}/bias"]
+            eps[name] = layer.epsilon
+            one = np.ones_like(bias)
+            layer.set_weights([one, bias, np.zeros_like(bias), one - layer.epsilon])
+    # Now the model computes the ONNX function; measure each convolution's output spread and
+    # move it into gamma, so training-mode batch statistics give back the same function.
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    probe = keras.Model(model.input, [c.output for c in convs])
+    outs = probe.predict(calibration, batch_size=256, verbose=0)
+    for conv, y in zip(convs, outs, strict=True):
+        bn = model.get_layer(conv.name.replace("c", "bn", 1))  # b1c0 -> b1bn0
+        mu = y.reshape(-1, y.shape[-1]).mean(0)
+        sigma = y.reshape(-1, y.shape[-1]).std(0) + 1e-6
+        bias = bn.get_weights()[1]
+        bn.set_weights([sigma, mu + bias, mu, np.maximum(sigma**2 - eps[bn.name], 1e-9)])
+    log.info("warm start from %s (%s): widths %s, %d channels", manifest_path,
+             manifest["version"], widths, channels)
+    return model

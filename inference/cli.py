@@ -232,6 +232,9 @@ def train(
     Resumable: run the same command again to continue from the last finished epoch."""
     if channels not in (1, 3):
         raise typer.BadParameter("1 (gray) or 3 (colour)", param_hint="--channels")
+    if init_from and init_from.suffix == ".json" and backbone != Backbone.vgg:
+        raise typer.BadParameter("a shipped manifest starts the vgg backbone only",
+                                 param_hint="--init-from")
     from models.train import TrainConfig
     from models.train import train as run_train
 

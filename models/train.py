@@ -272,6 +272,10 @@ def train(cfg: TrainConfig) -> Path:
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
         model = keras_from_manifest(cfg.init_from, cfg.channels, calibration)
+        widths = tuple(layer.filters for layer in model.layers if layer.name.endswith("c0"))
+        if widths != tuple(cfg.widths):
+            log.warning("widths %s come from %s (--widths %s is not used)", widths,
+                        cfg.init_from, ",".join(map(str, cfg.widths)))
     else:
         model = build_model(cfg.size, cfg.widths, backbone=cfg.backbone, channels=cfg.channels)
     compile_model(model, schedule, cfg.weight_decay)

@@ -63,6 +63,9 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
             k = weights[f"{name}/kernel"].transpose(2, 3, 1, 0)  # OIHW -> HWIO
             if k.shape[2] == 1 and channels == 3:
                 k = k * LUMA_BGR[None, None, :, None]
+            elif k.shape[2] != layer.kernel.shape[2]:
+                raise ValueError(f"{manifest_path} takes {k.shape[2]}-channel faces: a "
+                                 f"{channels}-channel model cannot start from it")
             layer.set_weights([k])
         elif isinstance(layer, keras.layers.Dense):
             layer.set_weights([weights[f"{name}/kernel"], weights[f"{name}/bias"]])

@@ -101,3 +101,18 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(channels):
     got = model(to_channels(x, channels), training=False)
     for head, value in expected.items():
         np.testing.assert_allclose(np.asarray(got[head]), value, atol=1e-4, err_msg=head)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--channels", "2"], "1 (gray) or 3 (colour)"),
+    (["--backbone", "sep", "--init-from", "models/weights/audience-mt.json"],
+     "starts the vgg backbone only"),
+])
+def test_train_usage_errors_come_before_any_work(args, message):
+    from typer.testing import CliRunner
+
+    from inference.cli import app
+
+    result = CliRunner().invoke(app, ["train", *args])
+    text = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
+    assert result.exit_code == 2 and message in text

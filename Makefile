@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train train-teacher evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train train-1.1 train-teacher evaluate clean
 
 setup: $(STAMP) ## create .venv with the project and its test tools (idempotent)
 
@@ -56,7 +56,12 @@ bench: setup ## speed figures on this machine
 bench-env: ## a separate environment with the baselines `audience bench analyzer` compares with
 	PY=$(PY) bash inference/bench-env.sh
 
-train: setup ## the shipped model 1.1.0: narrow backbone distilled from 1.0.0 (about 75 min, 2 cores)
+train: setup ## the shipped model 1.2.0: 1.1.0 fine-tuned on colour, distilled from 1.1.0 (about 45 min, 2 cores)
+	$(BIN)/audience train --out runs/mt-1.2c --epochs 40 --widths 16,32,64,128 --channels 3 \
+	  --gray 0.2 --init-from models/weights/audience-mt-1.1.0.json \
+	  --teacher models/weights/audience-mt-1.1.0.json --distill 0.5 --lr 5e-4 --max-hours 2.4
+
+train-1.1: setup ## 1.1.0, which 1.2.0 starts from: narrow backbone distilled from 1.0.0 (about 75 min)
 	$(BIN)/audience train --out runs/mt-1.1 --epochs 70 --widths 16,32,64,128 \
 	  --teacher models/weights/audience-mt-1.0.0.json --distill 0.5 --max-hours 2.4
 

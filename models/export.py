@@ -30,6 +30,13 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def run_config(checkpoint: str | Path) -> dict:
+    """The training configuration saved beside a checkpoint (``audience train`` writes
+    config.json into its run folder), for the manifest; empty if there is none."""
+    path = Path(checkpoint).parent / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
            metrics: dict | None = None, training: dict | None = None,
            name: str = "audience-mt") -> Path:
@@ -62,7 +69,7 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
                     "ethnicity": list(ETHNICITIES)},
         "parameters": int(model.count_params()),
         "metrics": metrics or {},
-        "training": training or {},
+        "training": training if training is not None else run_config(checkpoint),
     }
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")

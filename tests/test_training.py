@@ -116,3 +116,30 @@ def test_train_usage_errors_come_before_any_work(args, message):
     result = CliRunner().invoke(app, ["train", *args])
     text = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
     assert result.exit_code == 2 and message in text
+
+
+def _hits(emotion, gender, ethnicity, age_error):
+    from models.compare import Hits
+
+    return Hits(np.array(emotion, bool), np.array(gender, bool), np.array(ethnicity, bool),
+                np.array(age_error, float))
+
+
+def test_model_comparison_is_paired_and_honest_about_noise():
+    from models.compare import discordant, paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    base = _hits(rng.random(400) < 0.6, rng.random(200) < 0.85, rng.random(200) < 0.8,
+                 rng.random(200) * 10)
+    assert base.score() == pytest.approx(base.emotion.mean() + base.gender.mean()
+                                         + base.ethnicity.mean() - base.age_error.mean() / 10)
+    same = paired_bootstrap(base, base, resamples=200)
+    assert same["difference"] == 0 and same["ci95"] == [0, 0] and same["p_not_better"] == 1
+    # Right on 30 more FER-2013 images and nothing else: better, and every resample says so.
+    better = _hits(base.emotion | (np.arange(400) < 30), base.gender, base.ethnicity,
+                   base.age_error)
+    gain = paired_bootstrap(base, better, resamples=200)
+    assert gain["difference"] > 0 and gain["ci95"][0] >= 0 and gain["p_not_better"] < 0.05
+    counts = discordant(base, better)
+    assert counts["emotion"]["only_base"] == 0 and counts["gender"] == {
+        "only_base": 0, "only_candidate": 0}

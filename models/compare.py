@@ -1,0 +1,137 @@
+"""Compare two models on the validation splits, face by face: is the candidate better?
+
+    python -m models.compare models/weights/audience-mt-1.1.0.json models/weights/audience-mt.json
+
+Both models label FER-2013 PublicTest and the UTKFace ``val`` split through the production path
+(FaceAnalyzer + prepare_face). Printed: each model's figures, the selection score training
+picks checkpoints by (``models.train.val_score``: accuracies minus age MAE in decades), and a
+paired bootstrap of the score difference over the images (both models scored on the same
+resample), with its 95% interval, so a gain within noise is seen as such. Test splits are never
+touched here: they are measured after a model is chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.data import load_fer2013, load_utkface, utk_chips
+
+FER_CSV = Path("../shared/datasets/fer2013/fer2013.csv.gz")
+UTK_DIR = Path("../shared/datasets/utkface/crop_part1")
+
+
+@dataclass
+class Hits:
+    """Per image: right or wrong (emotion on FER-2013; gender, ethnicity on UTKFace) and the
+    absolute age error in years."""
+
+    emotion: np.ndarray
+    gender: np.ndarray
+    ethnicity: np.ndarray
+    age_error: np.ndarray
+
+    def score(self, fer: np.ndarray | None = None, utk: np.ndarray | None = None) -> float:
+        """The selection score, optionally on resampled image indices."""
+        f = slice(None) if fer is None else fer
+        u = slice(None) if utk is None else utk
+        return float(self.emotion[f].mean() + self.gender[u].mean() + self.ethnicity[u].mean()
+                     - self.age_error[u].mean() / 10)
+
+    def figures(self) -> dict:
+        return {"fer2013_publictest_accuracy": round(float(self.emotion.mean()), 4),
+                "utkface_val_gender_accuracy": round(float(self.gender.mean()), 4),
+                "utkface_val_ethnicity_accuracy": round(float(self.ethnicity.mean()), 4),
+                "utkface_val_age_mae": round(float(self.age_error.mean()), 3),
+                "score": round(self.score(), 4)}
+
+
+def paired_bootstrap(base: Hits, cand: Hits, resamples: int = 2000, seed: int = 0) -> dict:
+    """Score difference (candidate - base) over paired resamples of the validation images."""
+    rng = np.random.default_rng(seed)
+    nf, nu = len(base.emotion), len(base.gender)
+    diffs = np.empty(resamples)
+    for i in range(resamples):
+        fer, utk = rng.integers(0, nf, nf), rng.integers(0, nu, nu)
+        diffs[i] = cand.score(fer, utk) - base.score(fer, utk)
+    return {"difference": round(cand.score() - base.score(), 4),
+            "ci95": [round(float(np.percentile(diffs, 2.5)), 4),
+                     round(float(np.percentile(diffs, 97.5)), 4)],
+            "p_not_better": round(float(np.mean(diffs <= 0)), 3), "resamples": resamples}
+
+
+def discordant(base: Hits, cand: Hits) -> dict:
+    """Images only one of the two gets right, per head (what McNemar's test counts)."""
+    return {head: {"only_base": int((getattr(base, head) & ~getattr(cand, head)).sum()),
+                   "only_candidate": int((getattr(cand, head) & ~getattr(base, head)).sum())}
+            for head in ("emotion", "gender", "ethnicity")}
+
+
+def label(weights: str | Path, fer, utk, chips) -> tuple[str, Hits]:
+    from inference.analyzer import FaceAnalyzer, expected_age
+    from inference.config import AnalyzerConfig, AttributePolicy
+    from models.preprocess import prepare_batch
+
+    analyzer = FaceAnalyzer(AnalyzerConfig(weights=str(weights)),
+                            AttributePolicy.from_names("emotion,age,gender,ethnicity"))
+    emotion = analyzer.predict(prepare_batch(list(fer.images), size=analyzer.size))["emotion"]
+    x = prepare_batch([c[0] for c in chips], [c[1] for c in chips], analyzer.size,
+                      analyzer.channels)
+    out = analyzer.predict(x)
+    return analyzer.version, Hits(
+        emotion=emotion.argmax(1) == fer.labels,
+        gender=(out["gender"][:, 0] >= 0.5) == utk.gender,
+        ethnicity=out["ethnicity"].argmax(1) == utk.race,
+        age_error=np.abs(expected_age(out["age"]) - utk.age))
+
+
+def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
+            utk_dir: Path = UTK_DIR, resamples: int = 2000) -> dict:
+    fer = load_fer2013(fer_csv, splits=("PublicTest",))
+    utk = load_utkface(utk_dir, split="val")
+    chips = list(utk_chips(utk))
+    if any(img is None for img, _, _ in chips):
+        raise ValueError(f"unreadable UTKFace images in {utk_dir}")
+    (name_a, a), (name_b, b) = (label(w, fer, utk, chips) for w in (base, candidate))
+    return {"base": {"model": name_a, **a.figures()},
+            "candidate": {"model": name_b, **b.figures()},
+            "paired_bootstrap": paired_bootstrap(a, b, resamples),
+            "discordant": discordant(a, b),
+            "n": {"fer2013": len(fer.labels), "utkface": len(utk.age)}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m models.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base", help="manifest of the model in use (models/weights/audience-mt.json)")
+    p.add_argument("candidate", help="manifest of the new model (audience export ... --out DIR)")
+    p.add_argument("--fer-csv", type=Path, default=FER_CSV, help="FER-2013 CSV (.gz ok)")
+    p.add_argument("--utk-dir", type=Path, default=UTK_DIR, help="UTKFace image folder")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    r = compare(args.base, args.candidate, args.fer_csv, args.utk_dir, args.resamples)
+    if args.json:
+        print(json.dumps(r))
+        return
+    for role in ("base", "candidate"):
+        m = r[role]
+        print(f"{role:9} {m['model']}: FER-2013 PublicTest {m['fer2013_publictest_accuracy']:.1%}, "
+              f"UTK val gender {m['utkface_val_gender_accuracy']:.1%}, ethnicity "
+              f"{m['utkface_val_ethnicity_accuracy']:.1%}, age MAE {m['utkface_val_age_mae']:.2f}"
+              f" -> score {m['score']:.4f}")
+    b = r["paired_bootstrap"]
+    print(f"score difference {b['difference']:+.4f}, 95% interval [{b['ci95'][0]:+.4f}, "
+          f"{b['ci95'][1]:+.4f}] over {b['resamples']} paired resamples; "
+          f"P(candidate not better) {b['p_not_better']:.3f}")
+    for head, d in r["discordant"].items():
+        print(f"  {head}: right only with base {d['only_base']}, only with candidate "
+              f"{d['only_candidate']}")
+
+
+if __name__ == "__main__":
+    main()

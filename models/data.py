@@ -126,7 +126,10 @@ class UtkData:
     race: np.ndarray  #: ETHNICITIES index
 
     def subset(self, keep: np.ndarray) -> UtkData:
-        idx = np.flatnonzero(keep)
+        return self.take(np.flatnonzero(keep))
+
+    def take(self, idx: np.ndarray) -> UtkData:
+        """The chips at these indices, in this order (repeats allowed)."""
         return UtkData([self.paths[i] for i in idx], self.age[idx], self.gender[idx],
                        self.race[idx])
 

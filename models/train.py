@@ -54,6 +54,7 @@ class TrainConfig:
     erase: float = 0.0  # probability of random erasing (one patch, filled with the mean)
     channels: int = 1  # network input: 1 gray, 3 BGR (FER-2013 rows are gray, replicated)
     gray: float = 0.0  # probability a colour training face is shown in gray (its luma)
+    utk_repeat: int = 1  # each epoch shows every UTKFace training chip this many times
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -102,6 +103,9 @@ def build_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.nda
             xf, sf = xf[: cfg.limit], sf[: cfg.limit]
             utk = utk.subset(np.arange(len(utk.paths)) < cfg.limit)
         xu = aligned_utk_faces(utk, cfg.size, cfg.channels)
+        if name == "train" and cfg.utk_repeat > 1:  # UTKFace is 5x smaller than FER-2013
+            rep = np.tile(np.arange(len(xu)), cfg.utk_repeat)
+            xu, utk = xu[rep], utk.take(rep)
         nf, nu = len(xf), len(xu)
         zf, zu, of, ou = np.zeros(nf), np.zeros(nu), np.ones(nf), np.ones(nu)
         ew = race_w[utk.race] if name == "train" else ou

@@ -118,6 +118,9 @@ def test_utk_loader_skips_malformed_and_splits_stably(tmp_path, caplog):
     parts = {s: load_utkface(tmp_path, split=s) for s in ("train", "val", "test")}
     assert sum(len(p.paths) for p in parts.values()) == 30
     assert {p.name for p in parts["test"].paths} == {n for n in names if utk_split(n) == "test"}
+    twice = data.take(np.tile(np.arange(3), 2))  # oversampling: --utk-repeat
+    assert [p.name for p in twice.paths] == [p.name for p in data.paths[:3]] * 2
+    assert twice.age.tolist() == data.age[:3].tolist() * 2
 
 
 def _face_image() -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import load_fer2013, load_utkface, utk_chips
+from models.data import load_fer2013, load_utkface, read_utk_chips
 
 FER_CSV = Path("../shared/datasets/fer2013/fer2013.csv.gz")
 UTK_DIR = Path("../shared/datasets/utkface/crop_part1")
@@ -71,16 +71,14 @@ def discordant(base: Hits, cand: Hits) -> dict:
             for head in ("emotion", "gender", "ethnicity")}
 
 
-def label(weights: str | Path, fer, utk, chips) -> tuple[str, Hits]:
-    from inference.analyzer import FaceAnalyzer, expected_age
-    from inference.config import AnalyzerConfig, AttributePolicy
+def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
+    from inference.analyzer import expected_age
+    from models.evaluate import load_analyzer
     from models.preprocess import prepare_batch
 
-    analyzer = FaceAnalyzer(AnalyzerConfig(weights=str(weights)),
-                            AttributePolicy.from_names("emotion,age,gender,ethnicity"))
+    analyzer = load_analyzer("emotion,age,gender,ethnicity", weights=weights)
     emotion = analyzer.predict(prepare_batch(list(fer.images), size=analyzer.size))["emotion"]
-    x = prepare_batch([c[0] for c in chips], [c[1] for c in chips], analyzer.size,
-                      analyzer.channels)
+    x = prepare_batch(images, marks, analyzer.size, analyzer.channels)
     out = analyzer.predict(x)
     return analyzer.version, Hits(
         emotion=emotion.argmax(1) == fer.labels,
@@ -93,10 +91,8 @@ def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
             utk_dir: Path = UTK_DIR, resamples: int = 2000) -> dict:
     fer = load_fer2013(fer_csv, splits=("PublicTest",))
     utk = load_utkface(utk_dir, split="val")
-    chips = list(utk_chips(utk))
-    if any(img is None for img, _, _ in chips):
-        raise ValueError(f"unreadable UTKFace images in {utk_dir}")
-    (name_a, a), (name_b, b) = (label(w, fer, utk, chips) for w in (base, candidate))
+    images, marks = read_utk_chips(utk)
+    (name_a, a), (name_b, b) = (label(w, fer, utk, images, marks) for w in (base, candidate))
     return {"base": {"model": name_a, **a.figures()},
             "candidate": {"model": name_b, **b.figures()},
             "paired_bootstrap": paired_bootstrap(a, b, resamples),

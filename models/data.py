@@ -220,6 +220,18 @@ def utk_chips(data: UtkData) -> Iterator[tuple[np.ndarray | None, np.ndarray | N
         yield img, marks, found
 
 
+def read_utk_chips(data: UtkData) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every chip of ``data`` and its landmarks (:func:`utk_chips`); an unreadable file is an
+    error, for evaluation, where a missing image would change the figures."""
+    images, marks = [], []
+    for p, (img, lm, _) in zip(data.paths, utk_chips(data), strict=True):
+        if img is None:
+            raise ValueError(f"cannot read {p}")
+        images.append(img)
+        marks.append(lm)
+    return images, marks
+
+
 def aligned_utk_faces(data: UtkData, size: int, channels: int = 1) -> np.ndarray:
     """Align each UTKFace chip to the shared template; (N, size, size, channels) float32.
 

@@ -17,7 +17,7 @@ from models.data import (
     GENDERS,
     load_fer2013,
     load_utkface,
-    utk_chips,
+    read_utk_chips,
 )
 from storage.visit import AGE_BRACKETS, age_bracket
 
@@ -80,7 +80,7 @@ def plot_confusion(cm: list[list[int]], classes, title: str, path: Path) -> Path
     return path
 
 
-def _analyzer(attrs: str, flip_average: bool = False, weights: str | Path | None = None):
+def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | None = None):
     from inference.analyzer import FaceAnalyzer
     from inference.config import AnalyzerConfig, AttributePolicy
 
@@ -96,7 +96,7 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
     data = load_fer2013(csv, splits=(split,))
     if len(data.labels) == 0:
         raise ValueError(f"no rows with Usage={split} in {csv}")
-    analyzer = _analyzer("emotion", flip_average=tta, weights=weights)
+    analyzer = load_analyzer("emotion", flip_average=tta, weights=weights)
     probs = analyzer.predict(prepare_batch(list(data.images), size=analyzer.size))["emotion"]
     pred = probs.argmax(1)
     m = classification_metrics(data.labels, pred, EMOTIONS)
@@ -136,13 +136,8 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
     data = load_utkface(directory, split=None if split == "all" else split)
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
-    analyzer = _analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
-    images, marks = [], []
-    for p, (img, lm, _) in zip(data.paths, utk_chips(data), strict=True):
-        if img is None:
-            raise ValueError(f"cannot read {p}")
-        images.append(img)
-        marks.append(lm)
+    analyzer = load_analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
+    images, marks = read_utk_chips(data)
     attrs = analyzer.analyze(images, marks)
     age = np.array([a.age for a in attrs])
     p_female = np.array([a.p_female for a in attrs])

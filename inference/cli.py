@@ -222,7 +222,7 @@ def train(
     distill: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of the teacher's outputs in each target.")] = 0.5,
     channels: Annotated[int, typer.Option(
-        min=1, max=3, help="Network input: 1 gray or 3 colour (BGR). FER-2013 is gray and is "
+        help="Network input: 1 gray or 3 colour (BGR). FER-2013 is gray and is "
         "replicated; UTKFace chips keep their colour.")] = 1,
     gray: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="With --channels 3: probability that a training face is shown "

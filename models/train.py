@@ -271,7 +271,8 @@ def train(cfg: TrainConfig) -> Path:
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr / 20, decay_steps=steps * (cfg.epochs - 1),
         warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
-    if cfg.init_from and cfg.init_from.endswith(".json"):
+    from_manifest = bool(cfg.init_from) and cfg.init_from.endswith(".json")
+    if from_manifest:
         from models.warmstart import keras_from_manifest
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
@@ -283,7 +284,7 @@ def train(cfg: TrainConfig) -> Path:
     else:
         model = build_model(cfg.size, cfg.widths, backbone=cfg.backbone, channels=cfg.channels)
     compile_model(model, schedule, cfg.weight_decay)
-    if cfg.init_from and not cfg.init_from.endswith(".json"):
+    if cfg.init_from and not from_manifest:
         from models.net import CUSTOM_OBJECTS
 
         source = keras.models.load_model(cfg.init_from, custom_objects=CUSTOM_OBJECTS)

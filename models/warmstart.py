@@ -56,7 +56,6 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     widths = tuple(int(weights[f"b{i}c0/kernel"].shape[0]) for i in range(blocks))
     size = int(manifest["input"]["size"])
     model = build_model(size, widths, channels=channels)
-    eps = {}
     for layer in model.layers:
         name = layer.name
         if isinstance(layer, keras.layers.Conv2D):
@@ -71,7 +70,6 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
             layer.set_weights([weights[f"{name}/kernel"], weights[f"{name}/bias"]])
         elif isinstance(layer, keras.layers.BatchNormalization):
             bias = weights[f"{name}/bias"]
-            eps[name] = layer.epsilon
             one = np.ones_like(bias)
             layer.set_weights([one, bias, np.zeros_like(bias), one - layer.epsilon])
     # Now the model computes the ONNX function; measure each convolution's output spread and
@@ -81,10 +79,10 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     outs = probe.predict(calibration, batch_size=256, verbose=0)
     for conv, y in zip(convs, outs, strict=True):
         bn = model.get_layer(conv.name.replace("c", "bn", 1))  # b1c0 -> b1bn0
-        mu = y.reshape(-1, y.shape[-1]).mean(0)
-        sigma = y.reshape(-1, y.shape[-1]).std(0) + 1e-6
-        bias = bn.get_weights()[1]
-        bn.set_weights([sigma, mu + bias, mu, np.maximum(sigma**2 - eps[bn.name], 1e-9)])
+        y = y.reshape(-1, y.shape[-1])
+        mu, sigma = y.mean(0), y.std(0) + 1e-6
+        bias = weights[f"{bn.name}/bias"]
+        bn.set_weights([sigma, mu + bias, mu, np.maximum(sigma**2 - bn.epsilon, 1e-9)])
     log.info("warm start from %s (%s): widths %s, %d channels", manifest_path,
              manifest["version"], widths, channels)
     return model

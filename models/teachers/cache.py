@@ -1,0 +1,98 @@
+"""Teacher outputs, computed once per dataset and cached (``models.data.cache_dir()``).
+
+- FER-2013 (every row): mini-Xception emotion probabilities; AgeGenderNet age and p(female).
+- UTKFace chips: mini-Xception emotion only. AgeGenderNet never labels UTKFace chips: it was
+  trained on UTKFace, so its outputs there could leak test labels.
+
+``python -m models.teachers.cache`` fills the cache and prints each teacher's check figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from models.data import cache_dir
+
+log = logging.getLogger(__name__)
+
+#: Bumped when a teacher's code or package changes, so stale caches are not reused.
+CACHE_VERSION = "t1"
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha1("|".join(map(str, (CACHE_VERSION, *parts))).encode()).hexdigest()[:16]
+
+
+def fer_teacher_outputs(csv_path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """``emotion`` (N, 7), ``age`` (N,), ``p_female`` (N,) for every FER-2013 row given."""
+    path = cache_dir() / (f"teachers_fer_{_key(Path(csv_path).resolve(), len(images))}"
+                          f"_{int(images[::97].sum())}.npz")
+    if path.is_file():
+        return dict(np.load(path))
+    from models.teachers.agegender import AgeGenderNet
+    from models.teachers.minixception import MiniXception
+
+    emotion = MiniXception()(images)
+    age, p_female = AgeGenderNet()(images)
+    out = {"emotion": emotion.astype(np.float32), "age": age.astype(np.float32),
+           "p_female": p_female.astype(np.float32)}
+    np.savez(path, **out)
+    log.info("teachers labelled %d FER-2013 rows (cached in %s)", len(images), path)
+    return out
+
+
+def utk_teacher_emotion(gray_crops: np.ndarray, names: list[str]) -> np.ndarray:
+    """mini-Xception emotion probabilities (N, 7) for aligned gray UTKFace crops."""
+    path = cache_dir() / f"teachers_utk_{_key('|'.join(names), gray_crops.shape)}.npy"
+    if path.is_file():
+        return np.load(path)
+    from models.teachers.minixception import MiniXception
+
+    out = MiniXception()(gray_crops).astype(np.float32)
+    np.save(path, out)
+    log.info("mini-Xception labelled %d UTKFace chips (cached in %s)", len(out), path)
+    return out
+
+
+def main() -> None:
+    """Fill the caches for the shared datasets and print the teachers' check figures."""
+    import argparse
+    import sys
+
+    from models.data import load_fer2013
+    from models.teachers import TeacherError
+    from models.utk import aligned_crops, gray_crops, load_utk_dirs
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--fer-csv", default="../shared/datasets/fer2013/fer2013.csv.gz")
+    ap.add_argument("--utk-dir", action="append",
+                    default=None, help="UTKFace folder (repeatable)")
+    args = ap.parse_args()
+    dirs = args.utk_dir or ["../shared/datasets/utkface/crop_part1",
+                            "../shared/datasets/utkface/more"]
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        fer = load_fer2013(args.fer_csv)
+        t = fer_teacher_outputs(args.fer_csv, fer.images)
+        for split in ("PublicTest", "PrivateTest"):
+            keep = fer.usage == split
+            acc = float((t["emotion"][keep].argmax(1) == fer.labels[keep]).mean())
+            print(f"mini-Xception FER-2013 {split}: {acc:.4f} ({keep.sum()} rows)")
+        print(f"AgeGenderNet on FER-2013: mean age {t['age'].mean():.1f}, "
+              f"share female {(t['p_female'] > 0.5).mean():.3f}")
+        utk = load_utk_dirs(dirs)
+        crops, _ = aligned_crops(utk)
+        emo = utk_teacher_emotion(gray_crops(crops), [str(p) for p in utk.paths])
+        print(f"mini-Xception on {len(emo)} UTKFace chips: class shares "
+              f"{np.round(np.bincount(emo.argmax(1), minlength=7) / len(emo), 3).tolist()}")
+    except TeacherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -121,7 +121,9 @@ def evaluate_fer(
 
 @evaluate_app.command("utkface")
 def evaluate_utk(
-    dir: Annotated[Path, typer.Option(help="UTKFace folder (age_gender_race_*.jpg).")],
+    dir: Annotated[list[Path], typer.Option(
+        help="UTKFace folder (age_gender_race_*.jpg); give it twice (crop_part1, more) for the "
+        "combined split, de-duplicated by content (models.utk).")],
     split: Annotated[str, typer.Option(help="test (the fixed held-out split), val, train or "
                                        "all.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -137,8 +139,12 @@ def evaluate_utk(
     """Gender and ethnicity accuracy, age MAE, and a per-group table on UTKFace."""
     from models.evaluate import evaluate_utkface, print_metrics
 
-    metrics = evaluate_utkface(dir, split=split, out_dir=out, baseline=baseline,
-                               weights=weights, tta=tta)
+    try:
+        metrics = evaluate_utkface(dir if len(dir) > 1 else dir[0], split=split, out_dir=out,
+                                   baseline=baseline, weights=weights, tta=tta)
+    except ValueError as exc:  # an unreadable chip, an empty split: fix the input
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     _echo_json(metrics) if as_json else print_metrics(metrics)
 
 
@@ -182,13 +188,16 @@ class Backbone(StrEnum):
 
     vgg = "vgg"
     sep = "sep"
+    vgg2 = "vgg2"
 
 @app.command()
 def train(
     fer_csv: Annotated[Path, typer.Option(help="FER-2013 CSV (.gz ok).")]
     = Path("../shared/datasets/fer2013/fer2013.csv.gz"),
-    utk_dir: Annotated[Path, typer.Option(help="UTKFace image folder.")]
-    = Path("../shared/datasets/utkface/crop_part1"),
+    utk_dir: Annotated[list[Path], typer.Option(
+        help="UTKFace image folder; with --teachers it may be given more than once (the "
+        "folders are de-duplicated by content).")]
+    = [Path("../shared/datasets/utkface/crop_part1")],  # noqa: B006 (typer reads it only)
     ferplus_csv: Annotated[Path | None, typer.Option(help="FER+ votes CSV (soft targets).")]
     = Path("../shared/datasets/fer2013/ferplus_fer2013new.csv"),
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints; re-run to resume).")]
@@ -230,6 +239,25 @@ def train(
     utk_repeat: Annotated[int, typer.Option(
         min=1, help="Show each UTKFace training chip this many times per epoch (UTKFace is "
         "about 5x smaller than FER-2013, so its heads see fewer updates).")] = 1,
+    teachers: Annotated[bool, typer.Option(
+        "--teachers", help="The teachers recipe (after `make teachers`): mini-Xception soft "
+        "emotion targets, AgeGenderNet gender/age pseudo-labels on FER-2013 faces, "
+        "de-duplicated UTKFace folders (models.teachers.targets).")] = False,
+    temperature: Annotated[float, typer.Option(help="--teachers: distillation temperature.")]
+    = 3.0,
+    kd_alpha: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="--teachers: share of the T^2 KL term in the emotion loss.")]
+    = 0.5,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd (Nesterov momentum 0.9).")]
+    = "adamw",
+    warmup_epochs: Annotated[int, typer.Option(min=0, help="Linear warm-up epochs.")] = 1,
+    head: Annotated[str, typer.Option(help="flatten or gap (global average pooling).")]
+    = "flatten",
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Head dropout.")] = 0.3,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Mixed bfloat16 training.")] = False,
+    anneal_hours: Annotated[float, typer.Option(
+        min=0.0, help="If > 0, the cosine schedule reaches 0 after this much training time "
+        "even if epochs remain (models.schedule), so a slow machine still anneals.")] = 0.0,
 ) -> None:
     """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
     Resumable: run the same command again to continue from the last finished epoch."""
@@ -238,18 +266,32 @@ def train(
     if init_from and init_from.suffix == ".json" and backbone != Backbone.vgg:
         raise typer.BadParameter("a shipped manifest starts the vgg backbone only",
                                  param_hint="--init-from")
+    if optimizer not in ("adamw", "sgd"):
+        raise typer.BadParameter("adamw or sgd", param_hint="--optimizer")
+    if head not in ("flatten", "gap"):
+        raise typer.BadParameter("flatten or gap", param_hint="--head")
+    if len(utk_dir) > 1 and not teachers:
+        raise typer.BadParameter("several folders need --teachers", param_hint="--utk-dir")
+    from models.teachers import TeacherError
     from models.train import TrainConfig
     from models.train import train as run_train
 
-    cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir), out=str(out),
+    cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir[0]), out=str(out),
                       ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, erase=erase,
                       max_hours=max_hours, seed=seed, limit=limit,
                       init_from=str(init_from) if init_from else None,
                       widths=tuple(int(w) for w in widths.split(",")), backbone=backbone.value,
                       teacher=str(teacher) if teacher else None, distill=distill,
-                      channels=channels, gray=gray, utk_repeat=utk_repeat)
-    best = run_train(cfg)
+                      channels=channels, gray=gray, utk_repeat=utk_repeat, teachers=teachers,
+                      utk_dirs=tuple(str(d) for d in utk_dir), temperature=temperature,
+                      kd_alpha=kd_alpha, optimizer=optimizer, warmup_epochs=warmup_epochs,
+                      head=head, dropout=dropout, bf16=bf16, anneal_hours=anneal_hours)
+    try:
+        best = run_train(cfg)
+    except TeacherError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"best checkpoint: {best}")
     if export_version:
         from models.export import export

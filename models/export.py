@@ -30,6 +30,27 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def float32_model(model):
+    """The same network and weights with every layer in float32: a model trained in mixed
+    bfloat16 would otherwise export bfloat16 ops, which ONNX Runtime runs slowly or not at all."""
+    import keras
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: ("float32" if k == "dtype" and isinstance(v, dict)
+                        and "mixed" in str(v.get("config", {}).get("name", "")) else strip(v))
+                    for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    clone = keras.Model.from_config(strip(model.get_config()))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def run_config(checkpoint: str | Path) -> dict:
     """The training configuration saved beside a checkpoint (``audience train`` writes
     config.json into its run folder), for the manifest; empty if there is none."""
@@ -49,7 +70,7 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
 
     from models.net import AGE_BINS, CUSTOM_OBJECTS
 
-    model = keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS)
+    model = float32_model(keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS))
     channels = int(model.inputs[0].shape[-1])  # 1 gray, 3 BGR
     model(np.zeros((1, INPUT_SIZE, INPUT_SIZE, channels), np.float32), training=False)  # build
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,13 @@ from models.data import EMOTIONS, ETHNICITIES
 AGE_BINS = 101  # 0..100 years, DEX-style expectation over a softmax
 
 
-#: Backbone families ``build_model`` knows (``audience train --backbone``).
-BACKBONES = ("vgg", "sep")
+#: Backbone families ``build_model`` knows (``audience train --backbone``). ``vgg2`` is ``vgg``
+#: with two convs in the first block too: the 48x48 student of ``shared/notes/teachers.md``.
+BACKBONES = ("vgg", "sep", "vgg2")
+
+#: How the heads read the backbone (``audience train --head``): ``flatten`` keeps where a
+#: feature sits; ``gap`` (global average pooling) is the measured teachers recipe's head.
+HEADS = ("flatten", "gap")
 
 
 def check_backbone(name: str) -> None:
@@ -25,10 +30,11 @@ def check_backbone(name: str) -> None:
         raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
 
 
-def _vgg(x: keras.KerasTensor, widths: tuple[int, ...]) -> keras.KerasTensor:
+def _vgg(x: keras.KerasTensor, widths: tuple[int, ...],
+         first_convs: int = 1) -> keras.KerasTensor:
     for i, w in enumerate(widths):
-        # One conv at full resolution: it is the costliest layer per parameter on a CPU.
-        for j in range(1 if i == 0 else 2):
+        # One conv at full resolution by default: the costliest layer per parameter on a CPU.
+        for j in range(first_convs if i == 0 else 2):
             x = layers.Conv2D(w, 3, padding="same", use_bias=False, name=f"b{i}c{j}")(x)
             x = layers.BatchNormalization(name=f"b{i}bn{j}")(x)
             x = layers.ReLU(name=f"b{i}r{j}")(x)
@@ -57,20 +63,33 @@ def _sep(x: keras.KerasTensor, widths: tuple[int, ...]) -> keras.KerasTensor:
 
 
 def build_model(size: int = 48, widths: tuple[int, ...] = (32, 64, 128, 256),
-                dropout: float = 0.3, backbone: str = "vgg", channels: int = 1) -> keras.Model:
+                dropout: float = 0.3, backbone: str = "vgg", channels: int = 1,
+                head_type: str = "flatten") -> keras.Model:
     check_backbone(backbone)
+    if head_type not in HEADS:
+        raise ValueError(f"unknown head {head_type!r}: choose one of {', '.join(HEADS)}")
     inp = keras.Input((size, size, channels), name="face")
-    x = (_vgg if backbone == "vgg" else _sep)(inp, widths)
-    # Flatten, not global pooling: where a feature sits (mouth vs eyes) matters for expression.
-    x = layers.Flatten(name="flat")(x)
+    if backbone == "sep":
+        x = _sep(inp, widths)
+    else:
+        x = _vgg(inp, widths, first_convs=2 if backbone == "vgg2" else 1)
+    if head_type == "gap":
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        # Flatten: where a feature sits (mouth vs eyes) matters for expression.
+        x = layers.Flatten(name="flat")(x)
 
     def head(name: str, hidden: int, units: int, activation: str) -> keras.KerasTensor:
-        h = layers.Dense(hidden, activation="relu", name=f"{name}_fc")(x)
-        h = layers.Dropout(dropout, name=f"{name}_drop")(h)
-        return layers.Dense(units, activation=activation, name=name)(h)
+        # Outputs stay float32 under mixed bfloat16 training: softmax and losses need it.
+        if hidden == 0:  # the recipe's emotion head: dropout, then straight to the classes
+            h = layers.Dropout(dropout, name=f"{name}_drop")(x)
+        else:
+            h = layers.Dense(hidden, activation="relu", name=f"{name}_fc")(x)
+            h = layers.Dropout(dropout, name=f"{name}_drop")(h)
+        return layers.Dense(units, activation=activation, name=name, dtype="float32")(h)
 
     outputs = {
-        "emotion": head("emotion", 256, len(EMOTIONS), "softmax"),
+        "emotion": head("emotion", 0 if head_type == "gap" else 256, len(EMOTIONS), "softmax"),
         "age": head("age", 128, AGE_BINS, "softmax"),
         "gender": head("gender", 64, 1, "sigmoid"),
         "ethnicity": head("ethnicity", 128, len(ETHNICITIES), "softmax"),
@@ -115,6 +134,22 @@ def masked_age(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return (ce + l1) * mask * scale
 
 
+def masked_kd(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Knowledge distillation with a hard target (Hinton et al.): the target columns are
+    ``[hard (C) | teacher softened at T (C) | T | alpha | mask]``; the loss is
+    ``(1 - alpha) * CE(hard, p) + alpha * T^2 * KL(teacher_T || p_T)``. The network outputs
+    probabilities, so ``p_T = softmax(log p / T)`` (the softmax's shift cancels)."""
+    n = tf.shape(y_pred)[-1]
+    hard, soft = y_true[:, :n], y_true[:, n:2 * n]
+    temp, alpha, mask = y_true[:, 2 * n], y_true[:, 2 * n + 1], y_true[:, -1]
+    scale = tf.cast(tf.shape(mask)[0], mask.dtype) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    p = tf.cast(y_pred, tf.float32)
+    ce = keras.losses.categorical_crossentropy(hard, p)
+    log_pt = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)) / temp[:, None])
+    kl = tf.reduce_sum(soft * (tf.math.log(tf.clip_by_value(soft, 1e-7, 1.0)) - log_pt), -1)
+    return ((1 - alpha) * ce + alpha * tf.square(temp) * kl) * mask * scale
+
+
 class MaskedAccuracy(keras.metrics.Metric):
     """Accuracy over the samples that carry this head's label."""
 
@@ -125,7 +160,8 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.count = self.add_weight(name="count", initializer="zeros")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        target, mask = y_true[:, :-1], y_true[:, -1]
+        # The first columns are the (hard) target: masked_kd's targets carry more after them.
+        target, mask = y_true[:, :tf.shape(y_pred)[-1]], y_true[:, -1]
         if self.binary:
             hit = tf.cast(tf.equal(target[:, 0] > 0.5, y_pred[:, 0] > 0.5), mask.dtype)
         else:
@@ -159,16 +195,26 @@ CUSTOM_OBJECTS = {
     "masked_categorical": masked_categorical,
     "masked_binary": masked_binary,
     "masked_age": masked_age,
+    "masked_kd": masked_kd,
     "MaskedAccuracy": MaskedAccuracy,
     "MaskedAgeMAE": MaskedAgeMAE,
 }
 
 
-def compile_model(model: keras.Model, schedule: keras.optimizers.schedules.LearningRateSchedule,
-                  weight_decay: float = 1e-4) -> None:
+def compile_model(model: keras.Model, schedule: keras.optimizers.schedules.LearningRateSchedule
+                  | float, weight_decay: float = 1e-4, optimizer: str = "adamw",
+                  kd: bool = False) -> None:
+    """``optimizer``: ``adamw`` or ``sgd`` (Nesterov momentum 0.9, decoupled weight decay:
+    the teachers recipe). ``kd``: the emotion target is ``masked_kd``'s."""
+    if optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, nesterov=True,
+                                   weight_decay=weight_decay)
+    else:
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
-        loss={"emotion": masked_categorical, "age": masked_age, "gender": masked_binary,
+        optimizer=opt,
+        loss={"emotion": masked_kd if kd else masked_categorical, "age": masked_age,
+              "gender": masked_binary,
               "ethnicity": masked_categorical},
         loss_weights={"emotion": 1.0, "age": 0.5, "gender": 1.0, "ethnicity": 1.0},
         metrics={"emotion": [MaskedAccuracy(name="acc")], "age": [MaskedAgeMAE(name="mae")],

@@ -55,6 +55,21 @@ class TrainConfig:
     channels: int = 1  # network input: 1 gray, 3 BGR (FER-2013 rows are gray, replicated)
     gray: float = 0.0  # probability a colour training face is shown in gray (its luma)
     utk_repeat: int = 1  # each epoch shows every UTKFace training chip this many times
+    # The teachers recipe (``--teachers``, models.teachers.targets): pretrained teachers'
+    # soft targets and pseudo-labels, every UTKFace folder de-duplicated.
+    teachers: bool = False
+    utk_dirs: tuple[str, ...] = ()  # with --teachers; empty: (utk_dir,)
+    temperature: float = 3.0
+    kd_alpha: float = 0.5  # share of the T^2 KL term in the emotion loss
+    utk_emotion_weight: float = 0.5  # mini-Xception's emotion on UTKFace chips
+    fer_gender_weight: float = 0.5  # AgeGenderNet's gender on FER-2013 faces
+    fer_age_weight: float = 0.25  # AgeGenderNet's age on FER-2013 faces
+    optimizer: str = "adamw"  # or sgd (Nesterov 0.9)
+    warmup_epochs: int = 1
+    head: str = "flatten"  # or gap (models.net.HEADS)
+    dropout: float = 0.3
+    bf16: bool = False  # mixed bfloat16 training (the export is float32)
+    anneal_hours: float = 0.0  # >0: the cosine also ends when this much training time is spent
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -230,12 +245,21 @@ def train(cfg: TrainConfig) -> Path:
     from models.net import build_model, check_backbone, compile_model
 
     check_backbone(cfg.backbone)  # before minutes of data preparation, not after
+    if cfg.teachers and not cfg.utk_dirs:
+        cfg.utk_dirs = (cfg.utk_dir,)
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     keras.utils.set_random_seed(cfg.seed)
-    sets = build_sets(cfg)
+    if cfg.bf16:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    if cfg.teachers:
+        from models.teachers.targets import build_teacher_sets
+
+        sets = build_teacher_sets(cfg)
+    else:
+        sets = build_sets(cfg)
     x_train, y_train = sets["train"]
     x_val, y_val = sets["val"]
 
@@ -252,7 +276,7 @@ def train(cfg: TrainConfig) -> Path:
     luma = tf.constant(LUMA_BGR)
 
     def augment_batch(x: tf.Tensor) -> tf.Tensor:
-        x = augment(x, training=True)
+        x = tf.cast(augment(x, training=True), tf.float32)  # bfloat16 under --bf16
         if cfg.gray and cfg.channels == 3:  # so colour is a hint, never a requirement
             gray = tf.repeat(tf.reduce_sum(x * luma, -1, keepdims=True), 3, axis=-1)
             pick = tf.random.uniform(tf.stack([tf.shape(x)[0], 1, 1, 1])) < cfg.gray
@@ -268,9 +292,17 @@ def train(cfg: TrainConfig) -> Path:
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
 
     steps = len(x_train) // cfg.batch_size
+    warmup = steps * cfg.warmup_epochs
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr / 20, decay_steps=steps * (cfg.epochs - 1),
-        warmup_target=cfg.lr, warmup_steps=steps, alpha=0.0)
+        initial_learning_rate=cfg.lr / 20, decay_steps=max(steps * cfg.epochs - warmup, 1),
+        warmup_target=cfg.lr, warmup_steps=warmup, alpha=0.0)
+    anneal = None
+    if cfg.anneal_hours > 0:  # the learning rate is set per step by a callback instead
+        from models.schedule import CosineByProgress
+
+        anneal = CosineByProgress(cfg.lr, steps * cfg.epochs, warmup,
+                                  cfg.anneal_hours * 3600, out / "elapsed.json")
+        schedule = cfg.lr / 20
     from_manifest = bool(cfg.init_from) and cfg.init_from.endswith(".json")
     if from_manifest:
         from models.warmstart import keras_from_manifest
@@ -282,8 +314,9 @@ def train(cfg: TrainConfig) -> Path:
             log.warning("widths %s come from %s (--widths %s is not used)", widths,
                         cfg.init_from, ",".join(map(str, cfg.widths)))
     else:
-        model = build_model(cfg.size, cfg.widths, backbone=cfg.backbone, channels=cfg.channels)
-    compile_model(model, schedule, cfg.weight_decay)
+        model = build_model(cfg.size, cfg.widths, cfg.dropout, backbone=cfg.backbone,
+                            channels=cfg.channels, head_type=cfg.head)
+    compile_model(model, schedule, cfg.weight_decay, cfg.optimizer, kd=cfg.teachers)
     if cfg.init_from and not from_manifest:
         from models.net import CUSTOM_OBJECTS
 
@@ -308,6 +341,7 @@ def train(cfg: TrainConfig) -> Path:
     model.fit(
         train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2,
         callbacks=[
+            *([anneal] if anneal else []),
             Score(),
             keras.callbacks.BackupAndRestore(str(out / "backup")),
             keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_score",

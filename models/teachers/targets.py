@@ -1,0 +1,108 @@
+"""Training sets for ``audience train --teachers``: ground truth, FER+ votes and teacher
+outputs blended into one masked target per head.
+
+Per sample and head (the mask column weighs each sample's loss; 0 = no label):
+
+- emotion: FER-2013 rows get hard = 0.8 one-hot + 0.2 FER+ votes and soft = mini-Xception at
+  temperature T (mask 1); UTKFace chips get mini-Xception as both (mask ``utk_emotion_weight``).
+- gender: FER-2013 rows get AgeGenderNet's p(female) (mask ``fer_gender_weight``); UTKFace
+  chips their label (mask 1).
+- age: FER-2013 rows get AgeGenderNet's age (mask ``fer_age_weight``); UTKFace chips their label.
+- ethnicity: UTKFace labels only, with mild inverse-frequency class weights.
+
+Validation (FER-2013 PublicTest, UTKFace ``val``) carries ground truth only, so the figures
+that choose the epoch are never a teacher's opinion. AgeGenderNet never labels UTKFace chips.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.data import EMOTIONS, ETHNICITIES, load_ferplus
+from models.teachers.cache import fer_teacher_outputs, utk_teacher_emotion
+from models.utk import aligned_crops, gray_crops, load_utk_dirs, standardize_batch
+
+if TYPE_CHECKING:
+    from models.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def soften(p: np.ndarray, temperature: float) -> np.ndarray:
+    """A probability vector at temperature T: softmax(log p / T)."""
+    z = np.log(np.clip(p, 1e-7, 1.0)) / temperature
+    z = np.exp(z - z.max(1, keepdims=True))
+    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+def kd_target(hard: np.ndarray, teacher: np.ndarray, temperature: float, alpha: float,
+              mask: np.ndarray) -> np.ndarray:
+    """``models.net.masked_kd``'s layout: [hard | soft at T | T | alpha | mask]."""
+    n = len(hard)
+    return np.concatenate([hard, soften(teacher, temperature), np.full((n, 1), temperature),
+                           np.full((n, 1), alpha), mask[:, None]], 1).astype(np.float32)
+
+
+def _col(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.stack([values, mask], 1).astype(np.float32)
+
+
+def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Training and validation arrays: x (N, size, size, channels) and one target per head."""
+    from models.preprocess import to_channels
+    from models.train import _fer_inputs, class_weights
+
+    if cfg.size != 48:
+        raise ValueError("--teachers trains at 48x48 (the aligned-crop cache's size)")
+    x_fer, fer = _fer_inputs(cfg.fer_csv, cfg.size)
+    t_fer = fer_teacher_outputs(cfg.fer_csv, fer.images)
+    hard = np.eye(len(EMOTIONS), dtype=np.float32)[fer.labels]
+    if cfg.ferplus_csv:
+        votes = load_ferplus(cfg.ferplus_csv, int(fer.rows.max()) + 1)[fer.rows]
+        has = votes.sum(1) > 0
+        hard[has] = (1 - cfg.ferplus_weight) * hard[has] + cfg.ferplus_weight * votes[has]
+    x_fer = to_channels(x_fer, cfg.channels)
+
+    utk_all = load_utk_dirs(cfg.utk_dirs)
+    crops, ok = aligned_crops(utk_all, cfg.size)
+    t_utk = utk_teacher_emotion(gray_crops(crops), [str(p) for p in utk_all.paths])
+    x_utk = to_channels(standardize_batch(crops), cfg.channels)
+    from models.data import utk_split
+
+    splits = np.array([utk_split(p.name) for p in utk_all.paths])
+    race_w = class_weights(utk_all.race[ok], len(ETHNICITIES))
+
+    sets = {}
+    for name, fer_split, utk_name in (("train", "Training", "train"), ("val", "PublicTest", "val")):
+        f = np.flatnonzero(fer.usage == fer_split)
+        u = np.flatnonzero((splits == utk_name) & ok)
+        if cfg.limit:
+            f, u = f[: cfg.limit], u[: cfg.limit]
+        if name == "train" and cfg.utk_repeat > 1:  # UTKFace is smaller than FER-2013
+            u = np.tile(u, cfg.utk_repeat)
+        train = name == "train"
+        nf, nu = len(f), len(u)
+        of, zf, ou, zu = np.ones(nf), np.zeros(nf), np.ones(nu), np.zeros(nu)
+        w_emo_u = zu + (cfg.utk_emotion_weight if train else 0.0)
+        w_gen_f = zf + (cfg.fer_gender_weight if train else 0.0)
+        w_age_f = zf + (cfg.fer_age_weight if train else 0.0)
+        t_emo_u = t_utk[u]
+        emotion = np.concatenate([
+            kd_target(hard[f], t_fer["emotion"][f], cfg.temperature, cfg.kd_alpha, of),
+            kd_target(t_emo_u, t_emo_u, cfg.temperature, cfg.kd_alpha, w_emo_u)])
+        y = {
+            "emotion": emotion,
+            "age": _col(np.r_[t_fer["age"][f], utk_all.age[u]], np.r_[w_age_f, ou]),
+            "gender": _col(np.r_[t_fer["p_female"][f], utk_all.gender[u]], np.r_[w_gen_f, ou]),
+            "ethnicity": np.concatenate([
+                np.concatenate([np.zeros((nf, 5)), np.eye(5)[utk_all.race[u]]]),
+                np.r_[zf, race_w[utk_all.race[u]] if train else ou][:, None]], 1)
+            .astype(np.float32),
+        }
+        x = np.concatenate([x_fer[f], x_utk[u]]).astype(np.float32)
+        sets[name] = (x, y)
+        log.info("%s: %d FER-2013 rows + %d UTKFace chips (teachers' targets)", name, nf, nu)
+    return sets

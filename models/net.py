@@ -127,8 +127,10 @@ def masked_age(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     age = target[:, 0]
     bins = tf.range(AGE_BINS, dtype=age.dtype)[None, :]
     sigma = 1.0 + 0.08 * age[:, None]
-    dist = tf.exp(-0.5 * tf.square((bins - age[:, None]) / sigma))
-    dist = dist / tf.reduce_sum(dist, axis=-1, keepdims=True)
+    # A softmax of the log-weights, not exp then normalise: the same distribution, but an age
+    # far outside 0..100 with a narrow sigma (a teacher's pseudo-label of -9 years, say)
+    # would underflow every bin to 0 and make 0/0.
+    dist = tf.nn.softmax(-0.5 * tf.square((bins - age[:, None]) / sigma), axis=-1)
     ce = keras.losses.categorical_crossentropy(dist, y_pred)
     l1 = tf.abs(age_expectation(y_pred) - age) / 10.0
     return (ce + l1) * mask * scale

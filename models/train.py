@@ -342,6 +342,7 @@ def train(cfg: TrainConfig) -> Path:
         train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2,
         callbacks=[
             *([anneal] if anneal else []),
+            keras.callbacks.TerminateOnNaN(),  # a diverged run says so at once
             Score(),
             keras.callbacks.BackupAndRestore(str(out / "backup")),
             keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_score",

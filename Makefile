@@ -30,7 +30,7 @@ services: ## start the PostgreSQL server the tests use, if it is not running
 	@pg_isready -h 127.0.0.1 -p 5432
 
 superset-env: setup ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
-	$(BIN)/python -c "from reports.dashboards.serve import Local, ensure_env; ensure_env(Local())"
+	$(BIN)/python -c "from audience.reports.dashboards.serve import Local, ensure_env; ensure_env(Local())"
 
 browser: ## headless Chromium + ChromeDriver (Debian packages) for the dashboard test
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -44,10 +44,14 @@ dashboards: superset-env ## a local Superset on http://127.0.0.1:8088 (admin/adm
 
 test: setup services superset-env browser ## run the test suite (real PostgreSQL, Superset, Chromium)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-lint: setup
+lint: setup ## ruff, the import layers and the type checker
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: setup ## speed figures on this machine
 	$(BIN)/audience bench camera

@@ -6,15 +6,19 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from inference.analyzer import FaceAttributes
-from ingest.track import Track
-from storage.visit import Visit, age_bracket
+from audience.core.face import Track
+from audience.core.visit import FaceAttributes, Visit, age_bracket
+from audience.inference.analyzer import FaceAnalyzer
 
 
 def _mean_scores(dicts: list[dict[str, float]], w: np.ndarray) -> dict[str, float]:
     keys = list(dicts[0])
     m = np.average(np.array([[d[k] for k in keys] for d in dicts]), axis=0, weights=w)
     return {k: round(float(v), 4) for k, v in zip(keys, m, strict=True)}
+
+
+def _top(scores: dict[str, float]) -> str:
+    return max(scores, key=lambda k: scores[k])
 
 
 def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> Visit:
@@ -32,8 +36,8 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> 
     w = q if len(q) == len(attrs) else np.ones(len(attrs))
     first = attrs[0]
     if first.emotion_scores is not None:
-        visit.emotion_scores = _mean_scores([a.emotion_scores for a in attrs], w)
-        visit.emotion = max(visit.emotion_scores, key=visit.emotion_scores.get)
+        visit.emotion_scores = _mean_scores([a.emotion_scores or {} for a in attrs], w)
+        visit.emotion = _top(visit.emotion_scores)
     if first.age is not None:
         visit.age = round(float(np.average([a.age for a in attrs], weights=w)), 1)
         visit.age_bracket = age_bracket(visit.age)
@@ -42,6 +46,22 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> 
         visit.gender = "female" if p_female >= 0.5 else "male"
         visit.gender_score = round(float(max(p_female, 1 - p_female)), 4)
     if first.ethnicity_scores is not None:
-        visit.ethnicity_scores = _mean_scores([a.ethnicity_scores for a in attrs], w)
-        visit.ethnicity = max(visit.ethnicity_scores, key=visit.ethnicity_scores.get)
+        visit.ethnicity_scores = _mean_scores([a.ethnicity_scores or {} for a in attrs], w)
+        visit.ethnicity = _top(visit.ethnicity_scores)
     return visit
+
+
+def label_tracks(analyzer: FaceAnalyzer, tracks: list[Track], crops_per_visit: int) -> list[Visit]:
+    """One batched inference call over all the tracks' best crops, then one visit per track."""
+    crops, owners = [], []
+    for i, track in enumerate(tracks):
+        for face in track.faces[:crops_per_visit]:
+            if face.crop is not None:
+                crops.append(face.crop)
+                owners.append(i)
+    attrs = analyzer.analyze(crops)
+    per_track: list[list] = [[] for _ in tracks]
+    for owner, a in zip(owners, attrs, strict=True):
+        per_track[owner].append(a)
+    return [aggregate(t, a, analyzer.version) for t, a in zip(tracks, per_track, strict=True)]
+

@@ -8,46 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from inference.config import AnalyzerConfig, AttributePolicy
-from models.export import sha256
-from models.preprocess import prepare_batch, to_channels
-from storage.visit import age_bracket
+from audience.core.errors import WeightsError
+from audience.core.preprocess import prepare_batch, to_channels
+from audience.core.visit import FaceAttributes, age_bracket
+from audience.core.weights import WEIGHTS_DIR, sha256
+from audience.inference.config import AnalyzerConfig, AttributePolicy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MANIFEST = (Path(__file__).resolve().parent.parent / "models" / "weights"
-                    / "audience-mt.json")
+DEFAULT_MANIFEST = WEIGHTS_DIR / "audience-mt.json"
 
-
-class WeightsError(Exception):
-    """The model weights are missing, unreadable or do not match their manifest."""
-
-
-@dataclass(slots=True)
-class FaceAttributes:
-    emotion: str | None = None
-    emotion_scores: dict[str, float] | None = None
-    age: float | None = None
-    age_bracket: str | None = None
-    gender: str | None = None
-    gender_score: float | None = None
-    ethnicity: str | None = None
-    ethnicity_scores: dict[str, float] | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def p_female(self) -> float | None:
-        """The gender head's probability of "female" (``gender_score`` is the label's)."""
-        if self.gender_score is None:
-            return None
-        return self.gender_score if self.gender == "female" else 1 - self.gender_score
 
 
 def expected_age(probs: np.ndarray) -> np.ndarray:

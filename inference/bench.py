@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from inference.analyzer import FaceAnalyzer
-from inference.config import AnalyzerConfig, AttributePolicy
+from audience.inference.analyzer import FaceAnalyzer
+from audience.inference.config import AnalyzerConfig, AttributePolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
@@ -56,7 +57,7 @@ def bench_analyzer(seconds: float = 5.0, baselines: bool = True,
     crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(max(BATCHES))]
     ours = {str(b): round(_rate(lambda b=b: analyzer.analyze(crops[:b]), b, seconds), 1)
             for b in BATCHES}
-    result = {"machine": machine(), "model": analyzer.version, "heads": 4,
+    result: dict[str, Any] = {"machine": machine(), "model": analyzer.version, "heads": 4,
               "faces_per_s": ours, "baselines": None}
     if baselines:
         result["baselines"] = run_baselines(seconds)

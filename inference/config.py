@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ingest.config import Strict
+from audience.core.config import Strict
 
 
 class AttributePolicy(Strict):

@@ -18,14 +18,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from inference.analyzer import FaceAnalyzer
-from inference.kafka_config import KafkaConfig
-from inference.kafka_io import ensure_topics, make_consumer, make_producer
-from inference.messages import MessageError, decode_message
-from inference.runner import label_tracks
-from ingest.track import Track
-from storage.db import StorageError
-from storage.sink import VisitSink
+from audience.core.face import Track
+from audience.core.kafka_config import KafkaConfig
+from audience.core.kafka_io import ensure_topics, make_consumer, make_producer
+from audience.core.wire import MessageError, decode_message
+from audience.inference.aggregate import label_tracks
+from audience.inference.analyzer import FaceAnalyzer
+from audience.inference.config import AnalyzerConfig
+from audience.storage.config import DatabaseConfig
+from audience.storage.db import StorageError
+from audience.storage.sink import VisitSink
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ class InferenceWorker:
 
     def _poll_batch(self) -> list[Any]:
         """Up to batch_max_messages, waiting at most batch_max_wait_ms after the first one."""
-        cfg, batch = self.cfg, []
+        cfg, batch = self.cfg, list[Any]()
         deadline = None
         while len(batch) < cfg.batch_max_messages and not self.stop.is_set():
             wait = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
@@ -266,27 +268,28 @@ class InferenceWorker:
                  self.dead)
 
 
-def run_worker(cfg: Any, stop: threading.Event | None = None) -> InferenceWorker:
+def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: DatabaseConfig,
+               stop: threading.Event | None = None) -> InferenceWorker:
     """``audience infer``: consume until SIGTERM or Ctrl-C, then finish the batch, commit
     and return."""
-    from inference.health import serve
-    from inference.runner import prepare_database
-    from ingest.publisher import install_sigterm
+    from audience.core.health import serve
+    from audience.core.signals import install_sigterm
+    from audience.storage.db import prepare_database
 
-    ensure_topics(cfg.kafka, [cfg.kafka.tracks_topic, cfg.kafka.dlq_topic])  # fail fast
-    engine = prepare_database(cfg.database.url)
-    analyzer = FaceAnalyzer(cfg.analyzer)
-    worker = InferenceWorker(cfg.kafka, analyzer, engine, cfg.analyzer.crops_per_visit,
+    ensure_topics(kafka, [kafka.tracks_topic, kafka.dlq_topic])  # fail fast
+    engine = prepare_database(database.url)
+    analyzer = FaceAnalyzer(analyzer_cfg)
+    worker = InferenceWorker(kafka, analyzer, engine, analyzer_cfg.crops_per_visit,
                              create_topics=False)
     if stop is not None:
         worker.stop = stop
     install_sigterm(worker.stop)
     m = worker.metrics
     # Healthy while the poll loop turns (a batch stuck for minutes is not healthy).
-    server = serve(m.registry, cfg.kafka.metrics_port,
+    server = serve(m.registry, kafka.metrics_port,
                    lambda: time.monotonic() - m.last_loop < 120)
-    log.info("inference worker in group %s on %s (topic %s)", cfg.kafka.group_id,
-             cfg.kafka.bootstrap_servers, cfg.kafka.tracks_topic)
+    log.info("inference worker in group %s on %s (topic %s)", kafka.group_id,
+             kafka.bootstrap_servers, kafka.tracks_topic)
     try:
         worker.run()
     finally:

@@ -1,4 +1,7 @@
-"""Camera-stage throughput on 720p input: ``python -m ingest.bench [seconds] [threads]``."""
+"""Camera-stage throughput on 720p input.
+
+``python -m audience.ingest.bench [seconds] [threads]``
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ingest.camera import CameraStage
-from ingest.config import CameraConfig
-from ingest.sources import open_source
+from audience.ingest.camera import CameraStage
+from audience.ingest.config import CameraConfig
+from audience.ingest.sources import open_source
 
 CLIP = "face-demographics-walking-and-pause.gif"
 WIDTH, HEIGHT = 1280, 720
@@ -21,7 +24,7 @@ WIDTH, HEIGHT = 1280, 720
 
 def clip_path() -> Path:
     """The bundled 41-frame test clip (3 people walking towards the camera)."""
-    return Path(str(resources.files("ingest") / "assets" / CLIP))
+    return Path(str(resources.files("audience.ingest") / "assets" / CLIP))
 
 
 def clip_frames(width: int = WIDTH, height: int = HEIGHT) -> list[np.ndarray]:

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.config import CameraConfig
-from ingest.detect import FaceDetector, YuNetDetector
-from ingest.face import Face
-from ingest.quality import in_masks, mask_contours, quality_score, sharpness, yaw
-from ingest.track import Track
-from ingest.tracker import Tracker
-from models.preprocess import INPUT_SIZE, align_face
+from audience.core.face import Face, Track
+from audience.core.preprocess import INPUT_SIZE, align_face
+from audience.ingest.config import CameraConfig
+from audience.ingest.detect import FaceDetector, YuNetDetector
+from audience.ingest.quality import in_masks, mask_contours, quality_score, sharpness, yaw
+from audience.ingest.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

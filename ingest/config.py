@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-
-class Strict(BaseModel):
-    """Base for every config model in the project: unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid")
+from audience.core.config import Strict
 
 
 class DetectorConfig(Strict):

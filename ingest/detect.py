@@ -9,7 +9,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ingest.face import Face
+from audience.core.errors import MissingFileError
+from audience.core.face import Face
+from audience.core.weights import verified
 
 # OpenCV 5 warns on every YuNet load that its new graph engine ignores target hints: noise.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -20,7 +22,7 @@ YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4
 
 def yunet_path() -> Path:
     """The YuNet weights shipped in ``models/weights`` (Apache-2.0)."""
-    return Path(str(resources.files("models") / "weights" / YUNET_FILE))
+    return Path(str(resources.files("audience.models") / "weights" / YUNET_FILE))
 
 
 class FaceDetector(Protocol):
@@ -34,9 +36,11 @@ class YuNetDetector:
 
     def __init__(self, score_threshold: float = 0.7, nms_threshold: float = 0.3,
                  work_width: int = 640, model_path: Path | None = None) -> None:
-        path = model_path or yunet_path()
+        # The shipped weights are checked like the attribute model's; a caller's own file is
+        # the caller's to vouch for.
+        path = model_path or verified(yunet_path(), YUNET_SHA256, "YuNet weights")
         if not path.is_file():
-            raise FileNotFoundError(f"YuNet weights not found at {path}: reinstall the package")
+            raise MissingFileError(f"YuNet weights not found at {path}: pass an existing file")
         self.work_width = work_width
         self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold,
                                               nms_threshold, 5000)
@@ -67,3 +71,22 @@ class YuNetDetector:
                 score=float(row[14]),
             ))
         return faces
+
+
+# Mean YuNet landmarks of a 200x200 UTKFace chip: the fallback where YuNet finds no face
+# (chips are already roughly aligned, so this is close).
+UTK_MEAN_MARKS = np.array([[68, 86], [132, 86], [100, 122], [74, 150], [126, 150]], np.float32)
+
+
+def chip_detector() -> YuNetDetector:
+    return YuNetDetector(score_threshold=0.5, work_width=400)
+
+
+def chip_landmarks(img: np.ndarray, det: FaceDetector) -> tuple[np.ndarray, bool]:
+    """Landmarks of the main face in a face chip: the largest confident YuNet face, else the
+    UTKFace mean (scaled to the chip). Returns (landmarks, found)."""
+    faces = det.detect(img)
+    if faces:
+        best = max(faces, key=lambda f: f.score * f.size)
+        return best.landmarks, True
+    return UTK_MEAN_MARKS * (img.shape[1] / 200.0), False

@@ -1,6 +1,6 @@
 """The camera worker: frames -> CameraStage -> finished tracks -> Kafka (keyed by camera id).
 
-    with TrackPublisher(cfg.kafka) as pub:   # flushes on exit
+    with TrackPublisher(kafka) as pub:   # flushes on exit
         for track in stage.run(source):
             pub.add(track)
 """
@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -19,11 +18,13 @@ from typing import Any, Self
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
-from inference.kafka_config import KafkaConfig
-from inference.kafka_io import BrokerError, ensure_topics, make_producer
-from inference.messages import encode_track
-from ingest.camera import CameraStage
-from ingest.track import Track
+from audience.core.face import Track
+from audience.core.kafka_config import KafkaConfig
+from audience.core.kafka_io import BrokerError, ensure_topics, make_producer
+from audience.core.signals import install_sigterm
+from audience.core.wire import encode_track
+from audience.ingest.camera import CameraStage
+from audience.ingest.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,35 +133,29 @@ def publish_source(stage: CameraStage, source: Iterable[tuple[float, np.ndarray]
     return PublishSummary(stage.counters.frames, publisher.sent, publisher.failed)
 
 
-def install_sigterm(stop: threading.Event) -> None:
-    """SIGTERM (docker stop, Kubernetes) or Ctrl-C ends the stream cleanly: the open tracks
-    are ended and published, the producer flushed, then exit 0."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
 
 
-def run_camera(cfg: Any, stop: threading.Event | None = None) -> PublishSummary:
-    """``audience camera``: the configured camera's source, published to Kafka."""
-    from inference.health import serve
-    from ingest.sources import open_source
+def run_camera(cam: CameraConfig, kafka: KafkaConfig,
+               stop: threading.Event | None = None) -> PublishSummary:
+    """``audience camera``: the camera's source, published to Kafka."""
+    from audience.core.health import serve
+    from audience.ingest.sources import open_source
 
-    cam = cfg.camera
     stop = stop or threading.Event()
     install_sigterm(stop)
     source = open_source(cam.source, cam.fps, reconnect_max_s=cam.reconnect_max_s,
                          reconnect_attempts=cam.reconnect_attempts, progress=False)
     metrics = CameraMetrics()
     # Healthy while frames arrive (a dead stream is reconnecting, not serving).
-    server = serve(metrics.registry, cfg.kafka.metrics_port,
+    server = serve(metrics.registry, kafka.metrics_port,
                    lambda: time.monotonic() - metrics.last_frame < 60)
     try:
-        with TrackPublisher(cfg.kafka, metrics=metrics) as publisher:
+        with TrackPublisher(kafka, metrics=metrics) as publisher:
             summary = publish_source(CameraStage(cam), source, publisher, stop)
     finally:
         if server:
             server.shutdown()
     if summary.failed:
         raise BrokerError(f"{summary.failed} of {summary.tracks + summary.failed} tracks were "
-                          f"not accepted by {cfg.kafka.bootstrap_servers}: see the log")
+                          f"not accepted by {kafka.bootstrap_servers}: see the log")
     return summary

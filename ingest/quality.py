@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ingest.face import Face
-from models.preprocess import to_gray
+from audience.core.face import Face
+from audience.core.preprocess import to_gray
 
 # quality_score saturation points: beyond these, more pixels or more edges add little for a
 # 48x48 network input.
@@ -35,11 +35,6 @@ def yaw(landmarks: np.ndarray) -> float:
         return 1.0
     t = float((nose - right_eye) @ axis) / norm2
     return float(np.clip(abs(t - 0.5) * 2.0, 0.0, 1.0))
-
-
-def face_size(face: Face) -> float:
-    """Shorter side of the face box in frame pixels."""
-    return face.size
 
 
 def mask_contours(polygons: Sequence[Sequence[tuple[float, float]]]) -> list[np.ndarray]:

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models import preprocess
+from audience.core import preprocess
+from audience.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ _SECRET_PARAM = re.compile(
     r"signature|sig|user|username)=)[^&;#]*", re.IGNORECASE)
 
 
-class SourceError(Exception):
+class SourceError(InputError):
     """A source cannot be opened or read. The message is one line: what is wrong, what to do."""
 
 
@@ -69,7 +70,7 @@ def mask_credentials(spec: str) -> str:
     return _SECRET_PARAM.sub(r"\1***", spec)
 
 
-def to_bgr(image: np.ndarray) -> np.ndarray | None:
+def to_bgr(image: np.ndarray | None) -> np.ndarray | None:
     """Gray, BGR or BGRA (8 or 16 bit) to BGR uint8; None for anything unusable."""
     if image is None or not isinstance(image, np.ndarray) or image.size == 0:
         return None

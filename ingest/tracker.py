@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.config import TrackerConfig
-from ingest.face import Face
-from ingest.track import Track
+from audience.core.face import Face, Track
+from audience.ingest.config import TrackerConfig
 
 # Velocity smoothing: faces move steadily between sampled frames; a little memory keeps
 # two faces that cross each other on their own course.

@@ -2,7 +2,7 @@
 
     audience evaluate fer2013 --csv ... --json > models/eval/fer2013-privatetest.json
     audience evaluate utkface --dir ... --baseline --json > models/eval/utkface-test.json
-    python -m models.card
+    python -m audience.models.card
 
 Figures in the card therefore always come from a command's output, never by hand.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 CARD = HERE / "MODEL_CARD.md"
@@ -99,7 +100,7 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
     return "\n".join(lines)
 
 
-def _load(name: str, folder: Path = EVAL) -> dict | None:
+def _load(name: str, folder: Path = EVAL) -> Any:  # a JSON object, None when absent
     path = folder / name
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -162,7 +163,7 @@ def manifest_metrics() -> dict:
 def main() -> None:
     CARD.write_text(rendered_card())
     print(f"updated {CARD}")
-    from models.export import MANIFEST
+    from audience.models.export import MANIFEST
 
     manifest = json.loads(MANIFEST.read_text())
     manifest["metrics"] = manifest_metrics()

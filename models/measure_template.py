@@ -1,6 +1,6 @@
 """Measure the FER-2013 framing: mean YuNet landmarks on Training rows, as crop fractions.
 
-``python -m models.measure_template --csv ../shared/datasets/fer2013/fer2013.csv.gz``
+``python -m audience.models.measure_template --csv ../shared/datasets/fer2013/fer2013.csv.gz``
 prints the array to paste into ``models.preprocess.TEMPLATE``.
 """
 
@@ -11,8 +11,8 @@ import argparse
 import cv2
 import numpy as np
 
-from ingest.detect import YuNetDetector
-from models.data import load_fer2013
+from audience.ingest.detect import YuNetDetector
+from audience.models.data import load_fer2013
 
 UPSCALE = 4  # YuNet needs faces larger than 48 px
 

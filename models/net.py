@@ -11,14 +11,14 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.data import EMOTIONS, ETHNICITIES
+from audience.models.data import EMOTIONS, ETHNICITIES
+from audience.models.train import Backbone
 
 AGE_BINS = 101  # 0..100 years, DEX-style expectation over a softmax
 
 
-#: Backbone families ``build_model`` knows (``audience train --backbone``). ``vgg2`` is ``vgg``
-#: with two convs in the first block too: the 48x48 student of ``shared/notes/teachers.md``.
-BACKBONES = ("vgg", "sep", "vgg2")
+#: Backbone families ``build_model`` knows (``audience train --backbone``).
+BACKBONES = tuple(b.value for b in Backbone)
 
 #: How the heads read the backbone (``audience train --head``): ``flatten`` keeps where a
 #: feature sits; ``gap`` (global average pooling) is the measured teachers recipe's head.

@@ -1,7 +1,7 @@
 """Speed side of the backbone trade-off: ONNX Runtime faces/s of candidate backbones.
 
-``python -m models.tradeoff`` builds each candidate (untrained: speed does not depend on the
-weights), exports it exactly as ``models.export`` does and times batch 64 with all four heads.
+``python -m audience.models.tradeoff`` builds each candidate (untrained: speed does not depend on
+the weights), exports it exactly as ``models.export`` does and times batch 64 with all four heads.
 Accuracy needs a training run per candidate; the model card pairs both where measured.
 """
 
@@ -12,10 +12,11 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-CANDIDATES = {
+CANDIDATES: dict[str, dict[str, Any]] = {
     "vgg-32-256": {"widths": (32, 64, 128, 256)},
     "vgg-24-192": {"widths": (24, 48, 96, 192)},
     "vgg-16-128": {"widths": (16, 32, 64, 128)},
@@ -27,7 +28,7 @@ CANDIDATES = {
 def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg") -> dict:
     import onnxruntime as ort
 
-    from models.net import build_model
+    from audience.models.net import build_model
 
     model = build_model(size, widths, backbone=backbone)
     model(np.zeros((1, size, size, 1), np.float32), training=False)
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=48)
     args = parser.parse_args()
-    for name, spec in CANDIDATES.items():
+    for name, spec in CANDIDATES.items():  # each spec is measure()'s keyword arguments
         print(json.dumps({"backbone": name, "input": args.size,
                           **measure(args.size, args.seconds, **spec)}))
 

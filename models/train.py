@@ -12,22 +12,33 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
-from models.data import (
+from audience.core.preprocess import INPUT_SIZE, LUMA_BGR, prepare_batch, to_channels
+from audience.models.data import (
     EMOTIONS,
     ETHNICITIES,
+    FerData,
     aligned_utk_faces,
     cache_dir,
     load_fer2013,
     load_ferplus,
     load_utkface,
 )
-from models.preprocess import INPUT_SIZE, LUMA_BGR, prepare_batch, to_channels
 
 log = logging.getLogger(__name__)
+
+
+class Backbone(StrEnum):
+    """Backbone families of ``models.net`` (defined here, without TensorFlow, so `--help` and a
+    typo need no framework import)."""
+
+    vgg = "vgg"  #: plain 3x3 convolutions
+    sep = "sep"  #: residual depthwise-separable blocks
+    vgg2 = "vgg2"  #: vgg with two convs in the first block too (the teachers note's student)
 
 
 @dataclass
@@ -76,7 +87,7 @@ def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate([target.astype(np.float32), mask[:, None].astype(np.float32)], 1)
 
 
-def _fer_inputs(csv_path: str, size: int) -> tuple[np.ndarray, object]:
+def _fer_inputs(csv_path: str, size: int) -> tuple[np.ndarray, FerData]:
     fer = load_fer2013(csv_path)
     key = hashlib.sha1(f"{Path(csv_path).resolve()}|{len(fer.rows)}|{size}".encode()).hexdigest()
     cached = cache_dir() / f"fer_{key[:16]}.npy"
@@ -144,8 +155,8 @@ def teacher_outputs(manifest: str, x: np.ndarray, batch: int = 256) -> dict[str,
 
     Cached next to the other preprocessed arrays: it is a pure function of the two.
     """
-    from inference.analyzer import FaceAnalyzer
-    from inference.config import AnalyzerConfig, AttributePolicy
+    from audience.inference.analyzer import FaceAnalyzer
+    from audience.inference.config import AnalyzerConfig, AttributePolicy
 
     teacher = FaceAnalyzer(AnalyzerConfig(weights=manifest, batch_size=batch),
                            AttributePolicy.from_names("emotion,age,gender,ethnicity"))
@@ -155,7 +166,7 @@ def teacher_outputs(manifest: str, x: np.ndarray, batch: int = 256) -> dict[str,
     if cached.is_file():
         return dict(np.load(cached))
     outs = teacher.predict(x)
-    np.savez(cached, **outs)
+    np.savez(cached, **outs)  # type: ignore[arg-type]  # numpy's stub: names as keywords
     log.info("teacher %s labelled %d training inputs", teacher.version, len(x))
     return outs
 
@@ -171,7 +182,7 @@ def distill(y: dict[str, np.ndarray], teacher: dict[str, np.ndarray], n_fer: int
     def mix(head: str, rows: slice, out: np.ndarray) -> None:
         y[head][rows, :-1] = (1 - share) * y[head][rows, :-1] + share * out[rows]
 
-    from inference.analyzer import expected_age
+    from audience.inference.analyzer import expected_age
 
     fer, utk = slice(0, n_fer), slice(n_fer, None)
     t_age = expected_age(teacher["age"])[:, None]
@@ -218,7 +229,7 @@ def finish(model_path: Path, sets: dict, out: Path) -> Path:
     """Recalibrate BatchNorm on the best checkpoint; keep it only if validation improves."""
     import keras
 
-    from models.net import CUSTOM_OBJECTS
+    from audience.models.net import CUSTOM_OBJECTS
 
     model = keras.models.load_model(model_path, custom_objects=CUSTOM_OBJECTS)
     x_val, y_val = sets["val"]
@@ -242,7 +253,7 @@ def train(cfg: TrainConfig) -> Path:
     import keras
     import tensorflow as tf
 
-    from models.net import build_model, check_backbone, compile_model
+    from audience.models.net import build_model, check_backbone, compile_model
 
     check_backbone(cfg.backbone)  # before minutes of data preparation, not after
     if cfg.teachers and not cfg.utk_dirs:
@@ -255,7 +266,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.bf16:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     if cfg.teachers:
-        from models.teachers.targets import build_teacher_sets
+        from audience.models.teachers.targets import build_teacher_sets
 
         sets = build_teacher_sets(cfg)
     else:
@@ -298,14 +309,14 @@ def train(cfg: TrainConfig) -> Path:
         warmup_target=cfg.lr, warmup_steps=warmup, alpha=0.0)
     anneal = None
     if cfg.anneal_hours > 0:  # the learning rate is set per step by a callback instead
-        from models.schedule import CosineByProgress
+        from audience.models.schedule import CosineByProgress
 
         anneal = CosineByProgress(cfg.lr, steps * cfg.epochs, warmup,
                                   cfg.anneal_hours * 3600, out / "elapsed.json")
         schedule = cfg.lr / 20
-    from_manifest = bool(cfg.init_from) and cfg.init_from.endswith(".json")
-    if from_manifest:
-        from models.warmstart import keras_from_manifest
+    from_manifest = cfg.init_from is not None and cfg.init_from.endswith(".json")
+    if from_manifest and cfg.init_from is not None:
+        from audience.models.warmstart import keras_from_manifest
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
         model = keras_from_manifest(cfg.init_from, cfg.channels, calibration)
@@ -318,7 +329,7 @@ def train(cfg: TrainConfig) -> Path:
                             channels=cfg.channels, head_type=cfg.head)
     compile_model(model, schedule, cfg.weight_decay, cfg.optimizer, kd=cfg.teachers)
     if cfg.init_from and not from_manifest:
-        from models.net import CUSTOM_OBJECTS
+        from audience.models.net import CUSTOM_OBJECTS
 
         source = keras.models.load_model(cfg.init_from, custom_objects=CUSTOM_OBJECTS)
         model.set_weights(source.get_weights())

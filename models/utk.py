@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data import (
+from audience.models.data import (
     UtkData,
     cache_dir,
     chip_detector,
@@ -66,7 +66,7 @@ def load_utk_dirs(directories: Sequence[str | Path], split: str | None = None) -
     paths = [p for d in every for p in d.paths]
     labels = np.concatenate([np.stack([d.age.astype(np.int64), d.gender, d.race], 1)
                              for d in every]) if paths else np.zeros((0, 3), np.int64)
-    items = [(_file_hash(p), tuple(int(v) for v in lab), utk_split(p.name))
+    items = [(_file_hash(p), (int(lab[0]), int(lab[1]), int(lab[2])), utk_split(p.name))
              for p, lab in zip(paths, labels, strict=True)]
     keep = dedup_rule(items)
     dropped = len(paths) - len(keep)
@@ -90,7 +90,7 @@ def aligned_crops(data: UtkData, size: int = 48) -> tuple[np.ndarray, np.ndarray
     ``prepare_face`` computes) and the teachers' input (the same crop, gray). Cached by file
     list and size.
     """
-    from models.preprocess import TEMPLATE, align_face
+    from audience.core.preprocess import TEMPLATE, align_face
 
     key = hashlib.sha1(("|".join(str(p) for p in data.paths) + f"|{size}|"
                         + TEMPLATE.tobytes().hex()).encode()).hexdigest()[:16]
@@ -119,7 +119,7 @@ def aligned_crops(data: UtkData, size: int = 48) -> tuple[np.ndarray, np.ndarray
 
 def standardize_batch(crops: np.ndarray) -> np.ndarray:
     """``models.preprocess.standardize`` over a uint8 batch (N, H, W, C), vectorised."""
-    from models.preprocess import LUMA_BGR
+    from audience.core.preprocess import LUMA_BGR
 
     x = crops.astype(np.float32)
     luma = x @ LUMA_BGR if x.shape[-1] == 3 else x[..., 0]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.preprocess import LUMA_BGR
+from audience.core.preprocess import LUMA_BGR
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     model's weights; ``calibration`` is a few thousand prepared training inputs."""
     import keras
 
-    from inference.analyzer import load_manifest
-    from models.net import build_model
+    from audience.inference.analyzer import load_manifest
+    from audience.models.net import build_model
 
     manifest, onnx_path = load_manifest(Path(manifest_path))
     weights = _onnx_weights(onnx_path)

@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from reports.config import ReportConfig
-from reports.report import build_report, render_table, write_html
-from reports.segments import DIMENSIONS, Period, parse_dimensions, segments, write_csv
-from reports.segments import render_table as render_segments
-from storage import query
-from storage.cli import DEFAULT_URL, DbUrl, fail
-from storage.db import StorageError, ensure_ready, open_engine
+from audience.reports.config import ReportConfig
+from audience.reports.report import build_report, render_table, write_html
+from audience.reports.segments import DIMENSIONS, Period, parse_dimensions, segments, write_csv
+from audience.reports.segments import render_table as render_segments
+from audience.storage import query
+from audience.storage.cli import DEFAULT_URL, DbUrl
+from audience.storage.db import ready_engine
 
 _DEFAULTS = ReportConfig()
 
@@ -60,16 +60,9 @@ def report(
 ) -> None:
     """Print a store's audience summary and write it as a self-contained HTML page."""
     start = parse_since(since)
-    try:
-        engine = open_engine(db, create=False)
-        try:
-            ensure_ready(engine)
-            rep = build_report(engine, store, since=start, k=k)
-            known = query.stores(engine) if rep.empty else []
-        finally:
-            engine.dispose()
-    except StorageError as err:
-        raise fail(err) from None
+    with ready_engine(db) as engine:
+        rep = build_report(engine, store, since=start, k=k)
+        known = query.stores(engine) if rep.empty else []
     if rep.empty:
         where = f"since {rep.since:%Y-%m-%d %H:%M} UTC" if rep.since else "in the database"
         hint = f" (stores with data: {', '.join(known)})" if known else ""
@@ -110,16 +103,9 @@ def segments_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--by") from None
     start = parse_since(since)
-    try:
-        engine = open_engine(db, create=False)
-        try:
-            ensure_ready(engine)
-            rows = segments(engine, store, dims, period, since=start, k=k)
-            known = query.stores(engine) if not rows else []
-        finally:
-            engine.dispose()
-    except StorageError as err:
-        raise fail(err) from None
+    with ready_engine(db) as engine:
+        rows = segments(engine, store, dims, period, since=start, k=k)
+        known = query.stores(engine) if not rows else []
     if csv_path is not None:
         write_csv(rows, dims, period, csv_path)
     lo, _ = query.window(start, None)

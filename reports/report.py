@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from storage import query
-from storage.db import storage_errors
-from storage.query import DwellSummary, Group, HourCount
+from audience.storage import query
+from audience.storage.db import storage_errors
+from audience.storage.query import DwellSummary, Group, HourCount
 
 
 @dataclass(frozen=True, slots=True)

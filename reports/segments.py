@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Date, Engine, func, literal_column, select
 
-from storage.db import connected
-from storage.query import hidden_keys, window
-from storage.schema import VisitRow
-from storage.sqltime import time_expr
-from storage.visit import AGE_BRACKETS
+from audience.core.visit import AGE_BRACKETS
+from audience.storage.db import connected
+from audience.storage.query import hidden_keys, window
+from audience.storage.schema import VisitRow
+from audience.storage.sqltime import time_expr
 
 DIMENSIONS = ("age_bracket", "gender", "emotion")
 UNKNOWN = "unknown"

@@ -6,26 +6,15 @@ from typing import Annotated
 
 import typer
 
-from storage.config import DatabaseConfig
-from storage.db import StorageError, ensure_ready, mask, migrate, open_engine
+from audience.storage.config import DatabaseConfig
+from audience.storage.db import mask, migrate, ready_engine
 
-# Same environment variables as inference.settings (AUDIENCE_DATABASE__URL wins).
+# Same environment variables as the app config (AUDIENCE_DATABASE__URL wins).
 DB_OPTION = typer.Option(
     "--db", envvar=["AUDIENCE_DATABASE__URL", "DATABASE_URL"],
     help="Database URL: sqlite:///path.db or postgresql://user:pass@host/db.")
 DbUrl = Annotated[str, DB_OPTION]
 DEFAULT_URL = DatabaseConfig().url
-
-
-#: Same code as `audience run` (inference.errors): a service (database, broker) is unavailable.
-STORAGE_EXIT = 3
-
-
-def fail(err: Exception, code: int = STORAGE_EXIT) -> typer.Exit:
-    """Print the one-line error to stderr; the caller raises the returned Exit."""
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(code=code)
-
 
 db_app = typer.Typer(help="Database schema: create, upgrade and check.", no_args_is_help=True)
 
@@ -33,24 +22,17 @@ db_app = typer.Typer(help="Database schema: create, upgrade and check.", no_args
 @db_app.command("upgrade")
 def upgrade(db: DbUrl = DEFAULT_URL) -> None:
     """Create or upgrade the schema to the latest revision (safe to run again)."""
-    try:
-        revision = migrate(db)
-    except StorageError as err:
-        raise fail(err) from None
+    revision = migrate(db)
     typer.echo(f"database {mask(db)} is at revision {revision} (latest)")
 
 
 @db_app.command("check")
 def check(db: DbUrl = DEFAULT_URL) -> None:
-    """Exit 0 if the database is reachable and fully migrated, else 2 with the reason."""
-    try:
-        engine = open_engine(db, create=False)
-        try:
-            revision = ensure_ready(engine)
-        finally:
-            engine.dispose()
-    except StorageError as err:
-        raise fail(err) from None
+    """Exit 0 if the database is reachable and fully migrated, else 3 with the reason."""
+    from audience.storage.db import current_revision
+
+    with ready_engine(db) as engine:
+        revision = current_revision(engine)
     typer.echo(f"database {mask(db)} is reachable and at revision {revision} (latest)")
 
 
@@ -62,20 +44,14 @@ def purge(
         "--dry-run", help="Only count the visits that would be deleted.")] = False,
 ) -> None:
     """Delete visits older than the retention period, in one transaction; print how many."""
-    from storage.purge import parse_duration, purge_visits
+    from audience.storage.purge import parse_duration, purge_visits
 
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
-    try:
-        engine = open_engine(db, create=False)
-        try:
-            result = purge_visits(engine, age, dry_run=dry_run)
-        finally:
-            engine.dispose()
-    except StorageError as err:
-        raise fail(err) from None
+    with ready_engine(db) as engine:
+        result = purge_visits(engine, age, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     typer.echo(f"{verb} {result.visits} visits that ended before "
                f"{result.cutoff:%Y-%m-%d %H:%M} UTC from {mask(db)}"

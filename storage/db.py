@@ -20,11 +20,13 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from audience.core.errors import ServiceError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_S = 10
 
 
-class StorageError(Exception):
+class StorageError(ServiceError):
     """A storage failure explained in one line: what was wrong and what to do."""
 
 
@@ -174,8 +176,8 @@ def migrate(url_or_engine: str | Engine, revision: str = "head") -> str:
 
     Returns the revision the database is at afterwards.
     """
-    owned = not isinstance(url_or_engine, Engine)
-    engine = open_engine(url_or_engine) if owned else url_or_engine
+    owned = isinstance(url_or_engine, str)
+    engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     cfg = alembic_config()
     try:
         with storage_errors(engine, "migrating"), engine.begin() as conn:
@@ -215,3 +217,28 @@ def ensure_ready(engine: Engine) -> str:
     raise StorageError(f"database {mask(engine)} is not migrated (at revision "
                        f"{current or 'none'}, need {head}): run `audience db upgrade "
                        f"--db {mask(engine)}`")
+
+
+@contextmanager
+def ready_engine(url: str) -> Iterator[Engine]:
+    """An engine on an existing, fully migrated database, disposed of afterwards.
+
+    The one way commands open a database they only read or change: a missing schema or an
+    unreachable server is a :class:`StorageError` (exit 3), never a half-done command.
+    """
+    engine = open_engine(url, create=False)
+    try:
+        ensure_ready(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def prepare_database(url: str) -> Engine:
+    """Open the database; the embedded SQLite default is created and migrated on first use,
+    a server database must have been migrated (`audience db upgrade`) by its operator."""
+    engine = open_engine(url)
+    if engine.dialect.name == "sqlite":
+        migrate(engine)
+    ensure_ready(engine)
+    return engine

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, select
 
-from storage.db import StorageError, ensure_ready, storage_errors
-from storage.query import duration
-from storage.schema import VisitRow
+from audience.storage.db import StorageError, ensure_ready, storage_errors
+from audience.storage.query import duration
+from audience.storage.schema import VisitRow
 
 # A typo such as "90" or "9h" must not wipe the table: below one hour is refused outright.
 MIN_AGE = timedelta(hours=1)

@@ -28,10 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
-from storage.db import connected
-from storage.schema import StoreRow, VisitRow, visits_hourly
-from storage.visit import AGE_BRACKETS
+from audience.core.visit import AGE_BRACKETS
+from audience.storage.db import connected
+from audience.storage.schema import StoreRow, VisitRow, visits_hourly
 
 Bind = Engine | Connection
 _DURATION = re.compile(r"^\s*(\d+)\s*([a-z])\s*$", re.IGNORECASE)
@@ -59,6 +60,9 @@ class DwellSummary:
     median_s: float | None
     mean_s: float | None
     suppressed: bool = False
+#: A mapped attribute (VisitRow.store_id) or any SQL expression.
+Column = ColumnElement[Any] | InstrumentedAttribute[Any]
+
 
 
 def window(since: datetime | None, until: datetime | None) -> tuple[datetime | None,
@@ -92,7 +96,7 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be >= 1, got {k}")
 
 
-def _where(col_store: ColumnElement[Any], col_time: ColumnElement[Any], store: str,
+def _where(col_store: Column, col_time: Column, store: str,
            since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
     lo, hi = window(since, until)
     conds = [col_store == store]
@@ -167,7 +171,7 @@ def footfall_by_hour(bind: Bind, store: str, since: datetime | None = None,
     return out
 
 
-def _breakdown(bind: Bind, column: ColumnElement[Any], store: str, since: datetime | None,
+def _breakdown(bind: Bind, column: Column, store: str, since: datetime | None,
                until: datetime | None, k: int, order: Sequence[str] = ()) -> list[Group]:
     _check_k(k)
     where = _where(VisitRow.store_id, VisitRow.started_at, store, since, until)

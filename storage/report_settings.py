@@ -6,10 +6,12 @@ row on each query). A missing row empties the views (fail closed); writing resto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from storage.db import StorageError, connected, mask, storage_errors
-from storage.schema import ReportSettingsRow
+from audience.storage.db import StorageError, connected, mask, storage_errors
+from audience.storage.schema import ReportSettingsRow
 
 Bind = Engine | Connection
 MIN_K = 2  # k=1 would publish single visitors; the table's CHECK enforces it too
@@ -52,7 +54,7 @@ def write_report_settings(bind: Bind, k: int, ethnicity_enabled: bool) -> None:
                 _upsert(conn, values)
 
 
-def _upsert(conn: Connection, values: dict[str, object]) -> None:
+def _upsert(conn: Connection, values: Mapping[str, object]) -> None:
     done = conn.execute(update(ReportSettingsRow).where(ReportSettingsRow.id == 1)
                         .values(**values))
     if done.rowcount == 0:

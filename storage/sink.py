@@ -14,18 +14,21 @@ for a retry and StorageError is raised.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.db import StorageError, storage_errors
-from storage.schema import VISIT_COLUMNS, CameraRow, StoreRow, VisitRow
-from storage.visit import Visit
+from audience.core.visit import Visit
+from audience.storage.db import StorageError, storage_errors
+from audience.storage.schema import VISIT_COLUMNS, CameraRow, StoreRow, VisitRow
 
 KEY = ("store_id", "camera_id", "track_id")
-_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# Both dialects' inserts have on_conflict_do_nothing/do_update (the generic Insert has not).
+_INSERT: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert,
+                                          "postgresql": postgresql.insert}
 
 
 class VisitSink:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
-from storage.db import migrate, open_engine
-from storage.visit import Visit, age_bracket
+from audience.core.visit import Visit, age_bracket
+from audience.storage.db import migrate, open_engine
 
 PG_ADMIN_URL = os.environ.get("AUDIENCE_TEST_PG_ADMIN_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")

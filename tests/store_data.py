@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from storage.visit import Visit, age_bracket
+from audience.core.visit import Visit, age_bracket
 
 DAY0 = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
 EMOTIONS = ("neutral", "happy", "sad", "surprise", "angry", "fear", "disgust")

@@ -17,8 +17,8 @@ FRAMES = (10, 30)
 def clip_faces(size: int = 48) -> np.ndarray:
     """Aligned BGR uint8 crops (N, size, size, 3) of every face YuNet finds in ``FRAMES``,
     left to right per frame."""
-    from ingest.detect import YuNetDetector
-    from models.preprocess import align_face
+    from audience.core.preprocess import align_face
+    from audience.ingest.detect import YuNetDetector
 
     det = YuNetDetector(score_threshold=0.7, work_width=640)
     cap = cv2.VideoCapture(str(CLIP))
@@ -36,9 +36,9 @@ def clip_faces(size: int = 48) -> np.ndarray:
 
 def teacher_outputs(crops: np.ndarray) -> dict[str, np.ndarray]:
     """Both teachers on the crops, as the training cache calls them."""
-    from models.teachers.agegender import AgeGenderNet
-    from models.teachers.minixception import MiniXception
-    from models.utk import gray_crops
+    from audience.models.teachers.agegender import AgeGenderNet
+    from audience.models.teachers.minixception import MiniXception
+    from audience.models.utk import gray_crops
 
     age, p_female = AgeGenderNet()(gray_crops(crops))
     return {"emotion": MiniXception()(gray_crops(crops)), "age": age, "p_female": p_female,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.analyzer import DEFAULT_MANIFEST, FaceAnalyzer, WeightsError, load_manifest
-from inference.config import AnalyzerConfig, AttributePolicy
+from audience.inference.analyzer import DEFAULT_MANIFEST, FaceAnalyzer, WeightsError, load_manifest
+from audience.inference.config import AnalyzerConfig, AttributePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -92,7 +92,7 @@ def test_empty_batch(analyzer):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inference.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "audience", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=300)
 
 
@@ -134,11 +134,11 @@ def test_analyze_errors_are_one_clear_line(args, message):
 @needs_shared
 def test_accuracy_smoke_fer2013(analyzer):
     """500 PrivateTest rows: random weights score about 1/7 to 1/4 (majority class)."""
-    from models.data import load_fer2013
+    from audience.models.data import load_fer2013
 
     data = load_fer2013(SHARED / "fer2013" / "fer2013.csv.gz", splits=("PrivateTest",))
     faces = analyzer.analyze(list(data.images[:500]))
-    from models.data import EMOTIONS
+    from audience.models.data import EMOTIONS
 
     pred = [EMOTIONS.index(f.emotion) for f in faces]
     acc = np.mean(np.array(pred) == data.labels[:500])
@@ -151,7 +151,8 @@ def test_accuracy_smoke_utkface():
     8th): gender well above chance, age error far below always guessing the median."""
     import cv2
 
-    from models.data import chip_detector, chip_landmarks, load_utkface
+    from audience.ingest.detect import chip_detector, chip_landmarks
+    from audience.models.data import load_utkface
 
     data = load_utkface(SHARED / "utkface" / "crop_part1", split="test")
     pick = np.arange(0, len(data.paths), 8)[:200]

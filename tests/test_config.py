@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.settings import ConfigError, apply_overrides, load_config
+from audience.settings import ConfigError, apply_overrides, load_config
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "deploy" / "config").glob("*.yaml"))
 

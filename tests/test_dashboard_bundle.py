@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reports.dashboards.bundle import ROOT, build, load_assets, query_context, superset_uri
-from storage.schema import VIEWS
+from audience.reports.dashboards.bundle import ROOT, build, load_assets, query_context, superset_uri
+from audience.storage.schema import VIEWS
 
 ASSETS = load_assets()
 DATASETS = {d["uuid"]: d for rel, d in ASSETS.items() if rel.startswith("datasets/")}

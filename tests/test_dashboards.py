@@ -25,11 +25,11 @@ from conftest import _pg_database
 from sqlalchemy import create_engine, text
 from store_data import visits as seeded_visits
 
-from reports.dashboards.bundle import load_assets, query_context
-from reports.dashboards.client import Superset, SupersetError
-from reports.dashboards.serve import Local, prepare, start, wait_healthy
-from storage.db import migrate, open_engine
-from storage.sink import VisitSink
+from audience.reports.dashboards.bundle import load_assets, query_context
+from audience.reports.dashboards.client import Superset, SupersetError
+from audience.reports.dashboards.serve import Local, prepare, start, wait_healthy
+from audience.storage.db import migrate, open_engine
+from audience.storage.sink import VisitSink
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres, pytest.mark.slow]
 
@@ -210,7 +210,7 @@ def test_grant_to_unknown_user_without_password_says_what_to_do(provisioned: Loc
 
 
 def test_client_rejects_unsafe_store_ids() -> None:
-    from reports.dashboards.provision import rls_clause
+    from audience.reports.dashboards.provision import rls_clause
 
     assert rls_clause("north-1") == "store_id = 'north-1'"
     with pytest.raises(SupersetError, match="characters"):

@@ -21,8 +21,8 @@ import yaml
 from kubernetes_validate import utils as k8s_validate
 from pydantic import BaseModel
 
-from inference.kafka_config import ONE_HOUR_MS
-from inference.settings import AppConfig, load_config
+from audience.core.kafka_config import ONE_HOUR_MS
+from audience.settings import AppConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -80,7 +80,7 @@ def _dashboards_cli_envvars() -> set[str]:
     """Environment variables the `audience dashboards` options read (SUPERSET_*)."""
     import typer.main
 
-    from reports.dashboards.cli import app
+    from audience.reports.dashboards.cli import app
 
     group = typer.main.get_command(app)
     names: set[str] = set()
@@ -293,26 +293,28 @@ def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     wheel = zipfile.ZipFile(next((tmp_path / "dist").glob("audience-*.whl")))
     names = wheel.namelist()
-    for needed in ("storage/migrations/env.py", "storage/migrations/versions/0001_initial.py",
-                   "models/weights/face_detection_yunet_2023mar.onnx",
-                   "ingest/assets/face-demographics-walking-and-pause.gif",
-                   "reports/dashboards/bundle/dashboards/store-audience.yaml",
-                   "reports/dashboards/bundle/datasets/audience/report_visits_daily.yaml",
-                   "reports/dashboards/superset.lock",
-                   "reports/dashboards/superset_config.py"):
+    for needed in ("audience/storage/migrations/env.py",
+                   "audience/storage/migrations/versions/0001_initial.py",
+                   "audience/models/weights/face_detection_yunet_2023mar.onnx",
+                   "audience/ingest/assets/face-demographics-walking-and-pause.gif",
+                   "audience/reports/dashboards/bundle/dashboards/store-audience.yaml",
+                   "audience/reports/dashboards/bundle/datasets/audience/report_visits_daily.yaml",
+                   "audience/reports/dashboards/superset.lock",
+                   "audience/reports/dashboards/superset_config.py"):
         assert needed in names, needed
-    assert any(n.startswith("models/weights/audience-mt") and n.endswith(".onnx") for n in names)
+    assert any(n.startswith("audience/models/weights/audience-mt") and n.endswith(".onnx")
+               for n in names)
     meta = wheel.read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
     heavy = [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist:")
              and re.search(r"tensorflow|tf2onnx|\bonnx\b", ln)]
     assert heavy and all("extra == \"train\"" in ln for ln in heavy), heavy
     entry = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "audience = inference.cli:main" in entry
+    assert "audience = audience.cli:main" in entry
 
 
 def test_worker_commands_do_not_import_tensorflow() -> None:
-    code = ("import sys, inference.cli, inference.kafka_cli, inference.worker, "
-            "ingest.publisher, storage.cli, storage.purge; "
+    code = ("import sys, audience.cli, audience.inference.worker, "
+            "audience.ingest.publisher, audience.storage.cli, audience.storage.purge; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'tf2onnx')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

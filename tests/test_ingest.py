@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ingest.bench import bench_camera, clip_path
-from ingest.camera import CameraStage
-from ingest.config import CameraConfig, QualityConfig, TrackerConfig
-from ingest.detect import YuNetDetector
-from ingest.face import Face
-from ingest.quality import in_masks, mask_contours, quality_score, sharpness, yaw
-from ingest.sources import (
+from audience.core.face import Face
+from audience.ingest.bench import bench_camera, clip_path
+from audience.ingest.camera import CameraStage
+from audience.ingest.config import CameraConfig, QualityConfig, TrackerConfig
+from audience.ingest.detect import YuNetDetector
+from audience.ingest.quality import in_masks, mask_contours, quality_score, sharpness, yaw
+from audience.ingest.sources import (
     ImageFolderSource,
     LiveSource,
     PillowGifCapture,
@@ -28,7 +28,7 @@ from ingest.sources import (
     mask_credentials,
     open_source,
 )
-from ingest.tracker import Tracker, iou
+from audience.ingest.tracker import Tracker, iou
 
 CLIP = clip_path()
 CLIP_FRAMES, CLIP_SECONDS = 41, 3.33
@@ -189,7 +189,7 @@ def test_image_folder_gray_bgr_rgba_and_corrupt(tmp_path: Path,
     assert isinstance(source, ImageFolderSource)
     assert [p.name for p in source.files] == [
         "frame1.png", "frame2.jpg", "frame3.png", "frame4.png", "frame10.png"]  # natural order
-    with caplog.at_level(logging.WARNING, logger="ingest.sources"):
+    with caplog.at_level(logging.WARNING, logger="audience.ingest.sources"):
         out = list(source)
     assert [t for t, _ in out] == [100.0, 100.25, 100.5, 101.0]  # slot of the corrupt one kept
     for _, img in out:
@@ -209,7 +209,7 @@ def test_video_file_skips_corrupt_frames(tmp_path: Path, caplog: pytest.LogCaptu
     factory = Factory(FakeCapture(), FakeCapture(script))  # 1st: open check at open_source
     source = open_source(path, 30.0, start_time=50.0, progress=False, capture_factory=factory)
     assert isinstance(source, VideoFileSource)
-    with caplog.at_level(logging.WARNING, logger="ingest.sources"):
+    with caplog.at_level(logging.WARNING, logger="audience.ingest.sources"):
         out = list(source)
     # Decoder gives no position here: timestamps come from frame index / native fps (10).
     assert [round(t - 50.0, 2) for t, _ in out] == [0.0, 0.1, 0.3, 0.5, 0.7]
@@ -289,7 +289,7 @@ def test_reconnect_backoff_doubles_caps_and_gives_up(caplog: pytest.LogCaptureFi
     source = open_source(url, 5.0, reconnect_max_s=5.0, reconnect_attempts=5,
                          sleep=sleeps.append, capture_factory=Factory())
     assert isinstance(source, LiveSource) and source.live
-    with caplog.at_level(logging.WARNING, logger="ingest.sources"), \
+    with caplog.at_level(logging.WARNING, logger="audience.ingest.sources"), \
             pytest.raises(SourceError, match="after 5 reconnect attempts") as err:
         list(source)
     assert sleeps == [1.0, 2.0, 4.0, 5.0, 5.0]
@@ -306,7 +306,8 @@ def test_reconnect_resets_after_good_frames(caplog: pytest.LogCaptureFixture) ->
     source = open_source("http://cam.local/video.mjpg", 5.0, reconnect_attempts=2,
                          sleep=sleeps.append, clock=ticking_clock(1.0), capture_factory=factory)
     got = []
-    with caplog.at_level(logging.WARNING, logger="ingest.sources"), pytest.raises(SourceError):
+    with caplog.at_level(logging.WARNING, logger="audience.ingest.sources"), \
+            pytest.raises(SourceError):
         for t, img in source:
             got.append(t)
             assert img.shape == f.shape
@@ -522,7 +523,7 @@ def test_bundled_clip_gives_exactly_three_tracks(fps: float | None, reader,
     stage = CameraStage(config)
     source = open_source(CLIP, config.fps, start_time=1_700_000_000.0, progress=False,
                          capture_factory=reader)
-    with caplog.at_level(logging.INFO, logger="ingest.camera"):
+    with caplog.at_level(logging.INFO, logger="audience.ingest.camera"):
         tracks = list(stage.run(source))
     assert len(tracks) == 3
     centres = []
@@ -540,7 +541,7 @@ def test_bundled_clip_gives_exactly_three_tracks(fps: float | None, reader,
     # woman left, man centre, woman right: one track each
     assert sorted(int(c // 160) for c in centres) == [0, 1, 2]
     assert len({t.track_id for t in tracks}) == 3
-    [line] = [r.getMessage() for r in caplog.records if r.name == "ingest.camera"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "audience.ingest.camera"]
     assert "3 tracks" in line and "array" not in line
 
 

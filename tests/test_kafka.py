@@ -25,19 +25,18 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka_broker import Tansu, durable_broker, free_port, kafka_broker  # noqa: F401
 from sqlalchemy import text
 
-from inference.analyzer import FaceAnalyzer
-from inference.config import AnalyzerConfig
-from inference.health import serve
-from inference.kafka_config import KafkaConfig
-from inference.kafka_io import BrokerError, ensure_topics, make_producer
-from inference.messages import SCHEMA, MessageError, decode_track, encode_track
-from inference.runner import run_pipeline
-from inference.settings import AppConfig, ConfigError, apply_overrides, load_config
-from inference.simulate import ground_truth, plan, publish
-from inference.worker import InferenceWorker
-from ingest.face import Face
-from ingest.track import Track
-from storage.db import migrate, open_engine
+from audience.core.face import Face, Track
+from audience.core.health import serve
+from audience.core.kafka_config import KafkaConfig
+from audience.core.kafka_io import BrokerError, ensure_topics, make_producer
+from audience.core.wire import SCHEMA, MessageError, decode_track, encode_track
+from audience.inference.analyzer import FaceAnalyzer
+from audience.inference.config import AnalyzerConfig
+from audience.inference.worker import InferenceWorker
+from audience.ingest.simulate import ground_truth, plan, publish
+from audience.pipeline import run_pipeline
+from audience.settings import AppConfig, ConfigError, apply_overrides, load_config
+from audience.storage.db import migrate, open_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "ingest" / "assets" / "face-demographics-walking-and-pause.gif"
@@ -295,7 +294,7 @@ def test_unreachable_broker_is_one_clear_line() -> None:
     cfg = KafkaConfig(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_timeout_ms=1000)
     with pytest.raises(BrokerError, match="Kafka broker unreachable at 127.0.0.1:"):
         ensure_topics(cfg, ["t"])
-    out = subprocess.run([sys.executable, "-m", "inference.cli", "-q", "infer", "--db",
+    out = subprocess.run([sys.executable, "-m", "audience", "-q", "infer", "--db",
                           "sqlite://", "--bootstrap-servers", cfg.bootstrap_servers],
                          capture_output=True, text=True, timeout=60, cwd=ROOT,
                          env={**os.environ, "AUDIENCE_KAFKA__CONNECT_TIMEOUT_MS": "1000"})
@@ -327,7 +326,7 @@ def test_clip_distributed_equals_embedded(kafka_broker: str, db_url: str,  # noq
     config.write_text(yaml.safe_dump({
         "camera": {"source": str(CLIP), "store": "demo-store", "id": "entrance"},
         "kafka": cfg.model_dump()}))
-    cam = subprocess.run([sys.executable, "-m", "inference.cli", "-q", "camera", "--config",
+    cam = subprocess.run([sys.executable, "-m", "audience", "-q", "camera", "--config",
                           str(config)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert cam.returncode == 0, cam.stderr
     assert "3 tracks published" in cam.stdout
@@ -407,9 +406,9 @@ def test_malformed_message_goes_to_dlq_and_worker_carries_on(
 @pytest.mark.slow
 def test_camera_stop_ends_open_tracks_and_publishes_them(kafka_broker: str) -> None:  # noqa: F811
     """SIGTERM sets the stop event: the visitor in view is ended, published and flushed."""
-    from inference.simulate import frames
-    from ingest.camera import CameraStage
-    from ingest.publisher import TrackPublisher, publish_source
+    from audience.ingest.camera import CameraStage
+    from audience.ingest.publisher import TrackPublisher, publish_source
+    from audience.ingest.simulate import frames
 
     cfg = AppConfig()
     cfg.kafka = kafka_cfg(kafka_broker)
@@ -436,8 +435,8 @@ def test_camera_stop_ends_open_tracks_and_publishes_them(kafka_broker: str) -> N
 def test_visit_the_database_refuses_is_dead_lettered_not_a_crash_loop(
         kafka_broker: str, db_url: str, analyzer: FaceAnalyzer,  # noqa: F811
         thread_workers: list[ThreadWorker], monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.worker as worker_mod
-    from storage.db import StorageError
+    import audience.inference.worker as worker_mod
+    from audience.storage.db import StorageError
 
     migrate(db_url)
     monkeypatch.setattr(worker_mod, "DB_RETRIES", 1)
@@ -476,7 +475,7 @@ def _scrape(port: int, name: str) -> float:
 
 def _spawn_worker(config: Path, port: int, log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "inference.cli", "infer", "--config",
+        return subprocess.Popen([sys.executable, "-m", "audience", "infer", "--config",
                                  str(config), "--metrics-port", str(port)], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
 
@@ -532,7 +531,7 @@ def test_four_simulated_cameras_two_workers_count_every_visitor_once(
     assert truth["visitors"] == 12 and truth["per_camera"] == {
         f"sim-cam-{i}": 3 for i in range(1, 5)}
     thread_workers.extend(ThreadWorker(cfg.kafka, analyzer, db_url) for _ in range(2))
-    assert publish(plans, cfg, UTK) == truth["visitors"]
+    assert publish(plans, cfg.camera, cfg.kafka, UTK) == truth["visitors"]
     wait_until(lambda: count_visits(db_url)[0] >= truth["visitors"], 60, "all visitors stored")
     time.sleep(1)
     assert count_visits(db_url) == (12, 12)
@@ -545,7 +544,7 @@ def test_four_simulated_cameras_two_workers_count_every_visitor_once(
 
 @pytest.mark.slow
 def test_simulate_command_writes_frames_and_ground_truth(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "inference.cli", "-q", "simulate", "--cameras",
+    out = subprocess.run([sys.executable, "-m", "audience", "-q", "simulate", "--cameras",
                           "2", "--duration", "3.5", "--faces", str(UTK), "--out",
                           str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -588,7 +587,7 @@ def test_broker_restart_loses_nothing(durable_broker: Tansu, db_url: str,  # noq
 @postgres
 def test_bench_pipeline_command(kafka_broker: str, db_url: str) -> None:  # noqa: F811
     migrate(db_url)
-    out = subprocess.run([sys.executable, "-m", "inference.cli", "-q", "bench", "pipeline",
+    out = subprocess.run([sys.executable, "-m", "audience", "-q", "bench", "pipeline",
                           "--cameras", "2", "--workers", "2", "--duration", "6", "--faces",
                           str(UTK), "--db", db_url, "--bootstrap-servers", kafka_broker,
                           "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT,

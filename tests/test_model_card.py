@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from models import card
-from models.export import MANIFEST
+from audience.models import card
+from audience.models.export import MANIFEST
 
 
 def test_the_card_is_what_its_json_renders():
     assert card.CARD.read_text() == card.rendered_card(), (
-        "MODEL_CARD.md is out of date with models/eval/: run `python -m models.card`")
+        "MODEL_CARD.md is out of date with models/eval/: run `python -m audience.models.card`")
 
 
 def test_the_manifest_carries_the_evaluated_model_and_its_figures():

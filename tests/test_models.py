@@ -10,16 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.data import (
-    chip_detector,
-    chip_landmarks,
-    load_fer2013,
-    load_ferplus,
-    load_utkface,
-    parse_utk_name,
-    utk_split,
-)
-from models.preprocess import (
+from audience.core.preprocess import (
     INPUT_SIZE,
     LUMA_BGR,
     TEMPLATE,
@@ -27,6 +18,15 @@ from models.preprocess import (
     prepare_batch,
     prepare_face,
     to_channels,
+)
+from audience.models.data import (
+    chip_detector,
+    chip_landmarks,
+    load_fer2013,
+    load_ferplus,
+    load_utkface,
+    parse_utk_name,
+    utk_split,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -196,7 +196,7 @@ def test_alignment_puts_landmarks_on_the_template():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_utk_training_input_equals_evaluation_input(tmp_path, monkeypatch, channels):
     """The cached training array for UTKFace equals what the analyzer prepares at eval time."""
-    from models.data import aligned_utk_faces
+    from audience.models.data import aligned_utk_faces
 
     monkeypatch.setenv("AUDIENCE_CACHE", str(tmp_path))
     data = load_utkface(SHARED / "utkface" / "crop_part1", split="test")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from sqlalchemy import MetaData, select
 
-import inference.runner as runner
-from inference.settings import apply_overrides, load_config
-from storage.db import migrate, open_engine
+import audience.pipeline as runner
+from audience.settings import apply_overrides, load_config
+from audience.storage.db import migrate, open_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "ingest" / "assets" / "face-demographics-walking-and-pause.gif"
@@ -105,7 +105,7 @@ def test_replaying_a_run_never_duplicates(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "label_tracks", keep)
     runner.run_pipeline(_config(db), progress=False)
-    from storage.sink import VisitSink
+    from audience.storage.sink import VisitSink
 
     engine = open_engine(db)
     with VisitSink(engine) as sink:
@@ -116,7 +116,7 @@ def test_replaying_a_run_never_duplicates(tmp_path, monkeypatch):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inference.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "audience", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=600, env=env)
 
 

@@ -10,19 +10,19 @@ import typer
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from storage.cli import STORAGE_EXIT, register
-from storage.purge import parse_duration, purge_visits
-from storage.schema import VisitRow
-from storage.sink import VisitSink
-from storage.visit import Visit
+from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
+from audience.core.visit import Visit
+from audience.storage.purge import parse_duration, purge_visits
+from audience.storage.schema import VisitRow
+from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
 NOW = datetime(2024, 9, 1, 12, 0, tzinfo=UTC)
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
+    from audience.cli import app
+
     return app
 
 

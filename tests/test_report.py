@@ -13,11 +13,11 @@ import typer
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from reports.cli import parse_since, register
-from reports.report import Report, build_report, render_table, write_html
-from storage.cli import STORAGE_EXIT
-from storage.sink import VisitSink
-from storage.visit import Visit
+from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
+from audience.core.visit import Visit
+from audience.reports.cli import parse_since
+from audience.reports.report import Report, build_report, render_table, write_html
+from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -101,7 +101,7 @@ def test_html_has_four_plots_and_the_k_note(engine: Engine, make_visit: MakeVisi
 
 def test_html_for_an_all_suppressed_report(tmp_path: Path) -> None:
     # No database needed: a report is plain data.
-    from storage.query import DwellSummary, Group, HourCount
+    from audience.storage.query import DwellSummary, Group, HourCount
     report = Report(store="s<1>", since=None, generated_at=T0, k=5, total=None,
                     dwell=DwellSummary(None, None, None, True),
                     footfall=[HourCount(T0, None, None, True)],
@@ -132,9 +132,8 @@ def test_parse_since_rejects_garbage() -> None:
 # -- CLI -------------------------------------------------------------------------------------
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # keeps `report` a named sub-command
+    from audience.cli import app
+
     return app
 
 
@@ -176,7 +175,7 @@ def test_cli_report_storage_errors(url: str, message: str, tmp_path: Path) -> No
 
 
 def test_cli_report_not_migrated(db_url: str) -> None:
-    from storage.db import open_engine
+    from audience.storage.db import open_engine
     open_engine(db_url).dispose()
     if db_url.startswith("sqlite"):  # make the file exist, empty
         Path(db_url.removeprefix("sqlite:///")).touch()

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from storage import query
-from storage.schema import report_age_daily, report_gender_daily, report_visits_hourly
-from storage.sink import VisitSink
-from storage.visit import AGE_BRACKETS, Visit
+from audience.core.visit import AGE_BRACKETS, Visit
+from audience.storage import query
+from audience.storage.schema import report_age_daily, report_gender_daily, report_visits_hourly
+from audience.storage.sink import VisitSink
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 

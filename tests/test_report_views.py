@@ -10,9 +10,10 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, Table, delete, inspect, select
 
-from storage.db import StorageError, alembic_config, current_revision, migrate
-from storage.report_settings import read_report_settings, write_report_settings
-from storage.schema import (
+from audience.core.visit import Visit
+from audience.storage.db import StorageError, alembic_config, current_revision, migrate
+from audience.storage.report_settings import read_report_settings, write_report_settings
+from audience.storage.schema import (
     VIEWS,
     ReportSettingsRow,
     report_age_daily,
@@ -23,8 +24,7 @@ from storage.schema import (
     report_visits_daily,
     report_visits_hourly,
 )
-from storage.sink import VisitSink
-from storage.visit import Visit
+from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)

@@ -15,12 +15,11 @@ import typer
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from reports.cli import register
-from reports.segments import Period, SegmentRow, parse_dimensions, segments
-from storage.cli import STORAGE_EXIT
-from storage.db import migrate, open_engine
-from storage.sink import VisitSink
-from storage.visit import Visit
+from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
+from audience.core.visit import Visit
+from audience.reports.segments import Period, SegmentRow, parse_dimensions, segments
+from audience.storage.db import migrate, open_engine
+from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
 MON = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)  # a Monday
@@ -117,8 +116,8 @@ def test_dimension_errors(text: str, match: str) -> None:
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer(rich_markup_mode="markdown")
-    register(app)
+    from audience.cli import app
+
     return app
 
 

@@ -13,10 +13,11 @@ from sqlalchemy import JSON, Engine, LargeBinary, func, inspect, select
 from sqlalchemy.types import ARRAY, TypeEngine
 from typer.testing import CliRunner
 
-from storage import query
-from storage.cli import STORAGE_EXIT, register
-from storage.config import DatabaseConfig
-from storage.db import (
+from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
+from audience.core.visit import Visit
+from audience.storage import query
+from audience.storage.config import DatabaseConfig
+from audience.storage.db import (
     StorageError,
     current_revision,
     ensure_ready,
@@ -24,7 +25,7 @@ from storage.db import (
     migrate,
     open_engine,
 )
-from storage.schema import (
+from audience.storage.schema import (
     Base,
     CameraRow,
     StoreRow,
@@ -34,8 +35,7 @@ from storage.schema import (
     visits_daily_gender,
     visits_hourly,
 )
-from storage.sink import VisitSink
-from storage.visit import Visit
+from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -393,9 +393,8 @@ def test_queries_on_unmigrated_database(db_url: str) -> None:
 # -- CLI -------------------------------------------------------------------------------------
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # a second command keeps `db` a sub-command
+    from audience.cli import app
+
     return app
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.teachers import TeacherError, check_shape, teachers_dir
-from models.utk import dedup_rule
+from audience.models.teachers import TeacherError, check_shape, teachers_dir
+from audience.models.utk import dedup_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,8 +40,8 @@ def test_dedup_rule(items, kept):
 
 def test_load_utk_dirs_dedups_across_folders_and_keeps_the_split(tmp_path, caplog):
     """Twins across folders, a malformed name (skipped with a warning), split by file name."""
-    from models.data import load_utkface, utk_split
-    from models.utk import load_utk_dirs
+    from audience.models.data import load_utkface, utk_split
+    from audience.models.utk import load_utk_dirs
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -63,7 +63,7 @@ def test_load_utk_dirs_dedups_across_folders_and_keeps_the_split(tmp_path, caplo
 
 
 def test_unreadable_chip_is_skipped_with_a_warning(tmp_path, caplog):
-    from models.utk import aligned_crops, load_utk_dirs
+    from audience.models.utk import aligned_crops, load_utk_dirs
 
     (tmp_path / "30_0_1_x1.jpg.chip.jpg").write_bytes(b"not a jpeg")
     crops, ok = aligned_crops(load_utk_dirs([tmp_path]))
@@ -75,8 +75,8 @@ def test_missing_teacher_package_is_one_line_exit_2(tmp_path):
     """The CLI that fills the teacher caches, without the packages: one line, exit 2."""
     env = {"AUDIENCE_TEACHERS": str(tmp_path), "AUDIENCE_CACHE": str(tmp_path / "cache"),
            "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "models.teachers.cache"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "audience.models.teachers.cache"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "run `make teachers`" in lines[0]
@@ -95,7 +95,7 @@ def test_unexpected_output_shape_is_a_teacher_error():
 def test_unexpected_output_shape_exits_2_from_the_cli(tmp_path, monkeypatch, capsys):
     """A teacher that returns the wrong shape (a changed package, say) stops the cache fill
     with one line and exit 2."""
-    from models.teachers import cache, minixception
+    from audience.models.teachers import cache, minixception
 
     monkeypatch.setenv("AUDIENCE_CACHE", str(tmp_path))
     monkeypatch.setattr(minixception.MiniXception, "_graph", lambda self, x: x[:, :2, 0, 0])

@@ -9,7 +9,7 @@ keras = pytest.importorskip("keras")
 
 
 def test_batchnorm_recalibration_matches_the_data():
-    from models.train import recalibrate_batchnorm
+    from audience.models.train import recalibrate_batchnorm
 
     inp = keras.Input((8, 8, 1))
     conv = keras.layers.Conv2D(4, 3, padding="same")(inp)
@@ -28,7 +28,7 @@ def test_batchnorm_recalibration_matches_the_data():
 
 
 def test_distillation_blends_labels_and_fills_unlabelled_heads():
-    from models.train import distill
+    from audience.models.train import distill
 
     n_fer, n_utk = 2, 3
     n = n_fer + n_utk
@@ -60,7 +60,7 @@ def test_distillation_blends_labels_and_fills_unlabelled_heads():
 
 @pytest.mark.parametrize("backbone, widths", [("vgg", (8, 16, 16, 32)), ("sep", (8, 16, 16, 32))])
 def test_every_backbone_gives_the_four_heads(backbone, widths):
-    from models.net import build_model
+    from audience.models.net import build_model
 
     model = build_model(48, widths, backbone=backbone)
     out = model(np.zeros((2, 48, 48, 1), np.float32), training=False)
@@ -69,15 +69,15 @@ def test_every_backbone_gives_the_four_heads(backbone, widths):
 
 
 def test_an_unknown_backbone_is_a_clear_error():
-    from models.net import build_model
+    from audience.models.net import build_model
 
     with pytest.raises(ValueError, match="unknown backbone 'resnet'.*vgg, sep"):
         build_model(48, (8, 16, 16, 32), backbone="resnet")
 
 
 def test_the_cli_offers_exactly_the_backbones_the_network_builds():
-    from inference.cli import Backbone
-    from models.net import BACKBONES
+    from audience.models.net import BACKBONES
+    from audience.models.train import Backbone
 
     assert tuple(b.value for b in Backbone) == BACKBONES
 
@@ -86,10 +86,10 @@ def test_the_cli_offers_exactly_the_backbones_the_network_builds():
 def test_warm_start_from_a_shipped_model_computes_what_it_computes(channels):
     """The ONNX weights (BatchNorm folded in) come back into a trainable Keras model with the
     same function: gray inputs fed to the colour model give the gray model's outputs."""
-    from inference.analyzer import FaceAnalyzer
-    from inference.config import AnalyzerConfig, AttributePolicy
-    from models.preprocess import to_channels
-    from models.warmstart import keras_from_manifest
+    from audience.core.preprocess import to_channels
+    from audience.inference.analyzer import FaceAnalyzer
+    from audience.inference.config import AnalyzerConfig, AttributePolicy
+    from audience.models.warmstart import keras_from_manifest
 
     manifest = "models/weights/audience-mt-1.1.0.json"
     x = np.random.default_rng(0).normal(size=(64, 48, 48, 1)).astype(np.float32)
@@ -111,7 +111,7 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(channels):
 def test_train_usage_errors_come_before_any_work(args, message):
     from typer.testing import CliRunner
 
-    from inference.cli import app
+    from audience.cli import app
 
     result = CliRunner().invoke(app, ["train", *args])
     text = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
@@ -119,14 +119,14 @@ def test_train_usage_errors_come_before_any_work(args, message):
 
 
 def _hits(emotion, gender, ethnicity, age_error):
-    from models.compare import Hits
+    from audience.models.compare import Hits
 
     return Hits(np.array(emotion, bool), np.array(gender, bool), np.array(ethnicity, bool),
                 np.array(age_error, float))
 
 
 def test_model_comparison_is_paired_and_honest_about_noise():
-    from models.compare import discordant, paired_bootstrap
+    from audience.models.compare import discordant, paired_bootstrap
 
     rng = np.random.default_rng(3)
     base = _hits(rng.random(400) < 0.6, rng.random(200) < 0.85, rng.random(200) < 0.8,

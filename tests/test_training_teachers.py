@@ -10,8 +10,8 @@ import pytest
 def test_kd_loss_is_cross_entropy_plus_scaled_kl():
     import keras
 
-    from models.net import masked_kd
-    from models.teachers.targets import kd_target, soften
+    from audience.models.net import masked_kd
+    from audience.models.teachers.targets import kd_target, soften
 
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(7), 4).astype(np.float32)
@@ -30,8 +30,8 @@ def test_kd_loss_is_cross_entropy_plus_scaled_kl():
 
 
 def test_accuracy_reads_the_hard_target_of_a_kd_target():
-    from models.net import MaskedAccuracy
-    from models.teachers.targets import kd_target
+    from audience.models.net import MaskedAccuracy
+    from audience.models.teachers.targets import kd_target
 
     hard = np.eye(7, dtype=np.float32)[[1, 2]]
     teacher = np.eye(7, dtype=np.float32)[[5, 5]] * 0.9 + 0.1 / 7  # disagrees with the label
@@ -42,7 +42,7 @@ def test_accuracy_reads_the_hard_target_of_a_kd_target():
 
 
 def test_cosine_by_progress_ends_on_steps_or_on_time(tmp_path):
-    from models.schedule import CosineByProgress
+    from audience.models.schedule import CosineByProgress
 
     s = CosineByProgress(0.05, total_steps=1000, warmup_steps=100, budget_s=3600,
                          state=tmp_path / "elapsed.json")
@@ -60,8 +60,8 @@ def test_cosine_by_progress_ends_on_steps_or_on_time(tmp_path):
 def test_a_bfloat16_model_exports_in_float32(tmp_path):
     import keras
 
-    from models.export import float32_model
-    from models.net import build_model
+    from audience.models.export import float32_model
+    from audience.models.net import build_model
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -91,7 +91,7 @@ def test_weights_in_git_stay_under_20_mb():
 def test_age_loss_is_finite_for_any_pseudo_label():
     """A teacher's age can leave 0..100 (AgeGenderNet gives -9 on some FER-2013 faces); the
     label-distribution loss must stay finite there, even at mask 0."""
-    from models.net import AGE_BINS, masked_age
+    from audience.models.net import AGE_BINS, masked_age
 
     p = np.full((3, AGE_BINS), 1 / AGE_BINS, np.float32)
     y = np.array([[-9.3, 1.0], [-30.0, 0.0], [116.0, 1.0]], np.float32)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from audience.core.errors import InputError
 
 #: Pinned upstream packages: (folder under the teachers dir, npm package@version).
 PACKAGES = {
@@ -23,7 +26,7 @@ PACKAGES = {
 }
 
 
-class TeacherError(Exception):
+class TeacherError(InputError):
     """A teacher package is missing or a teacher does not behave as expected (exit 2)."""
 
 
@@ -42,7 +45,7 @@ def teacher_file(package: str, relative: str) -> Path:
     return path
 
 
-def check_shape(name: str, out, expected: tuple[int | None, ...]):
+def check_shape(name: str, out: Any, expected: tuple[int | None, ...]) -> Any:
     """Fail with one clear line if a teacher's output does not have the expected shape."""
     shape = tuple(out.shape)
     if len(shape) != len(expected) or any(e is not None and s != e

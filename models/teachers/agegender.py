@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.teachers import TeacherError, check_shape, teacher_file
-from models.teachers.tfjs import read_manifest_file
+from audience.models.teachers import TeacherError, check_shape, teacher_file
+from audience.models.teachers.tfjs import read_manifest_file
 
 SIZE = 112
 MEAN_RGB = np.array([122.782, 117.001, 104.298], np.float32)

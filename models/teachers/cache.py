@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import cache_dir
+from audience.models.data import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ def fer_teacher_outputs(csv_path: str | Path, images: np.ndarray) -> dict[str, n
                           f"_{int(images[::97].sum())}.npz")
     if path.is_file():
         return dict(np.load(path))
-    from models.teachers.agegender import AgeGenderNet
-    from models.teachers.minixception import MiniXception
+    from audience.models.teachers.agegender import AgeGenderNet
+    from audience.models.teachers.minixception import MiniXception
 
     emotion = MiniXception()(images)
     age, p_female = AgeGenderNet()(images)
     out = {"emotion": emotion.astype(np.float32), "age": age.astype(np.float32),
            "p_female": p_female.astype(np.float32)}
-    np.savez(path, **out)
+    np.savez(path, emotion=out["emotion"], age=out["age"], p_female=out["p_female"])
     log.info("teachers labelled %d FER-2013 rows (cached in %s)", len(images), path)
     return out
 
@@ -50,7 +50,7 @@ def utk_teacher_emotion(gray_crops: np.ndarray, names: list[str]) -> np.ndarray:
     path = cache_dir() / f"teachers_utk_{_key('|'.join(names), gray_crops.shape)}.npy"
     if path.is_file():
         return np.load(path)
-    from models.teachers.minixception import MiniXception
+    from audience.models.teachers.minixception import MiniXception
 
     out = MiniXception()(gray_crops).astype(np.float32)
     np.save(path, out)
@@ -63,9 +63,9 @@ def main() -> None:
     import argparse
     import sys
 
-    from models.data import load_fer2013
-    from models.teachers import TeacherError
-    from models.utk import aligned_crops, gray_crops, load_utk_dirs
+    from audience.models.data import load_fer2013
+    from audience.models.teachers import TeacherError
+    from audience.models.utk import aligned_crops, gray_crops, load_utk_dirs
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fer-csv", default="../shared/datasets/fer2013/fer2013.csv.gz")

@@ -14,8 +14,8 @@ import json
 
 import numpy as np
 
-from models.teachers import TeacherError, check_shape, teacher_file
-from models.teachers.tfjs import read_weights
+from audience.models.teachers import TeacherError, check_shape, teacher_file
+from audience.models.teachers.tfjs import read_weights
 
 SIZE = 64
 NAME = "mini-Xception (human-models 3.0.4 emotion.json)"

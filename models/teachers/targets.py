@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.data import EMOTIONS, ETHNICITIES, load_ferplus
-from models.teachers.cache import fer_teacher_outputs, utk_teacher_emotion
-from models.utk import aligned_crops, gray_crops, load_utk_dirs, standardize_batch
+from audience.models.data import EMOTIONS, ETHNICITIES, load_ferplus
+from audience.models.teachers.cache import fer_teacher_outputs, utk_teacher_emotion
+from audience.models.utk import aligned_crops, gray_crops, load_utk_dirs, standardize_batch
 
 if TYPE_CHECKING:
-    from models.train import TrainConfig
+    from audience.models.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def _col(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Training and validation arrays: x (N, size, size, channels) and one target per head."""
-    from models.preprocess import to_channels
-    from models.train import _fer_inputs, class_weights
+    from audience.core.preprocess import to_channels
+    from audience.models.train import _fer_inputs, class_weights
 
     if cfg.size != 48:
         raise ValueError("--teachers trains at 48x48 (the aligned-crop cache's size)")
@@ -70,7 +70,7 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
     crops, ok = aligned_crops(utk_all, cfg.size)
     t_utk = utk_teacher_emotion(gray_crops(crops), [str(p) for p in utk_all.paths])
     x_utk = to_channels(standardize_batch(crops), cfg.channels)
-    from models.data import utk_split
+    from audience.models.data import utk_split
 
     splits = np.array([utk_split(p.name) for p in utk_all.paths])
     race_w = class_weights(utk_all.race[ok], len(ETHNICITIES))

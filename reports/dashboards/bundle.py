@@ -24,7 +24,6 @@ from sqlalchemy.engine import make_url
 BUNDLE_DIR = Path(__file__).with_name("bundle")
 ROOT = "audience_dashboards"  # the one root folder the import endpoint expects in the ZIP
 DATABASE_FILE = "databases/audience.yaml"
-URI_PLACEHOLDER = "__DATABASE_URI__"
 MASK = "XXXXXXXXXX"
 
 

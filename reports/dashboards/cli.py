@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from reports.config import ReportConfig
-from reports.dashboards.client import Superset, SupersetError
-from storage.cli import DEFAULT_URL, DbUrl, fail
-from storage.db import StorageError, ensure_ready, open_engine
+from audience.reports.config import ReportConfig
+from audience.reports.dashboards.client import Superset
+from audience.storage.cli import DEFAULT_URL, DbUrl
+from audience.storage.db import ready_engine
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +57,16 @@ def provision(
     database connection, datasets, charts and the *Store audience* dashboard (fixed uuids: a
     second run overwrites in place) and gives each store a role with row-level security.
     """
-    try:
-        engine = open_engine(db, create=False)
-        try:
-            ensure_ready(engine)
-            from storage.query import stores as known_stores
-            from storage.report_settings import write_report_settings
+    from audience.storage.query import stores as known_stores
+    from audience.storage.report_settings import write_report_settings
 
-            write_report_settings(engine, k, ethnicity)
-            stores = list(store or known_stores(engine))
-        finally:
-            engine.dispose()
-    except StorageError as err:
-        raise fail(err) from None
-    from reports.dashboards.provision import provision as run_provision
+    with ready_engine(db) as engine:
+        write_report_settings(engine, k, ethnicity)
+        stores = list(store or known_stores(engine))
+    from audience.reports.dashboards.provision import provision as run_provision
 
-    try:
-        sup = Superset(superset_url, user, password)
-        result = run_provision(sup, superset_db or db, stores)
-    except SupersetError as err:
-        raise fail(err, err.exit_code) from None
+    sup = Superset(superset_url, user, password)
+    result = run_provision(sup, superset_db or db, stores)
     typer.echo(f"provisioned {result.charts} charts on {len(result.datasets)} k-suppressed views"
                f" (k={k}); store roles: {', '.join(result.store_roles) or 'none (no stores yet)'}")
     typer.echo(f"dashboard: {result.dashboard_url}")
@@ -99,14 +89,11 @@ def grant(
         help="That admin's password.")] = "",
 ) -> None:
     """Let a store manager see one store: the store's role (row-level security) plus Gamma."""
-    from reports.dashboards.provision import grant as run_grant
-    from reports.dashboards.provision import role_name
+    from audience.reports.dashboards.provision import grant as run_grant
+    from audience.reports.dashboards.provision import role_name
 
-    try:
-        sup = Superset(superset_url, admin_user, admin_password)
-        done = run_grant(sup, user, store, password=password, email=email)
-    except SupersetError as err:
-        raise fail(err, err.exit_code) from None
+    sup = Superset(superset_url, admin_user, admin_password)
+    done = run_grant(sup, user, store, password=password, email=email)
     typer.echo(f"{done} user {user!r}: roles Gamma + {role_name(store)} (sees store {store!r} "
                "only)")
 
@@ -128,16 +115,13 @@ def serve(
     = None,
 ) -> None:
     """Run a local Superset on 127.0.0.1 until Ctrl-C (first start builds its virtualenv)."""
-    from reports.dashboards.serve import Local, ensure_env, prepare, start, wait_healthy
+    from audience.reports.dashboards.serve import Local, ensure_env, prepare, start, wait_healthy
 
     local = Local(venv=venv, home=home, port=port, metadata_url=metadata_db)
-    try:
-        ensure_env(local)
-        prepare(local, "admin", admin_password)
-        proc = start(local)
-        wait_healthy(local.url, proc)
-    except SupersetError as err:
-        raise fail(err, err.exit_code) from None
+    ensure_env(local)
+    prepare(local, "admin", admin_password)
+    proc = start(local)
+    wait_healthy(local.url, proc)
     typer.echo(f"Superset is up at {local.url} (user admin). Next: audience dashboards "
                f"provision --superset-url {local.url} --password ... --db URL")
     typer.echo(f"log: {home / 'superset.log'}; Ctrl-C stops it")

@@ -11,8 +11,10 @@ from typing import Any
 
 import requests
 
+from audience.core.errors import AudienceError
 
-class SupersetError(Exception):
+
+class SupersetError(AudienceError):
     """Superset could not be reached, refused the login, or rejected a call.
 
     ``exit_code`` follows the CLI's convention: 3 when the service is unavailable, 2 when the
@@ -20,8 +22,7 @@ class SupersetError(Exception):
     """
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code)
 
 
 def rison(value: Any) -> str:

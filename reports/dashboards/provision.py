@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from reports.dashboards.bundle import build, dataset_tables, load_assets
-from reports.dashboards.client import Superset, SupersetError
+from audience.reports.dashboards.bundle import build, dataset_tables, load_assets
+from audience.reports.dashboards.client import Superset, SupersetError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _access_permissions(sup: Superset, dataset_ids: dict[str, int]) -> list[int]
     return perms
 
 
-def _one(items: list[dict[str, Any]], key: str, value: str) -> dict[str, Any] | None:
+def _one(items: list[dict[str, Any]], key: str, value: object) -> dict[str, Any] | None:
     hits = [i for i in items if i.get(key) == value]
     return hits[0] if hits else None
 

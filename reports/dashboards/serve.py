@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from reports.dashboards.client import SupersetError
+from audience.reports.dashboards.client import SupersetError
 
 log = logging.getLogger(__name__)
 

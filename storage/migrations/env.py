@@ -7,16 +7,18 @@ too (online) and is what offline (``--sql``) mode uses.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from storage.schema import Base
+from audience.storage.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(**kwargs: Any) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode rebuilds tables instead.
     context.configure(target_metadata=target_metadata, render_as_batch=True,
                       compare_type=True, **kwargs)

@@ -4,8 +4,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2024-11-22
 
-Types are spelled out here (not imported from storage.schema) so this migration keeps meaning
-the same thing when the models change later.
+Types are spelled out here (not imported from audience.storage.schema) so this migration keeps
+meaning the same thing when the models change later.
 """
 
 from __future__ import annotations

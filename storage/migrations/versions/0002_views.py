@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from storage.sqltime import time_expr
+from audience.storage.sqltime import time_expr
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"

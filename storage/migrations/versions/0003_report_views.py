@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from storage.sqltime import time_expr
+from audience.storage.sqltime import time_expr
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"

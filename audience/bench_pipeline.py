@@ -10,18 +10,19 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from audience.settings import AppConfig
 
-def bench_pipeline(cfg: Any, cameras: int, workers: int, duration_s: float = 20.0,
+
+def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float = 20.0,
                    fps: float = 5.0, faces: Path | None = None, realtime: bool = False,
                    timeout_s: float = 300.0) -> dict:
-    from inference.analyzer import FaceAnalyzer
-    from inference.runner import prepare_database
-    from inference.simulate import DEFAULT_FACES, ground_truth, plan, publish
-    from inference.worker import InferenceWorker
+    from audience.inference.analyzer import FaceAnalyzer
+    from audience.inference.worker import InferenceWorker
+    from audience.ingest.simulate import DEFAULT_FACES, ground_truth, plan, publish
+    from audience.storage.db import prepare_database
 
     faces = faces or DEFAULT_FACES
     tag = uuid.uuid4().hex[:8]
@@ -42,7 +43,7 @@ def bench_pipeline(cfg: Any, cameras: int, workers: int, duration_s: float = 20.
         t.start()
     started = time.monotonic()
     try:
-        published = publish(plans, cfg, faces, realtime)
+        published = publish(plans, cfg.camera, cfg.kafka, faces, realtime)
         deadline = time.monotonic() + timeout_s
         while sum(w.stored for w in group) < published and time.monotonic() < deadline:
             time.sleep(0.05)

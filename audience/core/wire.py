@@ -28,10 +28,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference.kafka_config import MAX_MESSAGE_BYTES
-from ingest.face import Face
-from ingest.track import Track
-from models.preprocess import INPUT_SIZE
+from audience.core.errors import InputError
+from audience.core.face import Face, Track
+from audience.core.kafka_config import MAX_MESSAGE_BYTES
+from audience.core.preprocess import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-class MessageError(Exception):
+class MessageError(InputError):
     """A message cannot be encoded or decoded; the text is the reason (no message content)."""
 
 
@@ -156,7 +156,7 @@ def decode_body(data: bytes | None) -> dict[str, Any]:
         value = body[name]
         if isinstance(value, bool) or not isinstance(value, types):
             raise MessageError(f"field {name!r} has the wrong type")
-        if types == (str,) and not _ID.fullmatch(value):
+        if isinstance(value, str) and not _ID.fullmatch(value):
             # The database would refuse such ids (e.g. NUL in PostgreSQL) and fail the batch.
             raise MessageError(f"field {name!r} is empty, longer than {MAX_ID} characters or "
                                "has control characters")

@@ -13,15 +13,12 @@ import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from inference.config import AnalyzerConfig
-from inference.kafka_config import KafkaConfig
-from ingest.config import CameraConfig
-from reports.config import ReportConfig
-from storage.config import DatabaseConfig
-
-
-class ConfigError(Exception):
-    """A configuration file or value is wrong; the message says which and how to fix it."""
+from audience.core.errors import ConfigError
+from audience.core.kafka_config import KafkaConfig
+from audience.inference.config import AnalyzerConfig
+from audience.ingest.config import CameraConfig
+from audience.reports.config import ReportConfig
+from audience.storage.config import DatabaseConfig
 
 
 class AppConfig(BaseSettings):
@@ -92,3 +89,9 @@ def apply_overrides(cfg: AppConfig, overrides: dict[str, dict[str, object]]) -> 
         except ValidationError as exc:
             raise ConfigError(_format(exc, "command-line options", section)) from exc
     return cfg
+
+
+def load_settings(path: str | Path | None,
+                  overrides: dict[str, dict[str, object]] | None = None) -> AppConfig:
+    """The config file (optional), then the environment, then command-line values."""
+    return apply_overrides(load_config(path), overrides or {})

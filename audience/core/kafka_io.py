@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from inference.kafka_config import KafkaConfig
+from audience.core.errors import ServiceError
+from audience.core.kafka_config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 _REQUEST_MARGIN = 64 * 1024
 
 
-class BrokerError(Exception):
+class BrokerError(ServiceError):
     """Kafka is unreachable or refused a request; one line saying what to do."""
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import cv2
 
-from inference.analyzer import FaceAnalyzer
-from inference.config import AnalyzerConfig, AttributePolicy
-from ingest.detect import YuNetDetector
-from ingest.sources import SourceError
-from models.data import chip_landmarks
+from audience.inference.analyzer import FaceAnalyzer
+from audience.inference.config import AnalyzerConfig, AttributePolicy
+from audience.ingest.detect import YuNetDetector, chip_landmarks
+from audience.ingest.sources import SourceError
 
 log = logging.getLogger(__name__)
 

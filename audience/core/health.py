@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from audience.core.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +43,6 @@ def serve(registry: CollectorRegistry, port: int, healthy: Callable[[], bool],
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        from inference.settings import ConfigError
-
         raise ConfigError(f"cannot serve /metrics on port {port} ({exc.strerror}): set "
                           "kafka.metrics_port (env AUDIENCE_KAFKA__METRICS_PORT) to a free "
                           "port, or 0 to turn it off") from None

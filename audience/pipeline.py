@@ -14,34 +14,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from inference.aggregate import aggregate
-from inference.analyzer import FaceAnalyzer
-from inference.settings import AppConfig
-from ingest.camera import CameraStage
-from ingest.sources import open_source
-from ingest.track import Track
-from storage.db import ensure_ready, migrate, open_engine
-from storage.sink import VisitSink
-from storage.visit import Visit
+from audience.core.face import Track
+from audience.inference.aggregate import label_tracks
+from audience.inference.analyzer import FaceAnalyzer
+from audience.ingest.camera import CameraStage
+from audience.ingest.sources import open_source
+from audience.settings import AppConfig
+from audience.storage.db import prepare_database
+from audience.storage.sink import VisitSink
 
 log = logging.getLogger(__name__)
 
 _END = object()
 
 
-def label_tracks(analyzer: FaceAnalyzer, tracks: list[Track], crops_per_visit: int) -> list[Visit]:
-    """One batched inference call over all the tracks' best crops, then one visit per track."""
-    crops, owners = [], []
-    for i, track in enumerate(tracks):
-        for face in track.faces[:crops_per_visit]:
-            if face.crop is not None:
-                crops.append(face.crop)
-                owners.append(i)
-    attrs = analyzer.analyze(crops)
-    per_track: list[list] = [[] for _ in tracks]
-    for owner, a in zip(owners, attrs, strict=True):
-        per_track[owner].append(a)
-    return [aggregate(t, a, analyzer.version) for t, a in zip(tracks, per_track, strict=True)]
 
 
 @dataclass
@@ -55,14 +41,6 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def prepare_database(url: str):
-    """Open the database; the embedded SQLite default is created and migrated on first use,
-    a server database must have been migrated (`audience db upgrade`) by its operator."""
-    engine = open_engine(url)
-    if engine.dialect.name == "sqlite":
-        migrate(engine)
-    ensure_ready(engine)
-    return engine
 
 
 def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,

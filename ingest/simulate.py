@@ -21,6 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from audience.core.errors import MissingFileError
+from audience.core.kafka_config import KafkaConfig
+from audience.ingest.config import CameraConfig
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FACES = Path("../shared/datasets/utkface/crop_part1")
@@ -63,22 +67,22 @@ def _background(seed: int) -> np.ndarray:
 def _load_face(folder: Path, name: str) -> np.ndarray:
     img = cv2.imread(str(folder / name))
     if img is None:
-        raise FileNotFoundError(f"cannot read face image {folder / name}")
+        raise MissingFileError(f"cannot read face image {folder / name}")
     return cv2.resize(img, (FACE_PX, FACE_PX), interpolation=cv2.INTER_AREA)
 
 
 def pick_faces(folder: Path, n: int, seed: int = 0) -> list[str]:
     """``n`` labelled face files (with repeats if the folder is small) that YuNet detects
     on the synthetic background, so that the ground truth is what a camera can see."""
-    from ingest.detect import YuNetDetector
+    from audience.ingest.detect import YuNetDetector
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"faces folder {folder} not found: pass --faces DIR "
+        raise MissingFileError(f"faces folder {folder} not found: pass --faces DIR "
                                 "(UTKFace crop_part1 or any age_gender_race_*.jpg folder)")
     names = sorted(p.name for p in folder.iterdir() if utk_labels(p.name))
     if not names:
-        raise FileNotFoundError(f"no UTKFace-named images (age_gender_race_*.jpg) in {folder}")
+        raise MissingFileError(f"no UTKFace-named images (age_gender_race_*.jpg) in {folder}")
     rng = np.random.default_rng(seed)
     rng.shuffle(names)
     detector, bg, chosen = YuNetDetector(0.7, 0.3, FRAME_W), _background(seed), []
@@ -91,7 +95,7 @@ def pick_faces(folder: Path, n: int, seed: int = 0) -> list[str]:
             if len(chosen) == min(n, 200):  # the rest repeat: screening costs CPU
                 break
     if not chosen:
-        raise FileNotFoundError(f"no face in {folder} is detectable on the synthetic frames")
+        raise MissingFileError(f"no face in {folder} is detectable on the synthetic frames")
     return [chosen[i % len(chosen)] for i in range(n)]
 
 
@@ -150,15 +154,13 @@ def write_frames(plans: list[CameraPlan], out: Path, faces: Path = DEFAULT_FACES
     (Path(out) / "ground_truth.json").write_text(json.dumps(ground_truth(plans), indent=1))
 
 
-def publish(plans: list[CameraPlan], cfg: object, faces: Path = DEFAULT_FACES,
-            realtime: bool = False) -> int:
+def publish(plans: list[CameraPlan], camera_cfg: CameraConfig, kafka: KafkaConfig,
+            faces: Path = DEFAULT_FACES, realtime: bool = False) -> int:
     """Run the real camera stage of every camera (one thread each) and publish the tracks
     to Kafka; returns the number of tracks published."""
-    from ingest.camera import CameraStage
-    from ingest.publisher import TrackPublisher, publish_source
+    from audience.ingest.camera import CameraStage
+    from audience.ingest.publisher import TrackPublisher, publish_source
 
-    kafka = cfg.kafka  # type: ignore[attr-defined]
-    camera_cfg = cfg.camera  # type: ignore[attr-defined]
     errors: list[BaseException] = []
 
     def one(p: CameraPlan, publisher: TrackPublisher) -> None:

@@ -1,4 +1,4 @@
-"""The one dataclass that carries a face from detection to storage."""
+"""The types that carry a face from detection to the queue: one Face, one finished Track."""
 
 from __future__ import annotations
 
@@ -31,3 +31,20 @@ class Face:
     def __repr__(self) -> str:  # never let crop pixels reach a log line
         return (f"Face(track_id={self.track_id!r}, box={np.round(self.box, 1).tolist()}, "
                 f"score={self.score:.2f}, quality={self.quality:.2f})")
+
+
+@dataclass(slots=True)
+class Track:
+    """A finished track. ``faces`` are the best K, best first, each with its aligned ``crop``."""
+
+    camera_id: str
+    store_id: str
+    track_id: str  #: random, never linked across cameras or visits
+    started_at: float  #: epoch seconds of the first detection
+    ended_at: float  #: epoch seconds of the last detection
+    n_detections: int
+    faces: list[Face] = field(default_factory=list)
+
+    @property
+    def dwell_s(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)

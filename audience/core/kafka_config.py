@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ingest.config import Strict
+from audience.core.config import Strict
 
 ONE_HOUR_MS = 3_600_000
 MAX_MESSAGE_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)

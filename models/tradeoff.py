@@ -22,21 +22,24 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "vgg-16-128": {"widths": (16, 32, 64, 128)},
     "sep-32-256": {"widths": (32, 64, 128, 256), "backbone": "sep"},
     "sep-48-384": {"widths": (48, 96, 192, 384), "backbone": "sep"},
+    # 2.0.0: the teachers recipe's network (global average pooling, colour input)
+    "vgg-32-256-gap": {"widths": (32, 64, 128, 256), "head_type": "gap", "channels": 3},
 }
 
 
-def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg") -> dict:
+def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg",
+            head_type: str = "flatten", channels: int = 1) -> dict:
     import onnxruntime as ort
 
     from audience.models.net import build_model
 
-    model = build_model(size, widths, backbone=backbone)
-    model(np.zeros((1, size, size, 1), np.float32), training=False)
+    model = build_model(size, widths, backbone=backbone, channels=channels, head_type=head_type)
+    model(np.zeros((1, size, size, channels), np.float32), training=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
         model.export(str(path), format="onnx", verbose=False)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(0).standard_normal((64, size, size, 1), np.float32)
+        x = np.random.default_rng(0).standard_normal((64, size, size, channels), np.float32)
         name = sess.get_inputs()[0].name
         sess.run(None, {name: x})
         n, start = 0, time.perf_counter()
@@ -51,8 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--only", choices=sorted(CANDIDATES), action="append",
+                        help="measure only this candidate (repeatable)")
     args = parser.parse_args()
     for name, spec in CANDIDATES.items():  # each spec is measure()'s keyword arguments
+        if args.only and name not in args.only:
+            continue
         print(json.dumps({"backbone": name, "input": args.size,
                           **measure(args.size, args.seconds, **spec)}))
 

@@ -1,4 +1,5 @@
-"""`audience analyze`: detect and analyse the faces in image files."""
+"""`audience analyze`: detect and analyse the faces in image files; the gender labeller of
+`audience evaluate counting`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from pathlib import Path
 
 import cv2
 
+from audience.core.face import Track
+from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig, AttributePolicy
+from audience.ingest.counting import GenderFn
 from audience.ingest.detect import YuNetDetector, chip_landmarks
 from audience.ingest.sources import SourceError
+from audience.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +59,15 @@ def analyze_images(paths: list[Path], aligned: bool = False,
         for i, (box, attrs) in enumerate(
                 zip(boxes, analyzer.analyze([img] * len(boxes), landmarks), strict=True)):
             yield {"source": str(path), "face": i, "box": box, **attrs.to_dict()}
+
+
+def track_genders(config: Path | None = None) -> GenderFn:
+    """Tracks -> the gender of the visit each becomes (None without a usable crop), labelled
+    as the pipeline labels it (the config's analyzer, gender head only)."""
+    cfg = load_settings(config, {})
+    analyzer = FaceAnalyzer(cfg.analyzer, AttributePolicy.from_names("gender"))
+
+    def label(tracks: list[Track]) -> list[str | None]:
+        return [v.gender for v in label_tracks(analyzer, tracks, cfg.analyzer.crops_per_visit)]
+
+    return label

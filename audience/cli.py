@@ -12,12 +12,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from audience.core.errors import AudienceError
+
+if TYPE_CHECKING:
+    from audience.ingest.counting import GenderFn
 
 
 class _Root(TyperGroup):
@@ -158,6 +161,13 @@ def bench_pipeline(
                f"{r['latency_p50_s']} s, p95 {r['latency_p95_s']} s")
 
 
+def _track_genders(config: Path | None) -> GenderFn:
+    """`evaluate counting`'s gender labeller (loaded only when that command runs)."""
+    from audience.api import track_genders
+
+    return track_genders(config)
+
+
 def _register() -> None:
     from audience.inference.cli import register as register_inference
     from audience.ingest.cli import register as register_ingest
@@ -167,7 +177,7 @@ def _register() -> None:
     from audience.settings import load_settings
     from audience.storage.cli import register as register_storage
 
-    register_ingest(app, bench_app, load_settings)
+    register_ingest(app, bench_app, evaluate_app, load_settings, _track_genders)
     register_inference(app, bench_app, load_settings)
     register_storage(app)
     register_reports(app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,12 +18,55 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from audience import __version__
 from audience.core.errors import AudienceError
+
+
+def _escape_placeholders(text: str) -> str:
+    """Markdown help treats ``<store>`` as an HTML tag and drops it: escape ``<`` outside
+    code spans (inside backticks it is shown as is)."""
+    parts = text.split("`")
+    parts[::2] = [re.sub(r"<(?=[A-Za-z])", r"\\<", p) for p in parts[::2]]
+    return "`".join(parts)
+
+
+def _quiet_help_option(cmd: Any) -> None:
+    get = cmd.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        opt = get(ctx)
+        if opt is not None:
+            opt.metavar = ""  # Typer shows a flag's metavar in place of its type
+        return opt
+
+    cmd.get_help_option = get_help_option
+
+
+def _polish_help(cmd: Any) -> None:
+    """Help text for every command, in one place: placeholders such as ``<store>`` survive the
+    Markdown rendering, and flags (``--json``, ``--help``) show no ``<bool>`` type.
+
+    Duck-typed: Typer builds its commands on its own copy of Click (``typer._click``)."""
+    if cmd.help:
+        cmd.help = _escape_placeholders(cmd.help)
+    for param in cmd.params:
+        if getattr(param, "help", None):
+            param.help = _escape_placeholders(param.help)
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    _quiet_help_option(cmd)
+    for sub in getattr(cmd, "commands", {}).values():
+        _polish_help(sub)
 
 
 class _Root(TyperGroup):
     """Turns an AudienceError from any subcommand into one line on stderr and its exit code
-    (the same for the installed command and for Typer's test runner)."""
+    (the same for the installed command and for Typer's test runner); polishes every
+    command's help once, when Typer builds the tree."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _polish_help(self)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -51,9 +95,18 @@ BrokerOpt = Annotated[str | None, typer.Option(
     "--bootstrap-servers", help="Kafka brokers host:port,... (default from config).")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"audience {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings only.")] = False,
+          version: Annotated[bool, typer.Option(
+              "--version", callback=_print_version, is_eager=True,
+              help="Print the version and exit.")] = False,
           ) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,

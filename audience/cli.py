@@ -12,6 +12,9 @@ import json
 import logging
 import re
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -130,6 +133,20 @@ def run(
     config: ConfigOpt = None,
     fps: Annotated[float | None, typer.Option(help="Frames analysed per second.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar for files.")] = True,
+    annotate: Annotated[Path | None, typer.Option(
+        "--annotate", metavar="OUT.mp4", help="Also write every analysed frame with boxes, "
+        "track ids, exclusion masks and counts to this video (.mp4 or .avi). Off by default; "
+        "the database never holds an image either way.")] = None,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="Serve a live view (frames, boxes, masks, live counts) on "
+        "http://127.0.0.1:8090/; frames stay in memory. A file plays at its own speed and "
+        "the page stays up after it ends until Ctrl-C.")] = False,
+    preview_port: Annotated[int, typer.Option(
+        "--preview-port", min=0, max=65535, help="Port of the live view (0: any free one).")]
+    = 8090,
+    preview_host: Annotated[str, typer.Option(
+        "--preview-host", help="Address the live view binds to; anything but 127.0.0.1 shows "
+        "the camera to whoever can reach it.")] = "127.0.0.1",
 ) -> None:
     """Run camera, inference and storage in one process on one source; store one visit per
     person seen, with dwell time and aggregated attributes."""
@@ -139,10 +156,51 @@ def run(
     cfg = load_settings(config, {
         "camera": {"source": source, "store": store, "id": camera, "fps": fps},
         "database": {"url": db}})
-    summary = run_pipeline(cfg, progress=progress)
-    where = cfg.database.url.split("@")[-1]  # never echo a password
-    typer.echo(f"{summary.visits} visits stored for store {summary.store_id}, camera "
-               f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
+    with _observers(cfg.camera.fps, cfg.camera.id, annotate, preview, preview_host,
+                    preview_port) as (on_frame, view):
+        summary = run_pipeline(cfg, progress=progress, on_frame=on_frame)
+        where = cfg.database.url.split("@")[-1]  # never echo a password
+        typer.echo(f"{summary.visits} visits stored for store {summary.store_id}, camera "
+                   f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
+        if annotate:
+            typer.echo(f"annotated video: {annotate}")
+        if view is not None:
+            view.done(summary.visits)
+            typer.echo(f"source ended; live view still on {view.url} until Ctrl-C", err=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+
+
+@contextmanager
+def _observers(fps: float, title: str, annotate: Path | None, preview: bool, host: str,
+               port: int) -> Iterator[tuple[Any, Any]]:
+    """The opt-in frame observers of `run`: (one callback for all or None, the live view)."""
+    from audience.ingest.annotate import VideoAnnotator
+    from audience.ingest.preview import LiveView
+
+    observers: list[Any] = []
+    writer = VideoAnnotator(annotate, fps) if annotate else None
+    view = LiveView(host, port, title=title).start() if preview else None
+    if view is not None:
+        typer.echo(f"live view: {view.url}", err=True)
+        observers.append(view)
+    if writer is not None:
+        observers.append(writer)
+
+    def fan_out(*args: Any) -> None:
+        for observe in observers:
+            observe(*args)
+
+    try:
+        yield (fan_out if observers else None), view
+    finally:
+        if writer is not None:
+            writer.close()
+        if view is not None:
+            view.close()
 
 
 @app.command()
@@ -154,29 +212,45 @@ def analyze(
     attributes: Annotated[str | None, typer.Option(
         help="Heads to run, e.g. emotion,age,gender,ethnicity (default: policy in config; "
         "ethnicity is off unless enabled).")] = None,
+    annotate: Annotated[Path | None, typer.Option(
+        "--annotate", metavar="OUT", help="Also write each image with its face boxes and "
+        "labels, same size: OUT is a .png/.jpg file for one image, else a folder "
+        "(<name>-annotated.png per image).")] = None,
 ) -> None:
     """Detect faces (YuNet) in each image and analyse them."""
-    from audience.api import analyze_images
+    from audience.api import analyze_files
     from audience.inference.config import AnalyzerConfig, AttributePolicy
+    from audience.ingest.annotate import annotate_faces, annotated_path, write_image
 
     try:
         policy = AttributePolicy.from_names(attributes) if attributes else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attributes") from exc
-    for row in analyze_images(images, aligned=aligned, config=AnalyzerConfig(), policy=policy):
-        if as_json:
-            echo_json(row)
-        else:
-            parts = [f"{row['source']} face {row['face']}:"]
-            if row["emotion"]:
-                parts.append(f"emotion={row['emotion']}")
-            if row["age"] is not None:
-                parts.append(f"age={row['age']:.0f} ({row['age_bracket']})")
-            if row["gender"]:
-                parts.append(f"gender={row['gender']} ({row['gender_score']:.2f})")
-            if row["ethnicity"]:
-                parts.append(f"ethnicity={row['ethnicity']}")
-            typer.echo(" ".join(parts))
+    targets = [annotated_path(annotate, p, len(images)) for p in images] if annotate else []
+    for i, (img, rows, faces) in enumerate(analyze_files(
+            images, aligned=aligned, config=AnalyzerConfig(), policy=policy)):
+        for row in rows:
+            _print_face(row, as_json)
+        if targets:
+            out = write_image(targets[i], annotate_faces(
+                img, [f.box for f in faces], [f.attributes for f in faces]))
+            typer.echo(f"annotated: {out}", err=True)
+
+
+def _print_face(row: dict, as_json: bool) -> None:
+    if as_json:
+        echo_json(row)
+        return
+    parts = [f"{row['source']} face {row['face']}:"]
+    if row["emotion"]:
+        parts.append(f"emotion={row['emotion']}")
+    if row["age"] is not None:
+        parts.append(f"age={row['age']:.0f} ({row['age_bracket']})")
+    if row["gender"]:
+        parts.append(f"gender={row['gender']} ({row['gender_score']:.2f})")
+    if row["ethnicity"]:
+        parts.append(f"ethnicity={row['ethnicity']}")
+    typer.echo(" ".join(parts))
 
 
 @bench_app.command("pipeline")

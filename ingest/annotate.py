@@ -38,7 +38,7 @@ def label(attrs: FaceAttributes) -> str:
 
 
 def _scale(img: np.ndarray) -> float:
-    return max(0.4, min(img.shape[:2]) / 600)  # text and lines grow with the frame
+    return max(0.8, min(img.shape[:2]) / 450)  # text and lines grow with the frame
 
 
 def draw_box(img: np.ndarray, box: Sequence[float] | np.ndarray, text: str = "",

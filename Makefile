@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
+KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
@@ -21,6 +22,10 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -e .
 	touch $(DEMO_STAMP)
 
+$(KAFKA_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[kafka]"
+	touch $(KAFKA_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,kafka,dev]"
 	touch $(STAMP)
@@ -32,6 +37,9 @@ demo: demo-env ## the bundled clip through the real pipeline + a synthetic demo 
 	@# model_version 'synthetic', camera 'synthetic', and said so on the report) fills the store.
 	$(BIN)/audience demo-data --store demo-store --db $(DEMO_DB)
 	$(BIN)/audience report --store demo-store --db $(DEMO_DB) --out out/demo-report.html
+
+kafka: $(KAFKA_STAMP) ## a local Kafka-protocol broker (tansu, in memory) on 127.0.0.1:9092 until Ctrl-C
+	$(BIN)/audience broker --port 9092
 
 services: ## start the PostgreSQL server the tests use, if it is not running
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \

@@ -271,11 +271,24 @@ def bench_pipeline(
     """Visits/s, faces/s and p50/p95 camera -> database latency of the scaled-out pipeline
     (fresh topics and a bench-TAG store id: live data is never touched)."""
     from audience.bench_pipeline import bench_pipeline as run_bench
+    from audience.core.local_broker import LocalBroker
     from audience.settings import load_settings
 
     cfg = load_settings(config, {"database": {"url": db},
                                  "kafka": {"bootstrap_servers": bootstrap_servers}})
-    r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
+    local = None
+    # Neither the option nor the config file or environment names a broker: bring our own.
+    if bootstrap_servers is None and "bootstrap_servers" not in cfg.kafka.model_fields_set:
+        local = LocalBroker().start()
+        cfg.kafka = cfg.kafka.model_copy(update={"bootstrap_servers": local.bootstrap})
+        typer.echo(f"no --bootstrap-servers given: started a local Kafka-protocol broker "
+                   f"(tansu, in memory) on {local.bootstrap} for this run", err=True)
+    try:
+        r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
+    finally:
+        if local is not None:
+            local.close()
+    r["broker"] = "local tansu" if local is not None else "given"
     if as_json:
         echo_json(r)
         return
@@ -283,6 +296,29 @@ def bench_pipeline(
                f"visits in {r['seconds']} s = {r['visits_per_s']} visits/s, "
                f"{r['faces_per_s']} faces/s; camera -> {r['database']} latency p50 "
                f"{r['latency_p50_s']} s, p95 {r['latency_p95_s']} s")
+
+
+@app.command("broker")
+def broker(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535,
+                                      help="Port on 127.0.0.1.")] = 9092,
+) -> None:
+    """A local Kafka-protocol broker (tansu, in memory) on 127.0.0.1 until Ctrl-C, to try the
+    scaled-out path (`audience camera`, `audience infer`, `audience simulate --publish`) on
+    one machine. Not for production: every message is gone when it stops."""
+    from audience.core.errors import ServiceError
+    from audience.core.local_broker import LocalBroker
+
+    with LocalBroker(port=port) as local:
+        typer.echo(f"local Kafka-protocol broker (tansu, in memory) on {local.bootstrap}: "
+                   f"pass --bootstrap-servers {local.bootstrap}; Ctrl-C stops it")
+        try:
+            while local.proc is not None and local.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return
+    raise ServiceError(f"the local broker on {local.bootstrap} exited unexpectedly (code "
+                       f"{local.proc.returncode if local.proc else '?'}): run it again")
 
 
 def _register() -> None:

@@ -40,7 +40,7 @@ def durable_broker(tmp_path: Path) -> Iterator[Tansu]:
            "AWS_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
     broker = Tansu(tmp_path, "s3://tansu/", env)
     try:
-        wait_for_log(log, "Running on", moto, 30)
+        wait_for_log(log, "Running on", moto, 30, name="moto_server")
         import boto3
 
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], aws_access_key_id="test",

@@ -54,7 +54,8 @@ def tansu_binary() -> Path:
     return path
 
 
-def wait_for_log(log: Path, needle: str, proc: subprocess.Popen, timeout_s: float) -> None:
+def wait_for_log(log: Path, needle: str, proc: subprocess.Popen, timeout_s: float,
+                 name: str = "tansu") -> None:
     """Wait until ``proc`` writes ``needle`` to ``log``; kill it and raise if it does not."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -66,7 +67,7 @@ def wait_for_log(log: Path, needle: str, proc: subprocess.Popen, timeout_s: floa
     tail = log.read_text(errors="replace")[-2000:].strip().splitlines()[-1:] or ["no output"]
     proc.kill()
     proc.wait()
-    raise ServiceError(f"{Path(str(proc.args[0])).name} did not start within {timeout_s:.0f} s "
+    raise ServiceError(f"{name} did not start within {timeout_s:.0f} s "
                        f"(last line: {tail[0]}); see {log}")
 
 

@@ -48,7 +48,7 @@ services: ## start the PostgreSQL server the tests use, if it is not running
 	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 	@pg_isready -h 127.0.0.1 -p 5432
 
-superset-env: setup ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
+superset-env: demo-env ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
 	$(BIN)/python -c "from audience.reports.dashboards.serve import Local, ensure_env; ensure_env(Local())"
 
 browser: ## headless Chromium + ChromeDriver (Debian packages) for the dashboard test

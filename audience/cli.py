@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,13 +164,21 @@ def run(
         if annotate:
             typer.echo(f"annotated video: {annotate}")
         if view is not None:
-            view.done(summary.visits)
-            typer.echo(f"source ended; live view still on {view.url} until Ctrl-C", err=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            _hold(view, summary.visits)
+
+
+def _hold(view: Any, visits: int) -> None:
+    """Keep the live view's last frame and final counts up until Ctrl-C or SIGTERM."""
+    import threading
+
+    from audience.core.signals import install_sigterm
+
+    view.done(visits)
+    typer.echo(f"source ended; live view still on {view.url} until Ctrl-C", err=True)
+    stop = threading.Event()
+    install_sigterm(stop)
+    while not stop.wait(0.5):
+        pass
 
 
 @contextmanager

@@ -106,8 +106,6 @@ def render_table(report: Report) -> str:
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
     k = report.k
     console.print(f"Store {report.store}. {_period(report)}")
-    if report.synthetic:
-        console.print(SYNTHETIC_NOTE)
     summary = Table(title="Summary", title_justify="left", show_header=False)
     summary.add_column()
     summary.add_column(justify="right")
@@ -115,6 +113,8 @@ def render_table(report: Report) -> str:
     summary.add_row("median dwell", _seconds(report.dwell.median_s))
     summary.add_row("mean dwell", _seconds(report.dwell.mean_s))
     console.print(summary)
+    if report.synthetic:
+        console.print(SYNTHETIC_NOTE)
     hours = Table(title="Footfall per hour (UTC)", title_justify="left")
     hours.add_column("hour")
     hours.add_column("visits", justify="right")

@@ -32,15 +32,15 @@ def _invoke(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """What `make demo` runs, command for command: (database URL, report path)."""
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
+    """What `make demo` runs, command for command: (database URL, report path, its text)."""
     out = tmp_path_factory.mktemp("demo")
     url, html = f"sqlite:///{out / 'demo.db'}", out / "demo-report.html"
     _invoke("run", "--source", str(CLIP), "--store", "demo-store", "--camera", "entrance",
             "--db", url, "--no-progress")
     _invoke("demo-data", "--store", "demo-store", "--db", url)
-    _invoke("report", "--store", "demo-store", "--db", url, "--out", str(html))
-    return url, html
+    text = _invoke("report", "--store", "demo-store", "--db", url, "--out", str(html))
+    return url, html, text
 
 
 def test_generator_is_seeded_and_marked_synthetic() -> None:
@@ -66,8 +66,9 @@ def test_filling_twice_writes_the_same_rows(engine: Engine) -> None:
 
 
 @pytest.mark.slow
-def test_demo_report_shows_genders_at_k5_and_says_synthetic(demo: tuple[str, Path]) -> None:
-    url, html = demo
+def test_demo_report_shows_genders_at_k5_and_says_synthetic(demo: tuple[str, Path, str]
+                                                            ) -> None:
+    url, html, text = demo
     engine = open_engine(url)
     try:
         with engine.connect() as conn:
@@ -83,13 +84,14 @@ def test_demo_report_shows_genders_at_k5_and_says_synthetic(demo: tuple[str, Pat
     assert report.synthetic
     page = html.read_text()
     assert 'class="synthetic"' in page and "synthetic visits" in page
+    assert " ".join(SYNTHETIC_NOTE.split()) in " ".join(text.split())  # the table says it too
 
 
 @pytest.mark.slow
-def test_demo_report_in_headless_chromium(demo: tuple[str, Path], tmp_path: Path) -> None:
+def test_demo_report_in_headless_chromium(demo: tuple[str, Path, str], tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    _, html = demo
+    _, html, _ = demo
     browser = chromium(tmp_path / "chrome", size=(1000, 1500))
     try:
         browser.get(html.as_uri())

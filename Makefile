@@ -8,7 +8,9 @@ KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo-env demo kafka test lint services superset-env browser dashboards bench bench-env train train-1.1 train-teacher evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train train-1.1 train-teacher evaluate clean
+
+.PHONY: demo-env kafka
 
 setup: $(STAMP) ## create .venv with the project, training, Kafka and test tools (idempotent)
 

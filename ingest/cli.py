@@ -108,12 +108,15 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
     def bench_camera(
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         seconds: Annotated[float, typer.Option(help="Seconds to measure.")] = 10.0,
+        config: ConfigOpt = None,
     ) -> None:
         """Camera-stage frames/s on 720p input (detection + tracking + crop selection), one
-        core."""
+        core, with the camera settings of the config and environment (e.g.
+        AUDIENCE_CAMERA__DETECTOR__WORK_WIDTH=640)."""
         from audience.ingest.bench import bench_camera as run_bench
 
-        result = run_bench(seconds=seconds, threads=1)
+        cfg = load(config, {})
+        result = run_bench(seconds=seconds, threads=1, config=cfg.camera)
         if as_json:
             typer.echo(json.dumps(result))
         else:

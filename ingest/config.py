@@ -90,8 +90,9 @@ class CameraConfig(Strict):
     store: str = Field("store-1", min_length=1, description="Store id this camera belongs to.")
     source: str = Field(
         "", description="Video file, image folder, rtsp:// or http(s):// URL, or webcam index.")
-    # 5 fps: a face moves less than its own width between analysed frames at walking pace,
-    # so IoU association holds, and one core (~40 fps at 720p, see ingest.bench) serves
+    # 5 fps: a face walking towards the camera moves less than its own width between analysed
+    # frames, so IoU association holds (one crossing the view: up to 1.6 widths, see
+    # tracker.max_centre_shift), and one core (~31 frames/s of 720p, see ingest.bench) serves
     # several cameras. Sampling more often adds crops of the same pose, not information.
     fps: float = Field(5.0, gt=0, le=60, description="Frames analysed per second of video.")
     reconnect_max_s: float = Field(

@@ -5,6 +5,12 @@ or, for the shared sample clips that cannot carry one, in this package's ``clips
 ``audience simulate --out`` writes one per synthetic camera, with exact truth.
 
 Each confirmed track is one counted visitor (the stage's own rule, whatever its crops).
+Where the truth also says when each visitor is in view (``in_view``, seconds from the clip's
+start), every track is matched to the visitor it overlaps most, and the over- and
+under-counts are real ones: ``missed`` visitors no track overlaps, ``extra`` tracks (a
+visitor split in two, or a track nobody explains). Without it they are read off the error
+alone, so a split and a miss in one clip cancel out.
+
 Gender agreement is a multiset match: we do not know which track is which person, so a
 clip annotated [female, male, female] whose visits are labelled [female, female, male]
 agrees 3 of 3; visits without a label (no usable crop) agree with nobody.
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from audience.core.config import Strict
 from audience.core.errors import InputError
@@ -51,8 +57,21 @@ class ClipTruth(Strict):
                                    "see); informative, not scored.")
     genders: list[Gender] | None = Field(None, description="Gender of each visitor, any "
                                          "order (optional).")
+    in_view: list[tuple[float, float]] | None = Field(
+        None, description="When each visitor is in view, [from, to] seconds from the clip's "
+        "start, one pair per visitor (optional; exposes splits and misses that cancel out).")
     fps: float | None = Field(None, gt=0, description="Frame rate of an image folder (its "
                               "frames carry no timestamps).")
+
+    @model_validator(mode="after")
+    def _one_interval_per_visitor(self) -> ClipTruth:
+        if self.in_view is not None and len(self.in_view) != self.visitors:
+            raise ValueError(f"in_view has {len(self.in_view)} intervals for "
+                             f"{self.visitors} visitors")
+        if self.genders is not None and len(self.genders) != self.visitors:
+            raise ValueError(f"genders has {len(self.genders)} entries for "
+                             f"{self.visitors} visitors")
+        return self
     note: str = Field("", description="What the clip shows and why it is hard.")
 
 
@@ -62,6 +81,8 @@ class ClipResult:
     true: int
     counted: int
     error: int  #: counted - true
+    missed: int  #: visitors no track stands for (from in_view; else max(0, -error))
+    extra: int  #: tracks beyond one per visitor: splits, false tracks (else max(0, error))
     faces_seen: int | None
     without_crop: int  #: counted visitors with no usable crop (attributes unknown)
     genders_annotated: int
@@ -115,6 +136,18 @@ def gender_agreement(truth: list[str], labels: list[str | None]) -> int:
     return sum((Counter(truth) & predicted).values())
 
 
+def match_in_view(tracks: list[Track], in_view: list[tuple[float, float]]) -> tuple[int, int]:
+    """(missed visitors, extra tracks): each track stands for the visitor whose time in view
+    it overlaps most (ties: the first); a visitor with several tracks was split."""
+    owners: list[int | None] = []
+    for t in tracks:
+        overlaps = [min(t.ended_at, b) - max(t.started_at, a) for a, b in in_view]
+        best = max(range(len(in_view)), key=lambda i: overlaps[i], default=None)
+        owners.append(best if best is not None and overlaps[best] >= 0 else None)
+    found = {o for o in owners if o is not None}
+    return len(in_view) - len(found), len(tracks) - len(found)
+
+
 def count_clip(path: Path, truth: ClipTruth, camera: CameraConfig,
                genders: GenderFn | None = None) -> ClipResult:
     """Run the camera stage on one clip and compare."""
@@ -124,12 +157,16 @@ def count_clip(path: Path, truth: ClipTruth, camera: CameraConfig,
     stage = CameraStage(cfg)
     tracks = list(stage.run(open_source(path, fps, start_time=0.0, progress=False)))
     seconds = time.perf_counter() - started
+    missed, extra = max(0, -(len(tracks) - truth.visitors)), max(0, len(tracks) - truth.visitors)
+    if truth.in_view is not None:
+        missed, extra = match_in_view(tracks, truth.in_view)
     agreeing = None
     if truth.genders and genders is not None:
         agreeing = gender_agreement(list(truth.genders), genders(tracks))
     return ClipResult(
         clip=truth.clip, true=truth.visitors, counted=len(tracks),
-        error=len(tracks) - truth.visitors, faces_seen=truth.faces_seen,
+        error=len(tracks) - truth.visitors, missed=missed, extra=extra,
+        faces_seen=truth.faces_seen,
         without_crop=sum(not t.faces for t in tracks),
         genders_annotated=len(truth.genders or []), genders_agreeing=agreeing,
         seconds=round(seconds, 2))
@@ -146,8 +183,8 @@ def evaluate_counting(clips: Path, camera: CameraConfig, truth_dirs: list[Path] 
         "true": sum(r.true for r in results),
         "counted": sum(r.counted for r in results),
         "abs_error": sum(abs(r.error) for r in results),
-        "over": sum(max(0, r.error) for r in results),
-        "under": sum(max(0, -r.error) for r in results),
+        "over": sum(r.extra for r in results),
+        "under": sum(r.missed for r in results),
         "within_1": sum(abs(r.error) <= 1 for r in results),
         "exact": sum(r.error == 0 for r in results),
         "without_crop": sum(r.without_crop for r in results),
@@ -164,8 +201,8 @@ def evaluate_counting(clips: Path, camera: CameraConfig, truth_dirs: list[Path] 
 
 def table(report: dict) -> str:
     """The report as a fixed-width table, one clip a line, totals last."""
-    head = (f"{'clip':<46} {'true':>4} {'counted':>7} {'error':>5} {'faces seen':>10} "
-            f"{'no crop':>7} {'gender':>7}")
+    head = (f"{'clip':<44} {'true':>4} {'counted':>7} {'error':>5} {'missed':>6} "
+            f"{'extra':>5} {'faces seen':>10} {'no crop':>7} {'gender':>7}")
     lines = [head, "-" * len(head)]
 
     def gender(agree: int | None, annotated: int) -> str:
@@ -173,16 +210,18 @@ def table(report: dict) -> str:
 
     for r in report["clips"]:
         seen = "-" if r["faces_seen"] is None else str(r["faces_seen"])
-        lines.append(f"{r['clip'][:46]:<46} {r['true']:>4} {r['counted']:>7} {r['error']:>+5} "
-                     f"{seen:>10} {r['without_crop']:>7} "
+        lines.append(f"{r['clip'][:44]:<44} {r['true']:>4} {r['counted']:>7} {r['error']:>+5} "
+                     f"{r['missed']:>6} {r['extra']:>5} {seen:>10} {r['without_crop']:>7} "
                      f"{gender(r['genders_agreeing'], r['genders_annotated']):>7}")
     t = report["totals"]
     agree = t["genders_agreeing"] if t["genders_annotated"] else None
     lines.append("-" * len(head))
-    lines.append(f"{'total (' + str(t['clips']) + ' clips)':<46} {t['true']:>4} "
-                 f"{t['counted']:>7} {t['counted'] - t['true']:>+5} {'':>10} "
+    lines.append(f"{'total (' + str(t['clips']) + ' clips)':<44} {t['true']:>4} "
+                 f"{t['counted']:>7} {t['counted'] - t['true']:>+5} {t['under']:>6} "
+                 f"{t['over']:>5} {'':>10} "
                  f"{t['without_crop']:>7} "
                  f"{gender(agree, t['genders_annotated']):>7}")
-    lines.append(f"absolute error {t['abs_error']} (over {t['over']}, under {t['under']}); "
+    lines.append(f"absolute error {t['abs_error']}; over-counted {t['over']} (extra tracks), "
+                 f"under-counted {t['under']} (missed visitors); "
                  f"{t['exact']} of {t['clips']} clips exact, {t['within_1']} within 1")
     return "\n".join(lines)

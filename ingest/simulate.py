@@ -164,6 +164,7 @@ def write_frames(plans: list[CameraPlan], out: Path, faces: Path = DEFAULT_FACES
             cv2.imwrite(str(folder / f"{i:06d}.png"), frame)
         truth = {"clip": p.camera_id, "visitors": len(p.visitors),
                  "faces_seen": len(p.visitors), "genders": [v.gender for v in p.visitors],
+                 "in_view": [[v.enter_s, v.leave_s] for v in p.visitors],
                  "fps": p.fps, "note": f"simulated: {len(p.visitors)} faces of {p.face_px} px "
                  "crossing one at a time (exact truth)"}
         (Path(out) / f"{p.camera_id}.yaml").write_text(yaml.safe_dump(truth, sort_keys=False))

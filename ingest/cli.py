@@ -136,6 +136,9 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         config: ConfigOpt = None,
         gender: Annotated[bool, typer.Option(help="Label the visits' gender (the analyzer) "
                                              "where the truth gives it.")] = True,
+        shrink: Annotated[float, typer.Option(
+            min=0.05, max=1.0, help="Shrink each clip's scene by this factor inside a frame of "
+            "the same size (a camera farther away: smaller faces, same truth).")] = 1.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Count visitors on annotated clips with the camera stage (config and environment
@@ -146,5 +149,5 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
 
         cfg = load(config, {})
         labeller = genders(config) if gender and genders is not None else None
-        report = run_eval(clips, cfg.camera, truth, labeller)
+        report = run_eval(clips, cfg.camera, truth, labeller, shrink)
         typer.echo(json.dumps(report) if as_json else table(report))

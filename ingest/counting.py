@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import cv2
+import numpy as np
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
@@ -137,25 +139,46 @@ def gender_agreement(truth: list[str], labels: list[str | None]) -> int:
 
 
 def match_in_view(tracks: list[Track], in_view: list[tuple[float, float]]) -> tuple[int, int]:
-    """(missed visitors, extra tracks): each track stands for the visitor whose time in view
-    it overlaps most (ties: the first); a visitor with several tracks was split."""
-    owners: list[int | None] = []
-    for t in tracks:
-        overlaps = [min(t.ended_at, b) - max(t.started_at, a) for a, b in in_view]
-        best = max(range(len(in_view)), key=lambda i: overlaps[i], default=None)
-        owners.append(best if best is not None and overlaps[best] >= 0 else None)
-    found = {o for o in owners if o is not None}
-    return len(in_view) - len(found), len(tracks) - len(found)
+    """(missed visitors, extra tracks). Tracks and visitors are paired greedily, largest time
+    overlap first, one track per visitor (ties: the earlier track and visitor); a track left
+    over was a visitor split in two or a false track, a visitor left over was missed."""
+    pairs = sorted(((min(t.ended_at, b) - max(t.started_at, a), ti, vi)
+                    for ti, t in enumerate(tracks) for vi, (a, b) in enumerate(in_view)),
+                   key=lambda p: (-p[0], p[1], p[2]))
+    tracks_left, visitors_left = set(range(len(tracks))), set(range(len(in_view)))
+    for overlap, ti, vi in pairs:
+        if overlap >= 0 and ti in tracks_left and vi in visitors_left:
+            tracks_left.discard(ti)
+            visitors_left.discard(vi)
+    return len(visitors_left), len(tracks_left)
+
+
+def shrunk(frames: Iterable[tuple[float, np.ndarray]], factor: float
+           ) -> Iterator[tuple[float, np.ndarray]]:
+    """The same scene ``factor`` times smaller in a frame of the same size (the rest a flat
+    gray): the visitors as a camera farther away would see them, with the same truth."""
+    for t, frame in frames:
+        h, w = frame.shape[:2]
+        small = cv2.resize(frame, (max(1, round(w * factor)), max(1, round(h * factor))),
+                           interpolation=cv2.INTER_AREA)
+        out = np.full_like(frame, 128)
+        y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+        out[y:y + small.shape[0], x:x + small.shape[1]] = small
+        yield t, out
 
 
 def count_clip(path: Path, truth: ClipTruth, camera: CameraConfig,
-               genders: GenderFn | None = None) -> ClipResult:
-    """Run the camera stage on one clip and compare."""
+               genders: GenderFn | None = None, shrink: float = 1.0) -> ClipResult:
+    """Run the camera stage on one clip (its scene ``shrink`` times as large) and compare."""
     fps = truth.fps if truth.fps and path.is_dir() else camera.fps
     cfg = camera.model_copy(update={"fps": fps})
     started = time.perf_counter()
     stage = CameraStage(cfg)
-    tracks = list(stage.run(open_source(path, fps, start_time=0.0, progress=False)))
+    source: Iterable[tuple[float, np.ndarray]] = open_source(path, fps, start_time=0.0,
+                                                             progress=False)
+    if shrink != 1.0:
+        source = shrunk(source, shrink)
+    tracks = list(stage.run(source))
     seconds = time.perf_counter() - started
     missed, extra = max(0, -(len(tracks) - truth.visitors)), max(0, len(tracks) - truth.visitors)
     if truth.in_view is not None:
@@ -173,10 +196,13 @@ def count_clip(path: Path, truth: ClipTruth, camera: CameraConfig,
 
 
 def evaluate_counting(clips: Path, camera: CameraConfig, truth_dirs: list[Path] | None = None,
-                      genders: GenderFn | None = None) -> dict[str, object]:
+                      genders: GenderFn | None = None, shrink: float = 1.0
+                      ) -> dict[str, object]:
     """Per-clip results and totals (absolute error, over/under-counts, gender agreement)."""
+    if not 0.05 <= shrink <= 1.0:
+        raise InputError(f"shrink {shrink} is out of range: use 0.05 to 1 (1: as recorded)")
     dirs = [bundled_truth_dir()] if truth_dirs is None else truth_dirs
-    results = [count_clip(p, t, camera, genders) for p, t in find_truths(clips, dirs)]
+    results = [count_clip(p, t, camera, genders, shrink) for p, t in find_truths(clips, dirs)]
     labelled = [r for r in results if r.genders_agreeing is not None]
     totals = {
         "clips": len(results),
@@ -192,7 +218,8 @@ def evaluate_counting(clips: Path, camera: CameraConfig, truth_dirs: list[Path] 
         "genders_agreeing": sum(r.genders_agreeing or 0 for r in labelled),
     }
     return {"clips": [asdict(r) for r in results], "totals": totals,
-            "settings": {"fps": camera.fps, "work_width": camera.detector.work_width,
+            "settings": {"shrink": shrink, "fps": camera.fps,
+                         "work_width": camera.detector.work_width,
                          "max_upscale": camera.detector.max_upscale,
                          "score_threshold": camera.detector.score_threshold,
                          "low_score_threshold": camera.detector.low_score_threshold,

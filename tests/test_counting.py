@@ -272,17 +272,24 @@ def test_truth_lists_need_one_entry_per_visitor(field: str, value: list) -> None
         ClipTruth.model_validate({"clip": "x.gif", "visitors": 2, field: value})
 
 
-def test_evaluate_counting_on_the_bundled_clip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shrink, without_crop", [
+    ("1", 0),  # faces 38-60 px
+    ("0.25", 3),  # the same people as 10-15 px faces: counted, attributes unknown
+])
+def test_evaluate_counting_on_the_bundled_clip(tmp_path: Path, shrink: str,
+                                               without_crop: int) -> None:
     """The bundled clip with the truth beside it: 3 of 3, default settings, --json."""
     (tmp_path / clip_path().name).symlink_to(clip_path())
     (tmp_path / "walk.yaml").write_text(yaml.safe_dump(
-        {"clip": clip_path().name, "visitors": 3, "genders": ["female", "male", "female"]}))
+        {"clip": clip_path().name, "visitors": 3, "genders": ["female", "male", "female"],
+         "in_view": [[0, 3.4]] * 3}))
     result = CliRunner().invoke(app, ["-q", "evaluate", "counting", "--clips", str(tmp_path),
-                                      "--json", "--no-gender"])
+                                      "--json", "--no-gender", "--shrink", shrink])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     [clip] = report["clips"]
-    assert (clip["true"], clip["counted"], clip["error"], clip["without_crop"]) == (3, 3, 0, 0)
+    assert (clip["true"], clip["counted"], clip["error"], clip["missed"], clip["extra"],
+            clip["without_crop"]) == (3, 3, 0, 0, 0, without_crop)
     assert report["totals"]["abs_error"] == 0 and report["totals"]["exact"] == 1
     table = CliRunner().invoke(app, ["-q", "evaluate", "counting", "--clips", str(tmp_path),
                                      "--no-gender"])

@@ -126,12 +126,12 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
 
     @evaluate.command("counting")
     def evaluate_counting(
-        clips: Annotated[Path, typer.Option(help="Folder of clips (video files, GIFs or image "
-                                            "folders); those with a ground-truth YAML are "
-                                            "evaluated.")],
+        clips: Annotated[Path, typer.Option(
+            metavar="DIR", help="Folder of clips (video files, GIFs or image folders); those "
+            "with a ground-truth YAML are evaluated.")],
         truth: Annotated[list[Path] | None, typer.Option(
-            help="Folder of ground-truth YAML files, if not beside the clips (repeatable; "
-            "default: the annotations of ../shared/datasets/videos shipped in "
+            metavar="DIR", help="Folder of ground-truth YAML files, if not beside the clips "
+            "(repeatable; default: the annotations of ../shared/datasets/videos shipped in "
             "ingest/clips).")] = None,
         config: ConfigOpt = None,
         gender: Annotated[bool, typer.Option(help="Label the visits' gender (the analyzer) "
@@ -142,8 +142,10 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Count visitors on annotated clips with the camera stage (config and environment
-        settings apply): per clip true, counted, error; totals with over- and under-counts
-        and gender agreement."""
+        settings apply): per clip true, counted, error, missed visitors and extra tracks;
+        totals with over- and under-counts and gender agreement. A clip's truth is
+        `<name>.yaml`: clip, visitors, and optionally genders, in_view ([from, to] seconds per
+        visitor), faces_seen, fps (image folders), note."""
         from audience.ingest.counting import evaluate_counting as run_eval
         from audience.ingest.counting import table
 

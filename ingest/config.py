@@ -10,9 +10,9 @@ from audience.core.config import Strict
 class DetectorConfig(Strict):
     """Where the detector's limits are (measured, README "Counting"): YuNet finds a face of
     about 12 px or more at the working resolution, so ``work_width`` decides which faces can
-    be counted at all. 960 keeps a 720p frame's 16 px faces at 12 px and runs at least 25
-    frames/s of 720p on one core; a 480x270 frame is detected at 2x, so its 8-12 px faces
-    reach the floor too."""
+    be counted at all. 960 keeps a 720p frame's 16 px faces at 12 px and runs 31.5 frames of
+    720p per CPU-second (`audience bench camera`; 640: 70, 1280: 21); a 480x270 frame is
+    detected at 2x, so its 8-12 px faces reach the floor too."""
 
     # 0.6/0.4 measured against 0.7/0.5 and 0.5/0.3 (README "Counting"): 0.7 misses most
     # faces under 16 px, 0.5 starts a second track on one head (a double detection).

@@ -21,7 +21,8 @@ TRADE_START, TRADE_END = "<!-- tradeoff:start -->", "<!-- tradeoff:end -->"
 #: trade-off backbone (models/tradeoff.py) -> folders of its trained models' evaluation JSON
 #: (the shipped model's JSON sits at the top of models/eval/, earlier versions in sub-folders)
 TRAINED = {"vgg-32-256": [EVAL / "audience-mt-1.0.0"],
-           "vgg-16-128": [EVAL / "audience-mt-1.1.0", EVAL]}
+           "vgg-16-128": [EVAL / "audience-mt-1.1.0", EVAL / "audience-mt-1.2.0"],
+           "vgg-32-256-gap": [EVAL]}
 
 
 def _pct(x: float) -> str:

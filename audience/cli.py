@@ -170,7 +170,7 @@ def _register() -> None:
     register_ingest(app, bench_app, load_settings)
     register_inference(app, bench_app, load_settings)
     register_storage(app)
-    register_reports(app)
+    register_reports(app, load_settings)
     register_dashboards(app)
     register_models(app, evaluate_app)
 

@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 
 from audience.reports.config import ReportConfig
 from audience.reports.report import build_report, render_table, write_html
-from audience.reports.segments import DIMENSIONS, Period, parse_dimensions, segments, write_csv
+from audience.reports.segments import (
+    DIMENSIONS,
+    Period,
+    parse_dimensions,
+    segments,
+    write_csv,
+    write_png,
+)
 from audience.reports.segments import render_table as render_segments
 from audience.storage import query
 from audience.storage.cli import DEFAULT_URL, DbUrl
 from audience.storage.db import ready_engine
+from audience.storage.published import Window
+from audience.storage.timezones import day_start, local_day, zone
 
 _DEFAULTS = ReportConfig()
 
 
-def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
-    """'7d' / '12h' / '30m' / '2w' back from now, or an ISO date/datetime (naive = UTC)."""
+class ReportSettings(Protocol):
+    """The section of the app config the reports read."""
+
+    report: ReportConfig
+
+
+#: The app's loader: config file + environment + these command-line values.
+Load = Callable[[Path | None, dict[str, dict[str, object]]], ReportSettings]
+_load: Load | None = None  # set by register(); None: defaults (library use, tests)
+
+
+def parse_since(text: str | None, now: datetime | None = None,
+                tz: tzinfo = UTC) -> datetime | None:
+    """'7d' / '12h' / '30m' / '2w' back from now, or an ISO date/datetime (naive = in ``tz``,
+    the store's time zone)."""
     if text is None or not text.strip():
         return None
     now = now or datetime.now(UTC)
@@ -33,7 +56,34 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
         raise typer.BadParameter(
             f"{text!r} is neither a duration (7d, 12h, 30m, 2w) nor an ISO date "
             "(2024-05-01 or 2024-05-01T08:00)") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    return t.replace(tzinfo=tz) if t.tzinfo is None else t
+
+
+def settings(config: Path | None) -> ReportConfig:
+    """The report section of the config file (+ environment); defaults without a loader."""
+    return _load(config, {}).report if _load is not None else _DEFAULTS
+
+
+def _k(cfg: ReportConfig, requested: int | None) -> int:
+    k, note = cfg.effective_k(requested)
+    if note:
+        typer.echo(f"note: {note}", err=True)
+    return k
+
+
+def window_since(since: str | None, time_zone: str) -> Window:
+    """The report window from ``--since``: whole store-local days, from the day that holds
+    ``since``. A start inside a day is snapped to that day's start (said on stderr): windows
+    that differ by part of a day would differ by a few visitors, who could be worked out."""
+    tz = zone(time_zone)
+    start = parse_since(since, tz=tz)
+    if start is None:
+        return Window(time_zone)
+    first = local_day(start, tz)
+    if day_start(first, tz) != start.astimezone(UTC) and query.duration(since) is None:
+        typer.echo(f"note: --since {since} snapped to {first:%Y-%m-%d} 00:00 {time_zone}: "
+                   "reports cover whole store-local days", err=True)
+    return Window(time_zone, first)
 
 
 def _safe(name: str) -> str:
@@ -43,33 +93,43 @@ def _safe(name: str) -> str:
 # Options `report` and `segments` share.
 Store = Annotated[str, typer.Option("--store", help="Store id to report on.")]
 Since = Annotated[str | None, typer.Option(
-    "--since", help="Start of the period: a duration back from now (7d, 12h) or an ISO "
-    "date/datetime in UTC. Default: all visits.")]
-K = Annotated[int, typer.Option("--k", min=2, help="Suppress any group with fewer than k "
-                                "visits.")]
+    "--since", help="First day of the period: a duration back from now (7d) or an ISO date in "
+    "the store's time zone; periods are whole store-local days, so a time inside a day means "
+    "that whole day. Default: all visits.")]
+K = Annotated[int | None, typer.Option("--k", min=2, help="Suppress any group with fewer than k"
+                                       " visits (default: report.k from the config, 5). Below "
+                                       "report.k_floor (5) it is raised to the floor.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="YAML config file (its report section: k, k_floor, timezones).")]
 
 
 def report(
     store: Store,
     since: Since = None,
     db: DbUrl = DEFAULT_URL,
-    k: K = _DEFAULTS.k,
+    k: K = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help=f"HTML output path. Default: {_DEFAULTS.out_dir}/report-<store>.html")]
     = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Print a store's audience summary and write it as a self-contained HTML page."""
-    start = parse_since(since)
+    """Print a store's audience summary and write it as a self-contained HTML page.
+
+    Figures are k-suppressed per camera and store-local day and added up over whole days;
+    hidden cells appear only summed, in a "suppressed" row.
+    """
+    cfg = settings(config)
+    k = _k(cfg, k)
+    window = window_since(since, cfg.time_zone(store))
     with ready_engine(db) as engine:
-        rep = build_report(engine, store, since=start, k=k)
-        known = query.stores(engine) if rep.empty else []
-    if rep.empty:
-        where = f"since {rep.since:%Y-%m-%d %H:%M} UTC" if rep.since else "in the database"
+        known = query.stores(engine)
+        rep = build_report(engine, store, window, k=k) if store in known else None
+    if rep is None:
         hint = f" (stores with data: {', '.join(known)})" if known else ""
-        typer.echo(f"no visits for store {store!r} {where}{hint}; nothing to report")
+        typer.echo(f"no visits for store {store!r} in the database{hint}; nothing to report")
         return
     typer.echo(render_table(rep))
-    path = write_html(rep, out or Path(_DEFAULTS.out_dir) / f"report-{_safe(store)}.html")
+    path = write_html(rep, out or Path(cfg.out_dir) / f"report-{_safe(store)}.html")
     typer.echo(f"HTML report: {path}")
 
 
@@ -80,21 +140,25 @@ def segments_command(
         "Example: `--by age_bracket,gender`.")],
     store: Store,
     period: Annotated[Period, typer.Option(
-        "--period", help="`day` (UTC) or `week` (ISO, Monday first; labelled by its Monday).")]
-    = Period.day,
+        "--period", help="`day` or `week` (ISO, Monday first; labelled by its Monday), in the "
+        "store's time zone.")] = Period.day,
     since: Since = None,
     db: DbUrl = DEFAULT_URL,
-    k: K = _DEFAULTS.k,
+    k: K = None,
     csv_path: Annotated[Path | None, typer.Option(
         "--csv", help="Also write the rows as CSV: period, dimensions, visits, suppressed "
-        "(visits empty where suppressed).")] = None,
+        "(the suppressed row has no labels).")] = None,
+    png_path: Annotated[Path | None, typer.Option(
+        "--png", help="Also draw the rows as a stacked bar chart (PNG).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Visits per period and audience segment (age bracket, gender, emotion) for marketers.
 
-    Counts are **k-suppressed** per period: a segment with fewer than k visits prints as `<k`;
-    where exactly one is hidden, the smallest shown one is hidden too; a period with fewer
-    than k visits in all is hidden entirely. Hidden rows are listed last, by label only.
-    Unknown labels read `unknown`. Ethnicity is not offered.
+    Counts are **k-suppressed** per camera and store-local day, then added up: a segment under
+    k is hidden, and so is the smallest shown one wherever the hidden ones hold fewer than k
+    together; a day with fewer than k visits at a camera is left out. Hidden segments are
+    never listed: each period has one `(suppressed)` row with their sum. Unknown labels read
+    `unknown`. Ethnicity is not offered.
 
     Example: `audience segments --by age_bracket,gender --period week --store store-1 --since 8w`
     """
@@ -102,25 +166,35 @@ def segments_command(
         dims = parse_dimensions(by)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--by") from None
-    start = parse_since(since)
+    cfg = settings(config)
+    k = _k(cfg, k)
+    window = window_since(since, cfg.time_zone(store))
     with ready_engine(db) as engine:
-        rows = segments(engine, store, dims, period, since=start, k=k)
+        rows = segments(engine, store, dims, period, window, k=k)
         known = query.stores(engine) if not rows else []
+    where = (f"from {window.first:%Y-%m-%d}" if window.first else "all days") + \
+        f" ({window.time_zone})"
+    title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
     if csv_path is not None:
         write_csv(rows, dims, period, csv_path)
-    lo, _ = query.window(start, None)
-    where = f"since {lo:%Y-%m-%d %H:%M} UTC" if lo else "in the database"
+    if png_path is not None:
+        write_png(rows, dims, period, k, png_path, title)
     if not rows:
-        hint = f" (stores with data: {', '.join(known)})" if known else ""
-        typer.echo(f"no visits for store {store!r} {where}{hint}; no segments to show")
+        hint = f" (stores with data: {', '.join(known)})" if known and store not in known else ""
+        typer.echo(f"nothing to publish for store {store!r}, {where}{hint}: no day with {k} or "
+                   "more visits at a camera")
     else:
-        title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
         typer.echo(render_segments(rows, dims, period, k, title), nl=False)
     if csv_path is not None:
         typer.echo(f"CSV: {csv_path}")
+    if png_path is not None:
+        typer.echo(f"PNG: {png_path}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `report` and `segments` commands to the main `audience` app."""
+def register(app: typer.Typer, load: Load | None = None) -> None:
+    """Add the `report` and `segments` commands to the main `audience` app; ``load`` reads
+    the config file (report.k, report.k_floor, report.timezones)."""
+    global _load
+    _load = load
     app.command("report")(report)
     app.command("segments")(segments_command)

@@ -1,7 +1,8 @@
 """Per-store audience report: a plain-text table and a self-contained HTML page.
 
-All numbers come from ``storage.query`` and are k-suppressed there: a group with fewer than k
-visits is shown as "<k", never as its count.
+Every number is a sum of published cells (``storage.published``): per camera and store-local
+day (hour for footfall), k-suppressed with complementary suppression, over whole local days.
+Hidden cells are only ever shown together, as one "suppressed" row per breakdown.
 """
 
 from __future__ import annotations
@@ -17,78 +18,106 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
-from audience.storage import query
+from audience.core.visit import AGE_BRACKETS
 from audience.storage.db import storage_errors
-from audience.storage.query import DwellSummary, Group, HourCount
+from audience.storage.published import UNKNOWN, Published, Window, breakdown, footfall
+from audience.storage.sqltime import DWELL_BANDS
+
+SUPPRESSED = "suppressed"  #: the row that sums hidden cells
+BANDS = tuple(label for _, label in DWELL_BANDS)
 
 
 @dataclass(frozen=True, slots=True)
 class Report:
     store: str
-    since: datetime | None  #: start of the window (rounded down to the hour); None: all time
+    window: Window  #: whole store-local days
     generated_at: datetime
     k: int
-    total: int | None  #: visits in the window; None when suppressed (0 < visits < k)
-    dwell: DwellSummary
-    footfall: list[HourCount]
-    age: list[Group]
-    gender: list[Group]
-    emotion: list[Group]
+    footfall: Published  #: keys: local hours (naive datetimes)
+    dwell: Published  #: keys: dwell band labels
+    age: Published
+    gender: Published
+    emotion: Published
 
     @property
-    def empty(self) -> bool:
-        return self.total == 0
+    def total(self) -> int:
+        """Visits of the days (per camera) that had k or more: the published total."""
+        return self.footfall.total
 
 
-def build_report(engine: Engine, store: str, since: datetime | None = None, k: int = 5) -> Report:
+def build_report(engine: Engine, store: str, window: Window | None = None, k: int = 5,
+                 now: datetime | None = None) -> Report:
     """Read every breakdown for one store over one connection.
 
     ``k`` must be at least 2 (as in ReportConfig): k=1 would publish single visitors.
     """
     if k < 2:
         raise ValueError(f"k must be >= 2 for a report, got {k}")
-    generated_at = datetime.now(UTC)
-    lo, _ = query.window(since, None)
+    window = window or Window()
+    generated_at = now or datetime.now(UTC)
     with storage_errors(engine, "reading the report from"), engine.connect() as conn:
-        args = (conn, store, lo, None, k)
         return Report(
-            store=store, since=lo, generated_at=generated_at, k=k,
-            total=query.visit_total(*args), dwell=query.dwell_summary(*args),
-            footfall=query.footfall_by_hour(*args), age=query.age_brackets(*args),
-            gender=query.gender_split(*args), emotion=query.emotion_mix(*args),
+            store=store, window=window, generated_at=generated_at, k=k,
+            footfall=footfall(conn, store, window, k, now=generated_at),
+            dwell=breakdown(conn, store, window, "dwell_band", k, now=generated_at),
+            age=breakdown(conn, store, window, "age_bracket", k, now=generated_at),
+            gender=breakdown(conn, store, window, "gender", k, now=generated_at),
+            emotion=breakdown(conn, store, window, "emotion", k, now=generated_at),
         )
 
 
-# -- text ------------------------------------------------------------------------------------
+# -- rows ------------------------------------------------------------------------------------
 
-def _count(n: int | None, k: int) -> str:
-    return f"<{k}" if n is None else str(n)
-
-
-def _label(key: str | None) -> str:
-    return "unknown" if key is None else key
-
-
-def _seconds(s: float | None) -> str:
-    return "-" if s is None else f"{s:.1f} s"
-
-
-def _period(report: Report) -> str:
-    end = f"{report.generated_at:%Y-%m-%d %H:%M} UTC"
-    if report.since is None:
-        return f"Period: all visits up to {end}"
-    return f"Period: {report.since:%Y-%m-%d %H:%M} UTC to {end}"
+def rows(p: Published, order: tuple[str, ...] = (), unknown: bool = True,
+         ) -> list[tuple[str, int]]:
+    """(label, visits) in display order: a natural ``order`` if given, else biggest first;
+    "unknown" listed even at 0 (every visit counts), then the suppressed cells summed."""
+    counts = dict(p.counts)
+    n_unknown = counts.pop(UNKNOWN, 0)
+    if order:
+        keys = [key for key in order if key in counts]
+        keys += sorted(set(counts) - set(keys))
+    else:
+        keys = sorted(counts, key=lambda key: (-counts[key], key))
+    out = [(key, counts[key]) for key in keys] + [(UNKNOWN, n_unknown)] * unknown
+    return out + [(SUPPRESSED, p.suppressed)] if p.suppressed else out
 
 
-def _groups_table(title: str, groups: list[Group], k: int) -> Table:
+def share(n: int, total: int) -> str:
+    return f"{100 * n / total:.0f}%" if total else "-"
+
+
+def _days(report: Report) -> str:
+    w, tz = report.window, report.window.time_zone
+    last = (w.end - timedelta(days=1)) if w.end else report.generated_at.date()
+    first = f"{w.first:%Y-%m-%d}" if w.first else "the first visit"
+    return f"Days: {first} to {last:%Y-%m-%d} ({tz}, whole days)"
+
+
+def footer(k: int) -> str:
+    """The suppression rules, as they are applied (text and HTML)."""
+    return (f"Privacy: every figure adds up cells of one camera and one local day (one hour "
+            f"for footfall). A cell with fewer than {k} visits is hidden. Where the hidden cells"
+            f" of a day hold fewer than {k} visits together, the smallest shown cell is hidden "
+            f"too, so that no hidden cell can be worked out by subtraction: a group can be "
+            f"hidden although it has {k} or more visits. A day with fewer than {k} visits at a "
+            f"camera is left out entirely. Hidden cells are never listed by label: they are "
+            f"added up in the \"{SUPPRESSED}\" row. \"{UNKNOWN}\": visits without a face "
+            f"good enough to label.")
+
+
+def _table(title: str, p: Published, order: tuple[str, ...] = (), unknown: bool = True,
+           ) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("group")
     table.add_column("visits", justify="right")
-    for g in groups:
-        table.add_row(_label(g.key), _count(g.count, k))
+    table.add_column("share", justify="right")
+    for label, n in rows(p, order, unknown):
+        table.add_row(escape(label), str(n), share(n, p.total))
     return table
 
 
@@ -96,93 +125,89 @@ def render_table(report: Report) -> str:
     """The report as plain text (rich tables, no colour codes)."""
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
-    k = report.k
-    console.print(f"Store {report.store}. {_period(report)}")
+    console.print(f"Store {escape(report.store)}. {_days(report)}", markup=True)
     summary = Table(title="Summary", title_justify="left", show_header=False)
     summary.add_column()
     summary.add_column(justify="right")
-    summary.add_row("visits", _count(report.total, k))
-    summary.add_row("median dwell", _seconds(report.dwell.median_s))
-    summary.add_row("mean dwell", _seconds(report.dwell.mean_s))
+    summary.add_row("visits", str(report.total))
     console.print(summary)
-    hours = Table(title="Footfall per hour (UTC)", title_justify="left")
+    hours = Table(title=f"Footfall per hour ({report.window.time_zone})", title_justify="left")
     hours.add_column("hour")
     hours.add_column("visits", justify="right")
-    hours.add_column("avg dwell", justify="right")
-    for h in report.footfall:
-        hours.add_row(f"{h.hour:%Y-%m-%d %H:00}", _count(h.count, k), _seconds(h.avg_dwell_s))
+    for hour, n in sorted(report.footfall.counts.items()):
+        hours.add_row(f"{hour:%Y-%m-%d %H:00}", str(n))
+    if report.footfall.suppressed:
+        hours.add_row(f"{SUPPRESSED} hours", str(report.footfall.suppressed))
     console.print(hours)
-    for title, groups in (("Age brackets", report.age), ("Gender", report.gender),
-                          ("Emotion", report.emotion)):
-        console.print(_groups_table(title, groups, k))
-    console.print(f"Groups with fewer than {k} visits are shown as <{k}.")
+    console.print(_table("Dwell time", report.dwell, BANDS, unknown=False))
+    console.print(_table("Age brackets", report.age, AGE_BRACKETS))
+    console.print(_table("Gender", report.gender))
+    console.print(_table("Emotion", report.emotion))
+    console.print(footer(report.k), markup=False)
     return out.getvalue()
 
 
 # -- HTML ------------------------------------------------------------------------------------
 
-def _bar_png(title: str, labels: list[str], counts: list[int | None], k: int,
-             rotate: bool = False) -> str:
-    """A bar chart as base64 PNG. Suppressed bars are drawn empty and labelled "<k"."""
+GREY = "#B0B0B0"  # unknown and suppressed bars: shares, not groups of people
+
+
+def bar_png(title: str, labels: list[str], counts: list[int], rotate: bool = False,
+            grey: frozenset[str] = frozenset({UNKNOWN, SUPPRESSED})) -> bytes:
+    """A bar chart as PNG bytes; bars labelled in ``grey`` are drawn grey."""
     fig = Figure(figsize=(7, 3.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # explicit Agg: no display, thread-safe, no pyplot global state
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_ylabel("visits")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if labels:
+    if labels and any(counts):
         xs = range(len(labels))
-        heights = [c or 0 for c in counts]
-        ax.bar(xs, heights, color="#4C72B0")
-        for x, c in zip(xs, counts, strict=True):
-            if c is None:
-                ax.annotate(f"<{k}", (x, 0), ha="center", va="bottom", fontsize=8,
-                            color="#888888")
+        ax.bar(xs, counts, color=[GREY if lb in grey else "#4C72B0" for lb in labels])
         step = max(1, len(labels) // 24)  # a week of hours: label every few bars only
         ax.set_xticks(list(xs)[::step], labels[::step], rotation=60 if rotate else 0,
                       ha="right" if rotate else "center", fontsize=8)
-        ax.set_ylim(bottom=0, top=max([*heights, k]) * 1.15)
+        ax.set_ylim(bottom=0, top=max(counts) * 1.15)
     else:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
+                transform=ax.transAxes)
         ax.set_xticks([])
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
-def _img(alt: str, png_b64: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png_b64}">'
+def _img(alt: str, png: bytes) -> str:
+    b64 = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _hourly_series(footfall: list[HourCount]) -> tuple[list[datetime], list[int | None]]:
-    """Hours from first to last with empty hours as 0, so gaps in footfall stay visible."""
-    if not footfall or len(footfall) > 24 * 31:
-        return [h.hour for h in footfall], [h.count for h in footfall]
-    by_hour = {h.hour: h.count for h in footfall}
-    hours, t = [], footfall[0].hour
-    while t <= footfall[-1].hour:
+def _hourly_series(counts: dict[datetime, int]) -> tuple[list[datetime], list[int]]:
+    """Hours from first to last; hours with nothing published are 0 (under k, or none)."""
+    if not counts or len(counts) > 24 * 31:
+        return sorted(counts), [counts[h] for h in sorted(counts)]
+    hours, t, last = [], min(counts), max(counts)
+    while t <= last:
         hours.append(t)
         t += timedelta(hours=1)
-    return hours, [by_hour.get(t, 0) for t in hours]
+    return hours, [counts.get(h, 0) for h in hours]
 
 
 def _plots(report: Report) -> list[str]:
-    k = report.k
-    hours, counts = _hourly_series(report.footfall)
+    hours, counts = _hourly_series(report.footfall.counts)
     one_day = len({h.date() for h in hours}) <= 1
-    hour_title = "Footfall per hour (UTC" + (f", {hours[0]:%Y-%m-%d})" if hours and one_day
-                                             else ")")
-    charts = [
-        (hour_title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours], counts,
-         True),
-        ("Age brackets", [_label(g.key) for g in report.age], [g.count for g in report.age],
-         False),
-        ("Gender", [_label(g.key) for g in report.gender], [g.count for g in report.gender],
-         False),
-        ("Emotion", [_label(g.key) for g in report.emotion], [g.count for g in report.emotion],
-         True),
-    ]
-    return [_img(title, _bar_png(title, labels, counts, k, rotate))
+    tz = report.window.time_zone
+    hour_title = f"Footfall per hour ({tz}" + (f", {hours[0]:%Y-%m-%d})" if hours and one_day
+                                               else ")")
+    charts = [(hour_title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours],
+               counts, True)]
+    for title, p, order, rotate in (
+            ("Dwell time", report.dwell, BANDS, False),
+            ("Age brackets", report.age, AGE_BRACKETS, False),
+            ("Gender", report.gender, (), False), ("Emotion", report.emotion, (), True)):
+        labelled = rows(p, order, unknown=p is not report.dwell)
+        charts.append((title, [lb for lb, _ in labelled], [n for _, n in labelled], rotate))
+    return [_img(title, bar_png(title, labels, counts, rotate))
             for title, labels, counts, rotate in charts]
 
 
@@ -198,24 +223,19 @@ img { display: block; max-width: 100%; margin: 1rem 0; }
 def write_html(report: Report, path: str | Path) -> Path:
     """Write one self-contained HTML page (plots inlined as base64 PNG); returns its path."""
     path = Path(path)
-    k = report.k
     esc = html.escape
-    rows = [("Visits", _count(report.total, k)),
-            ("Median dwell", _seconds(report.dwell.median_s)),
-            ("Mean dwell", _seconds(report.dwell.mean_s))]
-    summary = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td></tr>" for a, b in rows)
+    summary = f"<tr><th>Visits</th><td>{report.total}</td></tr>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Audience report: {esc(report.store)}</title><style>{CSS}</style></head>
 <body>
 <h1>Audience report: {esc(report.store)}</h1>
-<p>{esc(_period(report))}</p>
+<p>{esc(_days(report))}</p>
 <table>{summary}</table>
 {chr(10).join(_plots(report))}
-<p class="note">Privacy: these figures are anonymous aggregates. Any group with fewer than
-{k} visits is suppressed and shown as &lt;{k} (an empty bar), so that no small group, and no
-individual, can be singled out; if the whole store had fewer than {k} visits in the period,
-every breakdown is suppressed.</p>
+<p class="note">{esc(footer(report.k))} Grey bars are shares, not groups: visits without a
+label, and hidden cells added up. An hour without a bar is hidden (see above) or had no
+visits.</p>
 <p class="note">Generated {esc(report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))}.</p>
 </body></html>
 """

@@ -149,8 +149,7 @@ TOP = 10  #: segments drawn by name in the chart; the rest are summed as "other 
 GREY = "#B0B0B0"
 
 
-def write_png(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k: int,
-              path: Path, title: str) -> Path:
+def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
     """The rows as a stacked bar chart: one bar per period, one colour per segment (the
     biggest TOP by name, the other shown ones summed), suppressed cells summed in grey. It
     draws exactly the published figures of the table."""
@@ -193,6 +192,11 @@ def write_png(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k: in
     else:
         ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
                 transform=ax.transAxes)
+    return fig
+
+
+def write_png(rows: list[SegmentRow], k: int, path: Path, title: str) -> Path:
+    """The chart of ``figure`` as a PNG file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    figure(rows, k, title).savefig(path, format="png")
     return path

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
 from audience.core.visit import Visit
-from audience.reports.segments import Period, SegmentRow, parse_dimensions, segments
+from audience.reports.segments import Period, SegmentRow, figure, parse_dimensions, segments
 from audience.storage.db import migrate, open_engine
 from audience.storage.published import Window
 from audience.storage.sink import VisitSink
@@ -161,6 +161,33 @@ def test_cli_table_and_csv(engine: Engine, db_url: str, make_visit: MakeVisit,
             ["2026-11-16", "", "", "8", "true"],
             ["2026-11-23", "male", "sad", "5", "false"],
         ]
+
+
+def test_png_draws_exactly_the_published_rows(engine: Engine, db_url: str,
+                                              make_visit: MakeVisit, tmp_path: Path) -> None:
+    _write(engine, make_visit,
+           many(8, gender="female") + many(6, gender="male") + many(2, gender=None)
+           + many(5, 7, gender="male", emotion="sad") + many(7, 7, gender="female"))
+    rows = segments(engine, "store-1", ("gender", "emotion"), Period.week, Window(), k=5)
+    ax = figure(rows, 5, "t").axes[0]
+    heights: dict[float, float] = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        heights[x] = heights.get(x, 0) + bar.get_height()
+    per_period: dict[date, int] = {}
+    for row in rows:
+        per_period[row.period] = per_period.get(row.period, 0) + row.count
+    assert list(heights.values()) == list(per_period.values()) == [16, 12]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    # Hidden cells (male/happy 6, unknown/happy 2) only as the grey sum, never by name.
+    assert legend == ["female / happy", "male / sad", "(suppressed, under 5 or complementary)"]
+
+    out = tmp_path / "seg" / "s.png"
+    res = _run("--by", "gender,emotion", "--period", "week", "--store", "store-1",
+               "--db", db_url, "--png", str(out))
+    assert res.exit_code == 0, res.output
+    assert f"PNG: {out}" in res.stdout
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_cli_unknown_dimension(db_url: str) -> None:

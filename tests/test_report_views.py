@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +13,16 @@ from alembic import command
 from sqlalchemy import Engine, Table, delete, inspect, select
 
 from audience.core.visit import Visit
-from audience.storage.db import StorageError, alembic_config, current_revision, migrate
+from audience.storage.db import (
+    StorageError,
+    alembic_config,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from audience.storage.report_settings import (
     read_report_settings,
+    read_store_time_zones,
     write_report_settings,
 )
 from audience.storage.schema import (
@@ -220,6 +228,41 @@ def test_downgrade_to_0002_and_back(engine: Engine, make_visit: MakeVisit) -> No
     assert not set(REPORT_VIEWS) & set(insp.get_view_names())
     assert "visits_hourly" in insp.get_view_names()
     assert "report_settings" not in insp.get_table_names()
-    assert migrate(engine) == "0004"
+    assert migrate(engine) == head_revision()
     assert read_report_settings(engine) == (5, False)
     assert _rows(engine, report_visits_daily, "visits") == [(6,)]
+
+
+@pytest.mark.parametrize(("view", "label"), [(report_age_daily, "age_bracket"),
+                                             (report_gender_daily, "gender"),
+                                             (report_emotion_daily, "emotion")])
+def test_visits_without_a_usable_crop_are_an_unknown_share(
+        engine: Engine, make_visit: MakeVisit, view: Table, label: str) -> None:
+    # Issue 13: a track without a usable crop is a visit with n_crops = 0 and no labels.
+    _write(engine, make_visit, many(6, age=None, gender=None, emotion=None, n_crops=0,
+                                    gender_score=None, emotion_scores=None)
+           + many(7, gender="male", emotion="sad", age=70))
+    assert _rows(engine, report_visits_daily, "visits") == [(13,)]  # footfall counts all
+    assert dict(_rows(engine, view, label, "visits"))["unknown"] == 6
+
+
+@pytest.mark.parametrize(("args", "k"), [
+    (["--k", "2"], 5),  # below the floor: raised to it
+    (["--k", "2", "--config", "{cfg}"], 2),  # the config lowers the floor on purpose
+    ([], 5),
+])
+def test_provision_writes_k_with_its_floor_and_the_store_zones(
+        engine: Engine, db_url: str, tmp_path: Path, args: list[str], k: int) -> None:
+    from typer.testing import CliRunner
+
+    from audience.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("report:\n  k_floor: 2\n  timezones: {store-1: Europe/Berlin}\n")
+    res = CliRunner().invoke(app, ["dashboards", "provision", "--superset-url",
+                                   "http://127.0.0.1:1", "--password", "x", "--db", db_url,
+                                   *(a.format(cfg=cfg) for a in args)])
+    assert res.exit_code == 3 and "Traceback" not in res.output  # no Superset: one line
+    assert read_report_settings(engine) == (k, False)
+    assert read_store_time_zones(engine) == ({"store-1": "Europe/Berlin"} if "--config" in args
+                                             else {})

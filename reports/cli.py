@@ -81,7 +81,7 @@ def window_since(since: str | None, time_zone: str) -> Window:
         return Window(time_zone)
     first = local_day(start, tz)
     if day_start(first, tz) != start.astimezone(UTC) and query.duration(since) is None:
-        typer.echo(f"note: --since {since} snapped to {first:%Y-%m-%d} 00:00 {time_zone}: "
+        typer.echo(f"note: --since {since} snapped to {first.isoformat()} 00:00 {time_zone}: "
                    "reports cover whole store-local days", err=True)
     return Window(time_zone, first)
 
@@ -172,7 +172,7 @@ def segments_command(
     with ready_engine(db) as engine:
         rows = segments(engine, store, dims, period, window, k=k)
         known = query.stores(engine) if not rows else []
-    where = (f"from {window.first:%Y-%m-%d}" if window.first else "all days") + \
+    where = (f"from {window.first.isoformat()}" if window.first else "all days") + \
         f" ({window.time_zone})"
     title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
     if csv_path is not None:

@@ -26,6 +26,7 @@ from audience.core.visit import AGE_BRACKETS
 from audience.storage.db import storage_errors
 from audience.storage.published import UNKNOWN, Published, Window, breakdown, footfall
 from audience.storage.sqltime import DWELL_BANDS
+from audience.storage.timezones import local_day, zone
 
 SUPPRESSED = "suppressed"  #: the row that sums hidden cells
 BANDS = tuple(label for _, label in DWELL_BANDS)
@@ -93,9 +94,9 @@ def share(n: int, total: int) -> str:
 
 def _days(report: Report) -> str:
     w, tz = report.window, report.window.time_zone
-    last = (w.end - timedelta(days=1)) if w.end else report.generated_at.date()
-    first = f"{w.first:%Y-%m-%d}" if w.first else "the first visit"
-    return f"Days: {first} to {last:%Y-%m-%d} ({tz}, whole days)"
+    last = (w.end - timedelta(days=1)) if w.end else local_day(report.generated_at, zone(tz))
+    first = f"{w.first.isoformat()}" if w.first else "the first visit"
+    return f"Days: {first} to {last.isoformat()} ({tz}, whole days)"
 
 
 def footer(k: int) -> str:

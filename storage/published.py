@@ -35,7 +35,13 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from audience.storage.db import connected
 from audience.storage.schema import UTCDateTime
 from audience.storage.sqltime import dwell_band_expr, local_expr, ts_literal
-from audience.storage.timezones import TABLE_SPAN, day_start, offset_periods, zone
+from audience.storage.timezones import (
+    TABLE_SPAN,
+    day_start,
+    offset_periods,
+    utc_offset_min,
+    zone,
+)
 
 Bind = Engine | Connection
 UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
@@ -125,9 +131,13 @@ def margins_of(n_dims: int) -> list[tuple[int, ...]]:
 # -- reading cells -------------------------------------------------------------------------------
 
 def _offset_sql(dialect: str, time_zone: str, lo: datetime, hi: datetime) -> str:
-    periods = offset_periods(zone(time_zone), lo, hi)
-    if len(periods) == 1:
-        return str(periods[0][2])
+    """The store's UTC offset in minutes at ``started_at``, as SQL, for a window [lo, hi)."""
+    tz = zone(time_zone)
+    lo = min(max(lo, TABLE_SPAN[0]), TABLE_SPAN[1])  # like the views: offsets known 1990-2100
+    hi = max(min(hi, TABLE_SPAN[1]), lo)
+    periods = offset_periods(tz, lo, hi)
+    if len(periods) <= 1:
+        return str(utc_offset_min(tz, lo))
     whens = " ".join(f"WHEN started_at < {ts_literal(dialect, until)} THEN {off}"
                      for _, until, off in periods[:-1])
     return f"CASE {whens} ELSE {periods[-1][2]} END"

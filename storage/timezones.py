@@ -11,6 +11,7 @@ views (SQLite has no time zones; PostgreSQL reads the same rows, so both agree),
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 #: The span the views know offsets for; outside it a store's visits are bucketed in UTC.
@@ -26,12 +27,17 @@ def zone(name: str) -> ZoneInfo:
                          "'Europe/Berlin', 'America/New_York' or 'UTC'") from None
 
 
-def _offset_min(tz: ZoneInfo, t: datetime) -> int:
+def utc_offset_min(tz: ZoneInfo, t: datetime) -> int:
+    """The zone's UTC offset in minutes at the instant ``t``."""
     off = t.astimezone(tz).utcoffset()
     assert off is not None
     return int(off.total_seconds() // 60)
 
 
+_offset_min = utc_offset_min
+
+
+@lru_cache(maxsize=64)  # a report asks for the same window once per breakdown
 def offset_periods(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime,
                                                                            int]]:
     """Consecutive ``(valid_from, valid_until, offset_minutes)`` covering ``[lo, hi)`` (UTC).

@@ -146,7 +146,9 @@ def write_csv(rows: list[SegmentRow], by: tuple[str, ...], period: Period, path:
 
 
 TOP = 10  #: segments drawn by name in the chart; the rest are summed as "other segments"
-GREY = "#B0B0B0"
+GREY = "#B0B0B0"  # only the suppressed sum is grey
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#bcbd22", "#17becf", "#393b79", "#637939")  # tab10 without its grey, and two more
 
 
 def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
@@ -179,12 +181,13 @@ def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     xs = list(range(len(periods)))
     bottom = [0] * len(periods)
-    for name, counts in [*series.items(), (f"({SUPPRESSED}, under {k} or complementary)",
-                                           hidden)]:
+    named = [(name, counts, COLOURS[i % len(COLOURS)])
+             for i, (name, counts) in enumerate(series.items())]
+    for name, counts, colour in [*named, (f"({SUPPRESSED}, under {k} or complementary)",
+                                          hidden, GREY)]:
         if not any(counts):
             continue
-        color = GREY if name.startswith(f"({SUPPRESSED}") else None
-        ax.bar(xs, counts, bottom=bottom, label=name, color=color)
+        ax.bar(xs, counts, bottom=bottom, label=name, color=colour)
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     if periods:
         ax.set_xticks(xs, [p.isoformat() for p in periods], rotation=45, ha="right", fontsize=8)

@@ -200,16 +200,20 @@ def _plots(report: Report) -> list[str]:
     tz = report.window.time_zone
     hour_title = f"Footfall per hour ({tz}" + (f", {hours[0]:%Y-%m-%d})" if hours and one_day
                                                else ")")
-    charts = [(hour_title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours],
-               counts, True)]
+    out = [_img(hour_title, bar_png(
+        hour_title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours], counts,
+        rotate=True))]
     for title, p, order, rotate in (
             ("Dwell time", report.dwell, BANDS, False),
             ("Age brackets", report.age, AGE_BRACKETS, False),
             ("Gender", report.gender, (), False), ("Emotion", report.emotion, (), True)):
         labelled = rows(p, order, unknown=p is not report.dwell)
-        charts.append((title, [lb for lb, _ in labelled], [n for _, n in labelled], rotate))
-    return [_img(title, bar_png(title, labels, counts, rotate))
-            for title, labels, counts, rotate in charts]
+        out.append(_img(title, bar_png(title, [lb for lb, _ in labelled],
+                                       [n for _, n in labelled], rotate)))
+        cells = "".join(f"<td>{html.escape(lb)} {n} ({share(n, p.total)})</td>"
+                        for lb, n in labelled)
+        out.append(f'<table class="shares"><tr>{cells}</tr></table>')
+    return out
 
 
 CSS = """
@@ -218,6 +222,7 @@ table { border-collapse: collapse; margin-bottom: 1rem; }
 td, th { padding: .2rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }
 img { display: block; max-width: 100%; margin: 1rem 0; }
 .note { color: #555; font-size: .9rem; }
+.shares td { font-size: .8rem; border: none; padding: 0 .6rem 0 0; }
 """
 
 

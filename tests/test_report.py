@@ -84,7 +84,8 @@ def test_since_limits_the_report_to_whole_days(engine: Engine, make_visit: MakeV
                         ).total == 0
 
 
-def test_unknown_share_counts_every_visit(engine: Engine, make_visit: MakeVisit) -> None:
+def test_unknown_share_counts_every_visit(engine: Engine, make_visit: MakeVisit,
+                                         tmp_path: Path) -> None:
     # Visits without a usable crop (n_crops = 0, no labels) are a share of their own.
     _write(engine, [make_visit(age=None, gender=None, emotion=None, n_crops=0,
                                emotion_scores=None, gender_score=None) for _ in range(6)]
@@ -97,6 +98,8 @@ def test_unknown_share_counts_every_visit(engine: Engine, make_visit: MakeVisit)
     for row in re.findall(r"│ unknown\s+│\s+(\S+) │\s+(\S+) │", text):
         assert row == ("6", "50%")
     assert len(re.findall(r"│ unknown ", text)) == 3  # age, gender, emotion; not dwell
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert page.count("<td>unknown 6 (50%)</td>") == 3
 
 
 def _pngs(page: str) -> list[bytes]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -71,19 +72,29 @@ def _k(cfg: ReportConfig, requested: int | None) -> int:
     return k
 
 
-def window_since(since: str | None, time_zone: str) -> Window:
-    """The report window from ``--since``: whole store-local days, from the day that holds
-    ``since``. A start inside a day is snapped to that day's start (said on stderr): windows
-    that differ by part of a day would differ by a few visitors, who could be worked out."""
-    tz = zone(time_zone)
-    start = parse_since(since, tz=tz)
-    if start is None:
-        return Window(time_zone)
-    first = local_day(start, tz)
-    if day_start(first, tz) != start.astimezone(UTC) and query.duration(since) is None:
-        typer.echo(f"note: --since {since} snapped to {first.isoformat()} 00:00 {time_zone}: "
+def _day(text: str | None, option: str, tz: ZoneInfo) -> date | None:
+    """The store-local day that holds ``text`` (see parse_since); a time inside a day is
+    snapped to that day's start, said on stderr (durations snap silently)."""
+    t = parse_since(text, tz=tz)
+    if t is None:
+        return None
+    day = local_day(t, tz)
+    if day_start(day, tz) != t.astimezone(UTC) and query.duration(text) is None:
+        typer.echo(f"note: {option} {text} snapped to {day.isoformat()} 00:00 {tz.key}: "
                    "reports cover whole store-local days", err=True)
-    return Window(time_zone, first)
+    return day
+
+
+def window_since(since: str | None, time_zone: str, until: str | None = None) -> Window:
+    """The report window: whole store-local days, from the day that holds ``since`` up to
+    (excluding) the day that holds ``until``. Windows that differ by part of a day would differ
+    by a few visitors, who could be worked out: so a time inside a day means that whole day."""
+    tz = zone(time_zone)
+    first, end = _day(since, "--since", tz), _day(until, "--until", tz)
+    if first is not None and end is not None and end <= first:
+        raise typer.BadParameter(f"the period from {first} to (excluding) {end} has no whole "
+                                 "day: give an --until after --since", param_hint="--until")
+    return Window(time_zone, first, end)
 
 
 def _safe(name: str) -> str:
@@ -99,6 +110,10 @@ Since = Annotated[str | None, typer.Option(
 K = Annotated[int | None, typer.Option("--k", min=2, help="Suppress any group with fewer than k"
                                        " visits (default: report.k from the config, 5). Below "
                                        "report.k_floor (5) it is raised to the floor.")]
+Until = Annotated[str | None, typer.Option(
+    "--until", help="End of the period, excluded: an ISO date in the store's time zone or a "
+    "duration back from now (0d: today's start). Default: now, so today, still open, is in; "
+    "reports to share should end before today (see README, threat model).")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML config file (its report section: k, k_floor, timezones).")]
 
@@ -106,6 +121,7 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 def report(
     store: Store,
     since: Since = None,
+    until: Until = None,
     db: DbUrl = DEFAULT_URL,
     k: K = None,
     out: Annotated[Path | None, typer.Option(
@@ -120,7 +136,7 @@ def report(
     """
     cfg = settings(config)
     k = _k(cfg, k)
-    window = window_since(since, cfg.time_zone(store))
+    window = window_since(since, cfg.time_zone(store), until)
     with ready_engine(db) as engine:
         known = query.stores(engine)
         rep = build_report(engine, store, window, k=k) if store in known else None
@@ -143,6 +159,7 @@ def segments_command(
         "--period", help="`day` or `week` (ISO, Monday first; labelled by its Monday), in the "
         "store's time zone.")] = Period.day,
     since: Since = None,
+    until: Until = None,
     db: DbUrl = DEFAULT_URL,
     k: K = None,
     csv_path: Annotated[Path | None, typer.Option(
@@ -168,11 +185,12 @@ def segments_command(
         raise typer.BadParameter(str(exc), param_hint="--by") from None
     cfg = settings(config)
     k = _k(cfg, k)
-    window = window_since(since, cfg.time_zone(store))
+    window = window_since(since, cfg.time_zone(store), until)
     with ready_engine(db) as engine:
         rows = segments(engine, store, dims, period, window, k=k)
         known = query.stores(engine) if not rows else []
     where = (f"from {window.first.isoformat()}" if window.first else "all days") + \
+        (f" to {window.end.isoformat()} (excluded)" if window.end else "") + \
         f" ({window.time_zone})"
     title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
     if csv_path is not None:

@@ -266,3 +266,22 @@ def test_k_below_two_is_refused(engine: Engine) -> None:
 def test_cli_k_below_two_is_refused(engine: Engine, db_url: str) -> None:
     res = CliRunner().invoke(_app(), ["report", "--store", "s", "--db", db_url, "--k", "1"])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_cli_until_ends_before_a_whole_day(engine: Engine, db_url: str, make_visit: MakeVisit,
+                                           tmp_path: Path) -> None:
+    _write(engine, _store(make_visit, 5))  # 2024-05-06
+    _write(engine, [make_visit(started_at=T0 + timedelta(days=3)) for _ in range(6)])
+    out = str(tmp_path / "r.html")
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--until", "2024-05-07", "--out", out])
+    assert res.exit_code == 0, res.output
+    assert "Days: the first visit to 2024-05-06" in res.stdout
+    assert _cells(res.stdout, "visits") == ["15"]
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--until", "0d", "--out", out])  # closed days only
+    assert res.exit_code == 0 and _cells(res.stdout, "visits") == ["21"]
+    res = CliRunner().invoke(_app(), ["segments", "--by", "gender", "--store", "store-1",
+                                      "--db", db_url, "--since", "2024-05-08", "--until",
+                                      "2024-05-08T12:00"])
+    assert res.exit_code == 2 and "has no whole day" in res.output

@@ -89,3 +89,32 @@ def test_a_tie_with_the_unknown_label_is_broken_the_same_way(
     report = build_report(engine, "s1", Window("UTC", FIRST, END), k=5)
     assert report.gender.counts == dict(_view(engine, report_gender_daily, "gender")) == {
         "unknown": 5}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_label_segments_are_the_views_summed(engine: Engine, make_visit: Callable[..., Visit],
+                                                 seed: int) -> None:
+    from audience.reports.segments import Period, segments
+
+    with VisitSink(engine) as sink:
+        for v in _seeded(make_visit, seed):
+            sink.add(v)
+    write_report_settings(engine, 5, False)
+    rows = segments(engine, "s1", ("emotion",), Period.day, Window("UTC", FIRST, END), k=5)
+    got: Counter[Any] = Counter()
+    for row in rows:
+        got[(row.period, row.labels[0] if row.labels else "(suppressed)")] += row.count
+    c = report_emotion_daily.c
+    want: Counter[Any] = Counter()
+    with engine.connect() as conn:
+        for day, emotion, n in conn.execute(select(c.day, c.emotion, c.visits).where(
+                c.store_id == "s1", c.day >= FIRST, c.day < END)):
+            want[(day, emotion)] += n
+        d = report_visits_daily.c
+        for day, n in conn.execute(select(d.day, d.visits).where(
+                d.store_id == "s1", d.day >= FIRST, d.day < END)):
+            want[(day, "(suppressed)")] += n
+    for (day, label), n in list(want.items()):
+        if label != "(suppressed)":
+            want[(day, "(suppressed)")] -= n
+    assert got == +want  # + drops zero counts: a day with nothing hidden has no such row

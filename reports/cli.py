@@ -175,7 +175,7 @@ def segments_command(
     k is hidden, and so is the smallest shown one wherever the hidden ones hold fewer than k
     together; a day with fewer than k visits at a camera is left out. Hidden segments are
     never listed: each period has one `(suppressed)` row with their sum. Unknown labels read
-    `unknown`. Ethnicity is not offered.
+    `unknown`. Ethnicity is not offered. `--csv <file>` and `--png <file>` write the same rows.
 
     Example: `audience segments --by age_bracket,gender --period week --store store-1 --since 8w`
     """

@@ -10,6 +10,7 @@ from typing import Annotated, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
+from sqlalchemy import Engine
 
 from audience.reports.config import ReportConfig
 from audience.reports.report import build_report, render_table, write_html
@@ -26,6 +27,7 @@ from audience.storage import query
 from audience.storage.cli import DEFAULT_URL, DbUrl
 from audience.storage.db import ready_engine
 from audience.storage.published import Window
+from audience.storage.report_settings import read_store_time_zones
 from audience.storage.timezones import day_start, local_day, zone
 
 _DEFAULTS = ReportConfig()
@@ -70,6 +72,19 @@ def _k(cfg: ReportConfig, requested: int | None) -> int:
     if note:
         typer.echo(f"note: {note}", err=True)
     return k
+
+
+def store_zone(cfg: ReportConfig, store: str, engine: Engine) -> str:
+    """The store's time zone: report.timezones, else the one the views use (written into the
+    database by `dashboards provision`), else UTC. Outputs bucketed in two zones would be two
+    partitions of the same visits, which could be subtracted: a mismatch is said on stderr."""
+    configured = cfg.timezones.get(store)
+    stored = read_store_time_zones(engine).get(store)
+    if configured and stored and configured != stored:
+        typer.echo(f"note: report.timezones puts store {store!r} in {configured}, the dashboards"
+                   f" in {stored}: run `audience dashboards provision` with this config so "
+                   "that every output uses one zone", err=True)
+    return configured or stored or "UTC"
 
 
 def _day(text: str | None, option: str, tz: ZoneInfo) -> date | None:
@@ -136,8 +151,8 @@ def report(
     """
     cfg = settings(config)
     k = _k(cfg, k)
-    window = window_since(since, cfg.time_zone(store), until)
     with ready_engine(db) as engine:
+        window = window_since(since, store_zone(cfg, store, engine), until)
         known = query.stores(engine)
         rep = build_report(engine, store, window, k=k) if store in known else None
     if rep is None:
@@ -185,8 +200,8 @@ def segments_command(
         raise typer.BadParameter(str(exc), param_hint="--by") from None
     cfg = settings(config)
     k = _k(cfg, k)
-    window = window_since(since, cfg.time_zone(store), until)
     with ready_engine(db) as engine:
+        window = window_since(since, store_zone(cfg, store, engine), until)
         rows = segments(engine, store, dims, period, window, k=k)
         known = query.stores(engine) if not rows else []
     where = (f"from {window.first.isoformat()}" if window.first else "all days") + \

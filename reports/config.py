@@ -38,10 +38,6 @@ class ReportConfig(Strict):
                              "you really mean it (demos only, never real stores)")
         return self
 
-    def time_zone(self, store: str) -> str:
-        """The store's IANA zone name (UTC when none is configured)."""
-        return self.timezones.get(store, "UTC")
-
     def effective_k(self, requested: int | None) -> tuple[int, str | None]:
         """k to use for a `--k` value (None: the configured k), and a note when it was raised
         to the floor."""

@@ -96,3 +96,22 @@ def test_cli_reads_the_store_zone_from_config(engine: Engine, db_url: str,
     res = CliRunner().invoke(app, ["segments", "--by", "gender", "--store", "store-1", "--db",
                                    db_url, "--config", str(cfg)])
     assert res.exit_code == 0 and "2026-01-16" in res.stdout and "2026-01-15" not in res.stdout
+
+
+def test_cli_uses_the_zone_the_views_use(engine: Engine, db_url: str,
+                                        make_visit: Callable[..., Visit], tmp_path: Path) -> None:
+    """Without report.timezones, the report buckets as the views do (the zone provision wrote);
+    a config that disagrees wins, and says so."""
+    from audience.cli import app
+
+    _write(engine, make_visit, WINTER)
+    write_store_time_zones(engine, {"store-1": "Europe/Berlin"})
+    out = str(tmp_path / "r.html")
+    res = CliRunner().invoke(app, ["report", "--store", "store-1", "--db", db_url, "--out", out])
+    assert res.exit_code == 0 and "│ 2026-01-16 00:00 │      5 │" in res.stdout, res.output
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("report:\n  timezones:\n    store-1: America/New_York\n")
+    res = CliRunner().invoke(app, ["report", "--store", "store-1", "--db", db_url, "--out", out,
+                                   "--config", str(cfg)])
+    assert res.exit_code == 0 and "│ 2026-01-15 18:00 │      5 │" in res.stdout
+    assert "the dashboards in Europe/Berlin" in res.stderr

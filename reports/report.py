@@ -119,6 +119,11 @@ def footer(k: int) -> str:
             f"good enough to label.")
 
 
+def nothing_note(k: int) -> str:
+    return (f"Nothing to publish: no camera had {k} or more visits on any day of this period "
+            "(or none at all).")
+
+
 def _table(title: str, p: Published, order: tuple[str, ...] = (), unknown: bool = True,
            ) -> Table:
     table = Table(title=title, title_justify="left")
@@ -140,6 +145,8 @@ def render_table(report: Report) -> str:
     summary.add_column(justify="right")
     summary.add_row("visits", str(report.total))
     console.print(summary)
+    if not report.total:
+        console.print(nothing_note(report.k), markup=False)
     if report.synthetic:
         console.print(SYNTHETIC_NOTE, markup=False)
     hours = Table(title=f"Footfall per hour ({report.window.time_zone})", title_justify="left")
@@ -256,6 +263,7 @@ def write_html(report: Report, path: str | Path) -> Path:
 <h1>Audience report: {esc(report.store)}</h1>
 <p>{esc(_days(report))}</p>
 {_synthetic_banner(report)}<table>{summary}</table>
+{"" if report.total else f'<p class="note">{esc(nothing_note(report.k))}</p>'}
 {chr(10).join(_plots(report))}
 <p class="note">{esc(footer(report.k))} Grey bars are shares, not groups: visits without a
 label, and hidden cells added up. An hour without a bar is hidden (see above) or had no

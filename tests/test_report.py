@@ -73,6 +73,7 @@ def test_whole_small_store_publishes_nothing(engine: Engine, make_visit: MakeVis
         assert p.counts == {} and p.suppressed == 0
     text = render_table(report)
     assert _cells(text, "visits") == ["0"] and _cells(text, "female") == []
+    assert "Nothing to publish: no camera had 5 or more visits on any day" in text
 
 
 def test_since_limits_the_report_to_whole_days(engine: Engine, make_visit: MakeVisit) -> None:

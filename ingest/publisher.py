@@ -148,7 +148,7 @@ def run_camera(cam: CameraConfig, kafka: KafkaConfig,
     metrics = CameraMetrics()
     # Healthy while frames arrive (a dead stream is reconnecting, not serving).
     server = serve(metrics.registry, kafka.metrics_port,
-                   lambda: time.monotonic() - metrics.last_frame < 60)
+                   lambda: time.monotonic() - metrics.last_frame < 60, host=kafka.metrics_host)
     try:
         with TrackPublisher(kafka, metrics=metrics) as publisher:
             summary = publish_source(CameraStage(cam), source, publisher, stop)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 
+from audience.core import images
 from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig, AttributePolicy
 from audience.ingest.detect import YuNetDetector, chip_landmarks
@@ -22,7 +23,9 @@ KEYS = ("source", "face", "box", "emotion", "emotion_scores", "age", "age_bracke
 def read_image(path: Path):
     if not path.is_file():
         raise SourceError(f"image {path} not found: check the path")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # gray, RGBA and 16-bit become 8-bit BGR
+    # gray, RGBA and 16-bit become 8-bit BGR; a header claiming too many pixels is refused
+    # before decoding (ImageTooLargeError, exit 2)
+    img = images.read_image(path, cv2.IMREAD_COLOR)
     if img is None:
         raise SourceError(f"cannot decode {path}: not an image format OpenCV reads")
     return img

@@ -90,6 +90,8 @@ def run(
     where = cfg.database.url.split("@")[-1]  # never echo a password
     typer.echo(f"{summary.visits} visits stored for store {summary.store_id}, camera "
                f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
+    if summary.exit_code:  # Ctrl-C: the visits are stored, the shell still learns of it
+        raise typer.Exit(summary.exit_code)
 
 
 @app.command()

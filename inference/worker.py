@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from audience.core.face import Track
 from audience.core.kafka_config import KafkaConfig
 from audience.core.kafka_io import BrokerError, ensure_topics, make_consumer, make_producer
+from audience.core.signals import StopEvent
 from audience.core.wire import MessageError, decode_message
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
@@ -96,7 +97,7 @@ class InferenceWorker:
         self.consumer = consumer or make_consumer(cfg, "audience-infer")
         self.producer = producer or make_producer(cfg, "audience-infer-dlq")
         self.consumer.subscribe([cfg.tracks_topic])
-        self.stop = threading.Event()
+        self.stop: threading.Event = StopEvent()
         self.stored = 0
         self.dead = 0
         self.faces = 0

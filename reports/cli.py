@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from audience.core.ids import is_valid_id
 from audience.reports.config import ReportConfig
 from audience.reports.report import build_report, render_table, write_html
 from audience.reports.segments import DIMENSIONS, Period, parse_dimensions, segments, write_csv
@@ -25,10 +27,13 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     if text is None or not text.strip():
         return None
     now = now or datetime.now(UTC)
-    if (back := query.duration(text)) is not None:
-        return now - back
     try:
+        if (back := query.duration(text)) is not None:
+            return now - back
         t = datetime.fromisoformat(text.strip())
+    except OverflowError:  # 9999999d: before the year 1
+        raise typer.BadParameter(f"{text[:40]!r} reaches back before the year 1: use a "
+                                 "shorter duration or omit --since for all visits") from None
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is neither a duration (7d, 12h, 30m, 2w) nor an ISO date "
@@ -36,8 +41,15 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "store"
+def report_file_name(store: str) -> str:
+    """``report-<store>.html``, one per store: an id by the id rule is its own name; any
+    other text (``a/b``, ``a b``, non-ASCII, 5,000 characters) is cut to a readable stem
+    plus a hash of the whole, so two stores never share a file and the name stays short."""
+    if is_valid_id(store) and not store.startswith("."):
+        return f"report-{store}.html"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", store)[:40].strip("_") or "store"
+    digest = hashlib.sha256(store.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"report-{stem}-{digest}.html"
 
 
 # Options `report` and `segments` share.
@@ -69,7 +81,7 @@ def report(
         typer.echo(f"no visits for store {store!r} {where}{hint}; nothing to report")
         return
     typer.echo(render_table(rep))
-    path = write_html(rep, out or Path(_DEFAULTS.out_dir) / f"report-{_safe(store)}.html")
+    path = write_html(rep, out or Path(_DEFAULTS.out_dir) / report_file_name(store))
     typer.echo(f"HTML report: {path}")
 
 

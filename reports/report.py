@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from audience.core.files import atomic_write_text
 from audience.storage import query
 from audience.storage.db import storage_errors
 from audience.storage.query import DwellSummary, Group, HourCount
@@ -97,7 +98,8 @@ def render_table(report: Report) -> str:
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
     k = report.k
-    console.print(f"Store {report.store}. {_period(report)}")
+    console.print(f"Store {report.store}. {_period(report)}", markup=False,
+                  emoji=False)  # a store id is text: "[/]" is not markup, ":x:" no emoji
     summary = Table(title="Summary", title_justify="left", show_header=False)
     summary.add_column()
     summary.add_column(justify="right")
@@ -219,6 +221,5 @@ every breakdown is suppressed.</p>
 <p class="note">Generated {esc(report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))}.</p>
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)  # whole or not at all: no 0-byte page on a full disk
     return path

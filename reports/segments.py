@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Date, Engine, func, literal_column, select
 
+from audience.core.files import atomic_write
 from audience.core.visit import AGE_BRACKETS
 from audience.storage.db import connected
 from audience.storage.query import hidden_keys, window
@@ -131,7 +132,7 @@ def render_table(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k:
         table.add_row(row.period.isoformat(), *row.labels, cell_text(row, k))
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
-    console.print(title)
+    console.print(title, markup=False, emoji=False)  # a store id is text, not markup
     console.print(table)
     console.print(f"<{k}: fewer than {k} visits, or hidden so that a smaller segment cannot be "
                   "worked out from the others.")
@@ -139,12 +140,13 @@ def render_table(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k:
 
 
 def write_csv(rows: list[SegmentRow], by: tuple[str, ...], period: Period, path: Path) -> Path:
-    """period, dimensions..., visits, suppressed; a suppressed row has an empty visits cell."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    """period, dimensions..., visits, suppressed; a suppressed row has an empty visits cell.
+    Written whole or not at all (a temporary file, then renamed)."""
+    def write(f: io.TextIOBase) -> None:
         w = csv.writer(f)
         w.writerow([period.value, *by, "visits", "suppressed"])
         for row in rows:
             count = "" if row.count is None else row.count
             w.writerow([row.period.isoformat(), *row.labels, count, str(row.suppressed).lower()])
-    return path
+
+    return atomic_write(path, write, newline="")

@@ -57,13 +57,16 @@ def provision(
     database connection, datasets, charts and the *Store audience* dashboard (fixed uuids: a
     second run overwrites in place) and gives each store a role with row-level security.
     """
+    from audience.reports.dashboards.provision import check_stores
+    from audience.reports.dashboards.provision import provision as run_provision
     from audience.storage.query import stores as known_stores
     from audience.storage.report_settings import write_report_settings
 
+    check_stores(list(store or []))  # a bad --store changes nothing, here or in Superset
     with ready_engine(db) as engine:
-        write_report_settings(engine, k, ethnicity)
         stores = list(store or known_stores(engine))
-    from audience.reports.dashboards.provision import provision as run_provision
+        check_stores(stores)
+        write_report_settings(engine, k, ethnicity)
 
     sup = Superset(superset_url, user, password)
     result = run_provision(sup, superset_db or db, stores)

@@ -103,6 +103,16 @@ class InferenceWorker:
         self.faces = 0
         self.latencies: list[float] | None = None  #: set to a list to record each e2e latency
 
+    # -- health ------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """/livez: the poll loop turns (a batch stuck for minutes is not alive)."""
+        return time.monotonic() - self.metrics.last_loop < 120
+
+    def ready(self) -> bool:
+        """/healthz: alive and holding partitions, i.e. consuming (a consumer group that never
+        settles assigns nothing; a spare worker beyond the partition count is not ready)."""
+        return self.alive() and self.metrics.assigned > 0
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
         try:
@@ -354,13 +364,8 @@ def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: Datab
         worker.stop = stop
     install_sigterm(worker.stop)
     m = worker.metrics
-    # Alive while the poll loop turns (a batch stuck for minutes is not); ready while it also
-    # holds partitions (a group that never settles consumes nothing).
-    def alive() -> bool:
-        return time.monotonic() - m.last_loop < 120
-
-    server = serve(m.registry, kafka.metrics_port, lambda: alive() and m.assigned > 0,
-                   host=kafka.metrics_host, alive=alive)
+    server = serve(m.registry, kafka.metrics_port, worker.ready, host=kafka.metrics_host,
+                   alive=worker.alive)
     log.info("inference worker in group %s on %s (topic %s)", kafka.group_id,
              kafka.bootstrap_servers, kafka.tracks_topic)
     try:

@@ -162,6 +162,7 @@ def test_poison_messages_go_to_the_dlq_and_the_batch_is_stored(
                    f"{n} messages handled")
         assert run.thread.is_alive(), "the worker died"
         assert (run.worker.stored, run.worker.dead) == (3, len(hostile))
+        assert run.worker.ready()  # /healthz: partitions assigned and consumed
         rows = rows_by_track(pg_url)
         assert all(rows.get(t.track_id) == 1 for t in good)
     finally:

@@ -31,7 +31,7 @@ from audience.core.errors import InputError
 from audience.core.face import Face, Track
 from audience.core.ids import RULE as ID_RULE
 from audience.core.ids import is_valid_id
-from audience.core.images import header_size
+from audience.core.images import ImageTooLargeError, header_size
 from audience.core.kafka_config import MAX_MESSAGE_BYTES
 from audience.core.preprocess import INPUT_SIZE
 
@@ -113,7 +113,10 @@ def _crop(i: int, item: Any, key: str) -> Face:
     except (binascii.Error, ValueError):
         raise MessageError(f"crop {i}: {key!r} is not valid base64") from None
     # The header first: a small PNG may claim a huge size (a decompression bomb).
-    size = header_size(raw) if raw else None
+    try:
+        size = header_size(raw, f"crop {i}") if raw else None
+    except ImageTooLargeError as exc:
+        raise MessageError(str(exc)) from None
     if size is None:
         raise MessageError(f"crop {i}: not a decodable 8-bit {key.upper()} image")
     if size != (INPUT_SIZE, INPUT_SIZE):

@@ -11,12 +11,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from audience.core.face import Track
+from audience.core.face import Face, Track
 from audience.core.signals import StopEvent, install_sigterm
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
@@ -32,7 +32,6 @@ _END = object()
 
 
 
-
 @dataclass
 class RunSummary:
     store_id: str
@@ -43,18 +42,26 @@ class RunSummary:
     visits: int = 0
     seconds: float = 0.0
     exit_code: int = 0  #: 130 when Ctrl-C stopped the run (after storing its visits)
+    stopped: bool = False  #: a signal (or the caller's stop event) ended the run early
 
 
+
+
+FrameObserver = Callable[[CameraStage, np.ndarray, float, list[Face]], None]
 
 
 def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
                  progress: bool = True, start_time: float | None = None,
+                 on_frame: FrameObserver | None = None,
                  stop: threading.Event | None = None) -> RunSummary:
     """Analyse ``cfg.camera.source`` end to end and store one visit per track.
 
+    ``on_frame`` (opt-in: annotated video, live view) sees every analysed frame with its
+    tracked faces, in the camera thread; it must not keep frames beyond what it shows.
+
     Until the source ends or ``stop`` is set (by default SIGTERM or Ctrl-C set it): then the
     open tracks are ended, labelled and stored like any others, the camera thread is joined
-    and ``summary.exit_code`` says 0 (SIGTERM) or 130 (Ctrl-C).
+    and ``summary.exit_code`` says 0 (SIGTERM) or 130 (Ctrl-C); ``summary.stopped`` is True.
     """
     cam = cfg.camera
     if stop is None:
@@ -66,6 +73,7 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
                          reconnect_max_s=cam.reconnect_max_s,
                          reconnect_attempts=cam.reconnect_attempts, stop=stop)
     stage = CameraStage(cam)
+    stage.on_frame = on_frame
     tracks: queue.Queue = queue.Queue(maxsize=1024)
     failure: list[BaseException] = []
 
@@ -105,6 +113,7 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
     summary.seconds = time.monotonic() - started
     if isinstance(stop, StopEvent):
         summary.exit_code = stop.exit_code
+    summary.stopped = stop.is_set()
     if stop.is_set():
         log.info("camera %s/%s: stopped on request; open tracks ended and stored", cam.store,
                  cam.id)

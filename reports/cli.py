@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from audience.core.files import check_output
 from audience.core.ids import is_valid_id
 from audience.reports.config import ReportConfig
 from audience.reports.report import build_report, render_table, write_html
@@ -72,6 +73,8 @@ def report(
 ) -> None:
     """Print a store's audience summary and write it as a self-contained HTML page."""
     start = parse_since(since)
+    if out is not None:
+        check_output(out)  # before the work: a folder is refused, nothing printed
     with ready_engine(db) as engine:
         rep = build_report(engine, store, since=start, k=k)
         known = query.stores(engine) if rep.empty else []
@@ -115,6 +118,8 @@ def segments_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--by") from None
     start = parse_since(since)
+    if csv_path is not None:
+        check_output(csv_path)
     with ready_engine(db) as engine:
         rows = segments(engine, store, dims, period, since=start, k=k)
         known = query.stores(engine) if not rows else []

@@ -197,6 +197,7 @@ def test_hostile_input_is_one_line_and_its_exit_code(
     assert res.exit_code == code, out
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
     assert "Traceback" not in out and SECRET not in out
+    assert "Store store-1" not in out  # refused before any work, not after printing a report
     errors = [ln for ln in out.splitlines() if ln.startswith("error:")]
     usage = "Invalid value" in out  # a bad option value: Typer's usage message, exit 2
     assert (len(errors) == 1 and message in errors[0]) or (usage and message in out), out

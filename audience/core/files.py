@@ -24,19 +24,33 @@ def _fail(path: Path, exc: OSError) -> OutputError:
                        "a writable file path with free space")
 
 
-def atomic_write(path: str | Path, write: Callable[[Any], None],
-                 newline: str | None = None) -> Path:
-    """Call ``write(fh)`` on a temporary text file (UTF-8) in the target's folder, then
-    rename it over ``path``. Returns ``path``. Raises OutputError (exit 2) on any OSError."""
+def check_output(path: str | Path) -> Path:
+    """Refuse, before any work is done, a target that is a folder or in a place where no
+    file can be made (OutputError, exit 2); creates the missing parent folders."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; name a file, e.g. "
                           f"{path / 'report.html'}")
+    probe = _temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
     except OSError as exc:
         raise _fail(path, exc) from None
-    tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")
+    return path
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None],
+                 newline: str | None = None) -> Path:
+    """Call ``write(fh)`` on a temporary text file (UTF-8) in the target's folder, then
+    rename it over ``path``. Returns ``path``. Raises OutputError (exit 2) on any OSError."""
+    path = check_output(path)
+    tmp = _temp_name(path)
     try:
         # os.open with 0o666: the umask applies, as for a plain open()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

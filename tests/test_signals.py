@@ -92,3 +92,23 @@ def test_camera_worker_on_a_dead_stream_stops_at_once(
     assert rc == code, out[-3000:]
     assert elapsed < 2.5, f"took {elapsed:.1f} s to stop"  # before: still alive after 40 s
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_inference_worker_stops_cleanly(kafka_broker: str, tmp_path: Path,  # noqa: F811
+                                        sig: int, code: int) -> None:
+    from audience.storage.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'infer.db'}"
+    migrate(url)
+    log = tmp_path / "infer.log"
+    tag = os.urandom(4).hex()
+    proc = _start(["infer", "--bootstrap-servers", kafka_broker, "--db", url,
+                   "--metrics-port", "0", "--group-id", f"g-{tag}"], log)
+    _wait_for(log, "inference worker in group", proc, 60)
+    proc.send_signal(sig)
+    rc = proc.wait(30)
+    out = log.read_text(errors="replace")
+    assert rc == code, out[-3000:]
+    assert "inference worker stopped: 0 visits stored" in out and "Traceback" not in out

@@ -63,10 +63,20 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
     open tracks are ended, labelled and stored like any others, the camera thread is joined
     and ``summary.exit_code`` says 0 (SIGTERM) or 130 (Ctrl-C); ``summary.stopped`` is True.
     """
+    if stop is not None:
+        return _run(cfg, analyzer, progress, start_time, on_frame, stop)
+    stop = StopEvent()
+    restore = install_sigterm(stop)
+    try:
+        return _run(cfg, analyzer, progress, start_time, on_frame, stop)
+    finally:
+        restore()
+
+
+def _run(cfg: AppConfig, analyzer: FaceAnalyzer | None, progress: bool,
+         start_time: float | None, on_frame: FrameObserver | None,
+         stop: threading.Event) -> RunSummary:
     cam = cfg.camera
-    if stop is None:
-        stop = StopEvent()
-        install_sigterm(stop)
     engine = prepare_database(cfg.database.url)
     analyzer = analyzer or FaceAnalyzer(cfg.analyzer)
     source = open_source(cam.source, cam.fps, start_time=start_time, progress=progress,

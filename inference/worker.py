@@ -362,15 +362,16 @@ def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: Datab
                              create_topics=False)
     if stop is not None:
         worker.stop = stop
-    install_sigterm(worker.stop)
     m = worker.metrics
     server = serve(m.registry, kafka.metrics_port, worker.ready, host=kafka.metrics_host,
                    alive=worker.alive)
+    restore = install_sigterm(worker.stop)
     log.info("inference worker in group %s on %s (topic %s)", kafka.group_id,
              kafka.bootstrap_servers, kafka.tracks_topic)
     try:
         worker.run()
     finally:
+        restore()
         if server:
             server.shutdown()
         engine.dispose()

@@ -144,17 +144,18 @@ def run_camera(cam: CameraConfig, kafka: KafkaConfig,
     from audience.ingest.sources import open_source
 
     stop = stop or StopEvent()
-    install_sigterm(stop)
     source = open_source(cam.source, cam.fps, reconnect_max_s=cam.reconnect_max_s,
                          reconnect_attempts=cam.reconnect_attempts, progress=False, stop=stop)
     metrics = CameraMetrics()
     # Healthy while frames arrive (a dead stream is reconnecting, not serving).
     server = serve(metrics.registry, kafka.metrics_port,
                    lambda: time.monotonic() - metrics.last_frame < 60, host=kafka.metrics_host)
+    restore = install_sigterm(stop)
     try:
         with TrackPublisher(kafka, metrics=metrics) as publisher:
             summary = publish_source(CameraStage(cam), source, publisher, stop)
     finally:
+        restore()
         if server:
             server.shutdown()
     if summary.failed:

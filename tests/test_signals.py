@@ -112,3 +112,17 @@ def test_inference_worker_stops_cleanly(kafka_broker: str, tmp_path: Path,  # no
     out = log.read_text(errors="replace")
     assert rc == code, out[-3000:]
     assert "inference worker stopped: 0 visits stored" in out and "Traceback" not in out
+
+
+def test_a_signal_sets_the_stop_event_and_the_handlers_are_put_back() -> None:
+    from audience.core.signals import StopEvent, install_sigterm
+
+    before = signal.getsignal(signal.SIGINT)
+    stop = StopEvent()
+    restore = install_sigterm(stop)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the event is set
+        assert stop.wait(5) and stop.signum == signal.SIGINT and stop.exit_code == 130
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is before

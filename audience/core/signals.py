@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 #: exit code after Ctrl-C: 128 + SIGINT
@@ -30,16 +31,24 @@ class StopEvent(threading.Event):
         return INTERRUPTED_EXIT if self.signum == signal.SIGINT else 0
 
 
-def install_sigterm(stop: threading.Event) -> None:
+def install_sigterm(stop: threading.Event) -> Callable[[], None]:
     """SIGTERM or Ctrl-C sets ``stop`` (and records which, on a StopEvent); the caller's
-    loop ends cleanly. Only from the main thread (Python's rule for signal handlers)."""
+    loop ends cleanly. Only from the main thread (Python's rule for signal handlers).
+
+    Returns a function that puts the previous handlers back: a library call (a test, the
+    API) must not leave Ctrl-C bound to an event nobody waits on any more."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return lambda: None
 
     def handler(signum: int, _frame: Any) -> None:
         if isinstance(stop, StopEvent) and stop.signum is None:
             stop.signum = signum
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

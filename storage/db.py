@@ -136,6 +136,19 @@ def _is_connect_error(exc: DBAPIError) -> bool:
         re.search(r'(database|role) "[^"]*" does not exist', r))
 
 
+def parse_url(url: str) -> URL:
+    """The parsed URL; a typo is StorageError with exit 2 that never echoes the password."""
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - parsed lazily: a port 'abc' raises ValueError only here
+    except (ArgumentError, ValueError):
+        raise StorageError(f"invalid database URL {mask_text(url)!r}: use "
+                           "sqlite:///path/to/file.db or "
+                           "postgresql://user:password@host:5432/dbname",
+                           exit_code=INPUT_EXIT) from None
+    return parsed
+
+
 def open_engine(url: str, *, create: bool = True) -> Engine:
     """An Engine for a SQLite or PostgreSQL URL.
 
@@ -143,15 +156,7 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
     read-only commands) and foreign keys are enforced. PostgreSQL: a connect timeout, so a
     wrong host fails in seconds rather than hanging.
     """
-    try:
-        parsed = make_url(url)
-        parsed.port  # noqa: B018 - parsed lazily: a port 'abc' raises ValueError only here
-    except (ArgumentError, ValueError):
-        # exit 2: the URL is the user's input; never echo its password
-        raise StorageError(f"invalid database URL {mask_text(url)!r}: use "
-                           "sqlite:///path/to/file.db or "
-                           "postgresql://user:password@host:5432/dbname",
-                           exit_code=INPUT_EXIT) from None
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StorageError(f"unsupported database {mask(parsed)}: use a sqlite:/// or "

@@ -12,7 +12,7 @@ import typer
 from audience.reports.config import ReportConfig
 from audience.reports.dashboards.client import Superset
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.storage.db import ready_engine
+from audience.storage.db import parse_url, ready_engine
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def provision(
     from audience.storage.report_settings import write_report_settings
 
     check_stores(list(store or []))  # a bad --store changes nothing, here or in Superset
+    if superset_db:
+        parse_url(superset_db)  # a typo is one line that does not echo the password
     with ready_engine(db) as engine:
         stores = list(store or known_stores(engine))
         check_stores(stores)

@@ -253,6 +253,7 @@ def test_schema_1_messages_with_jpeg_crops_are_still_read() -> None:
     (b"[1, 2]", "not a JSON object"),
     (_body(schema="audience.track/9"), "unsupported schema"),
     (_body(schema=KeyError), "unsupported schema"),
+    (_body(schema=[]), "unsupported schema"),
     (_body(track_id=KeyError), "missing field 'track_id'"),
     (_body(started_at="yesterday"), "'started_at' has the wrong type"),
     (_body(n_detections=True), "'n_detections' has the wrong type"),

@@ -187,7 +187,8 @@ def decode_body(data: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[
         raise MessageError("not valid JSON (nested too deeply)") from None
     if not isinstance(body, dict):
         raise MessageError("not a JSON object")
-    if body.get("schema") not in CROP_KEYS:
+    schema = body.get("schema")
+    if not isinstance(schema, str) or schema not in CROP_KEYS:  # [] is unhashable: no `in`
         raise MessageError(f"unsupported schema {ascii(body.get('schema'))[:40]}, "
                            f"expected one of {sorted(CROP_KEYS)}")
     unknown = set(body) - _KEYS

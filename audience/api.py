@@ -21,11 +21,15 @@ import numpy as np
 
 from audience.core import images
 from audience.core.errors import InputError
+from audience.core.face import Track
 from audience.core.visit import FaceAttributes
+from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig, AttributePolicy
+from audience.ingest.counting import GenderFn
 from audience.ingest.detect import YuNetDetector, chip_landmarks
 from audience.ingest.sources import SourceError
+from audience.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +160,16 @@ def analyze_files(paths: list[Path], aligned: bool = False,
         rows = [{"source": str(path), "face": i, "box": f.box, **f.attributes.to_dict()}
                 for i, f in enumerate(faces)]
         yield img, rows, faces
+
+
+def track_genders(config: Path | None = None) -> GenderFn:
+    """Tracks -> the gender of the visit each becomes (None without a usable crop), labelled
+    as the pipeline labels it (the config's analyzer, gender head only): `audience evaluate
+    counting`'s gender agreement."""
+    cfg = load_settings(config, {})
+    analyzer = FaceAnalyzer(cfg.analyzer, AttributePolicy.from_names("gender"))
+
+    def label(tracks: list[Track]) -> list[str | None]:
+        return [v.gender for v in label_tracks(analyzer, tracks, cfg.analyzer.crops_per_visit)]
+
+    return label

@@ -137,9 +137,9 @@ def _run(cfg: AppConfig, analyzer: FaceAnalyzer | None, progress: bool,
                     "lighting, or lower camera.detector.score_threshold", summary.frames,
                     source.name)
     elif summary.tracks == 0:
-        log.warning("%d faces detected but none stayed for %d frames: faces too small "
-                    "(camera.quality.min_face_px) or camera.fps too low for camera.tracker."
-                    "min_hits", summary.faces, cam.tracker.min_hits)
+        log.warning("%d faces detected but none stayed for %d frames: camera.fps too low "
+                    "for camera.tracker.min_hits, or faces seen only in single frames "
+                    "(posters, reflections)", summary.faces, cam.tracker.min_hits)
     log.info("camera %s/%s: %d visits stored in %.1f s", cam.store, cam.id, summary.visits,
              summary.seconds)
     return summary

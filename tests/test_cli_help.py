@@ -10,7 +10,8 @@ from audience import __version__
 from audience.cli import app
 
 COMMANDS = [[], ["run"], ["analyze"], ["report"], ["segments"], ["demo-data"], ["export"],
-            ["bench", "camera"], ["bench", "pipeline"], ["db", "upgrade"], ["infer"]]
+            ["bench", "camera"], ["bench", "pipeline"], ["db", "upgrade"], ["infer"],
+            ["evaluate", "counting"]]
 
 
 def _help(args: list[str]) -> str:

@@ -166,8 +166,10 @@ def run(
                    f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
         if annotate:
             typer.echo(f"annotated video: {annotate}")
-        if view is not None:
+        if view is not None and not summary.stopped:  # a signal ends the view too
             _hold(view, summary.visits)
+    if summary.exit_code:  # Ctrl-C: the visits are stored, the shell still learns of it
+        raise typer.Exit(summary.exit_code)
 
 
 def _hold(view: Any, visits: int) -> None:

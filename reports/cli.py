@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
@@ -12,6 +13,8 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Engine
 
+from audience.core.files import check_output
+from audience.core.ids import is_valid_id
 from audience.reports.config import ReportConfig
 from audience.reports.report import build_report, render_table, write_html
 from audience.reports.segments import (
@@ -51,10 +54,13 @@ def parse_since(text: str | None, now: datetime | None = None,
     if text is None or not text.strip():
         return None
     now = now or datetime.now(UTC)
-    if (back := query.duration(text)) is not None:
-        return now - back
     try:
+        if (back := query.duration(text)) is not None:
+            return now - back
         t = datetime.fromisoformat(text.strip())
+    except OverflowError:  # 9999999d: before the year 1
+        raise typer.BadParameter(f"{text[:40]!r} reaches back before the year 1: use a "
+                                 "shorter duration or omit --since for all visits") from None
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is neither a duration (7d, 12h, 30m, 2w) nor an ISO date "
@@ -112,8 +118,15 @@ def window_since(since: str | None, time_zone: str, until: str | None = None) ->
     return Window(time_zone, first, end)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "store"
+def report_file_name(store: str) -> str:
+    """``report-<store>.html``, one per store: an id by the id rule is its own name; any
+    other text (``a/b``, ``a b``, non-ASCII, 5,000 characters) is cut to a readable stem
+    plus a hash of the whole, so two stores never share a file and the name stays short."""
+    if is_valid_id(store) and not store.startswith("."):
+        return f"report-{store}.html"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", store)[:40].strip("_") or "store"
+    digest = hashlib.sha256(store.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"report-{stem}-{digest}.html"
 
 
 # Options `report` and `segments` share.
@@ -151,6 +164,8 @@ def report(
     """
     cfg = settings(config)
     k = _k(cfg, k)
+    if out is not None:
+        check_output(out)  # before the work: a folder is refused, nothing printed
     with ready_engine(db) as engine:
         window = window_since(since, store_zone(cfg, store, engine), until)
         known = query.stores(engine)
@@ -160,7 +175,7 @@ def report(
         typer.echo(f"no visits for store {store!r} in the database{hint}; nothing to report")
         return
     typer.echo(render_table(rep))
-    path = write_html(rep, out or Path(cfg.out_dir) / f"report-{_safe(store)}.html")
+    path = write_html(rep, out or Path(cfg.out_dir) / report_file_name(store))
     typer.echo(f"HTML report: {path}")
 
 
@@ -200,6 +215,9 @@ def segments_command(
         raise typer.BadParameter(str(exc), param_hint="--by") from None
     cfg = settings(config)
     k = _k(cfg, k)
+    for output in (csv_path, png_path):
+        if output is not None:
+            check_output(output)  # before the work: a folder is refused, nothing printed
     with ready_engine(db) as engine:
         window = window_since(since, store_zone(cfg, store, engine), until)
         rows = segments(engine, store, dims, period, window, k=k)

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
+from audience.core.files import atomic_write_text
 from audience.core.visit import AGE_BRACKETS
 from audience.storage.db import storage_errors
 from audience.storage.demo_data import has_synthetic
@@ -139,7 +140,8 @@ def render_table(report: Report) -> str:
     """The report as plain text (rich tables, no colour codes)."""
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
-    console.print(f"Store {escape(report.store)}. {_days(report)}", markup=True)
+    console.print(f"Store {report.store}. {_days(report)}", markup=False,
+                  emoji=False)  # a store id is text: "[/]" is not markup, ":x:" no emoji
     summary = Table(title="Summary", title_justify="left", show_header=False)
     summary.add_column()
     summary.add_column(justify="right")
@@ -271,6 +273,5 @@ visits.</p>
 <p class="note">Generated {esc(report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))}.</p>
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)  # whole or not at all: no 0-byte page on a full disk
     return path

@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Connection, Engine
 
+from audience.core.files import atomic_write, atomic_write_bytes
 from audience.core.visit import AGE_BRACKETS
 from audience.storage.published import UNKNOWN, Published, Window, daily
 
@@ -127,22 +128,23 @@ def render_table(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k:
                       cell_text(row))
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
-    console.print(title, markup=False)
+    console.print(title, markup=False, emoji=False)  # a store id is text, not markup
     console.print(table)
     console.print(footer(k), markup=False)
     return out.getvalue()
 
 
 def write_csv(rows: list[SegmentRow], by: tuple[str, ...], period: Period, path: Path) -> Path:
-    """period, dimensions..., visits, suppressed; the suppressed row has empty labels."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    """period, dimensions..., visits, suppressed; the suppressed row has empty labels.
+    Written whole or not at all (a temporary file, then renamed)."""
+    def write(f: io.TextIOBase) -> None:
         w = csv.writer(f)
         w.writerow([period.value, *by, "visits", "suppressed"])
         for row in rows:
             labels = row.labels if not row.suppressed else ("",) * len(by)
             w.writerow([row.period.isoformat(), *labels, row.count, str(row.suppressed).lower()])
-    return path
+
+    return atomic_write(path, write, newline="")
 
 
 TOP = 10  #: segments drawn by name in the chart; the rest are summed as "other segments"
@@ -199,7 +201,7 @@ def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
 
 
 def write_png(rows: list[SegmentRow], k: int, path: Path, title: str) -> Path:
-    """The chart of ``figure`` as a PNG file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure(rows, k, title).savefig(path, format="png")
-    return path
+    """The chart of ``figure`` as a PNG file, written whole or not at all."""
+    buf = io.BytesIO()
+    figure(rows, k, title).savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())

@@ -72,7 +72,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, float]: JSON()}
+    # none_as_null: a visit without scores is SQL NULL (IS NULL finds it), never JSON 'null'
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, float]: JSON(none_as_null=True)}
 
 
 class StoreRow(Base):

@@ -12,7 +12,7 @@ import typer
 from audience.reports.cli import ConfigOpt, settings
 from audience.reports.dashboards.client import Superset
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.storage.db import ready_engine
+from audience.storage.db import parse_url, ready_engine
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ def provision(
     database connection, datasets, charts and the *Store audience* dashboard (fixed uuids: a
     second run overwrites in place) and gives each store a role with row-level security.
     """
+    from audience.reports.dashboards.provision import check_stores
+    from audience.reports.dashboards.provision import provision as run_provision
     from audience.storage.query import stores as known_stores
     from audience.storage.report_settings import write_report_settings, write_store_time_zones
 
@@ -67,11 +69,14 @@ def provision(
     k, note = cfg.effective_k(k)
     if note:
         typer.echo(f"note: {note}", err=True)
+    check_stores(list(store or []))  # a bad --store changes nothing, here or in Superset
+    if superset_db:
+        parse_url(superset_db)  # a typo is one line that does not echo the password
     with ready_engine(db) as engine:
+        stores = list(store or known_stores(engine))
+        check_stores(stores)
         write_report_settings(engine, k, ethnicity)
         write_store_time_zones(engine, cfg.timezones)
-        stores = list(store or known_stores(engine))
-    from audience.reports.dashboards.provision import provision as run_provision
 
     sup = Superset(superset_url, user, password)
     result = run_provision(sup, superset_db or db, stores)

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from audience.core import images
 from audience.core.errors import InputError
 from audience.core.face import Track
 from audience.core.visit import FaceAttributes
@@ -52,7 +53,9 @@ class Labelled:
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise SourceError(f"image {path} not found: check the path")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # gray, RGBA and 16-bit become 8-bit BGR
+    # gray, RGBA and 16-bit become 8-bit BGR; a header claiming too many pixels is refused
+    # before decoding (ImageTooLargeError, exit 2)
+    img = images.read_image(path, cv2.IMREAD_COLOR)
     if img is None:
         raise SourceError(f"cannot decode {path}: not an image format OpenCV reads")
     return img

@@ -166,8 +166,10 @@ def run(
                    f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
         if annotate:
             typer.echo(f"annotated video: {annotate}")
-        if view is not None:
+        if view is not None and not summary.stopped:  # a signal ends the view too
             _hold(view, summary.visits)
+    if summary.exit_code:  # Ctrl-C: the visits are stored, the shell still learns of it
+        raise typer.Exit(summary.exit_code)
 
 
 def _hold(view: Any, visits: int) -> None:
@@ -355,7 +357,7 @@ def _register() -> None:
     register_ingest(app, bench_app, evaluate_app, load_settings, _track_genders)
     register_inference(app, bench_app, load_settings)
     register_storage(app)
-    register_reports(app)
+    register_reports(app, load_settings)
     register_dashboards(app)
     register_models(app, evaluate_app)
 

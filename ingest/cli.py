@@ -63,6 +63,8 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         summary = run_camera(cfg.camera, cfg.kafka)
         typer.echo(f"camera {cfg.camera.id}: {summary.frames} frames, {summary.tracks} tracks "
                    f"published to {cfg.kafka.tracks_topic}")
+        if summary.exit_code:  # Ctrl-C: the work is saved, the shell still learns of it
+            raise typer.Exit(summary.exit_code)
 
     @app.command("simulate")
     def simulate(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from audience.core.config import Strict
+from audience.core.ids import RULE as ID_RULE
+from audience.core.ids import is_valid_id
 
 
 class DetectorConfig(Strict):
@@ -86,8 +88,10 @@ class TrackerConfig(Strict):
 
 
 class CameraConfig(Strict):
-    id: str = Field("cam-1", min_length=1, description="Camera id, unique within the store.")
-    store: str = Field("store-1", min_length=1, description="Store id this camera belongs to.")
+    id: str = Field("cam-1", min_length=1, description=f"Camera id, unique within the store "
+                    f"({ID_RULE}).")
+    store: str = Field("store-1", min_length=1, description=f"Store id this camera belongs to "
+                       f"({ID_RULE}: the same rule as Kafka messages and dashboard filters).")
     source: str = Field(
         "", description="Video file, image folder, rtsp:// or http(s):// URL, or webcam index.")
     # 5 fps: a face walking towards the camera moves less than its own width between analysed
@@ -105,6 +109,13 @@ class CameraConfig(Strict):
     exclusion_masks: list[list[tuple[float, float]]] = Field(
         default_factory=list, description="Polygons in frame pixels (e.g. the staff counter); "
         "faces whose centre lies inside one are dropped.")
+
+    @field_validator("id", "store")
+    @classmethod
+    def _id_rule(cls, v: str) -> str:
+        if not is_valid_id(v):  # one rule at every intake: audience.core.ids
+            raise ValueError(f"not a valid id: use {ID_RULE}")
+        return v
 
     @field_validator("exclusion_masks")
     @classmethod

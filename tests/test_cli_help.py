@@ -34,7 +34,7 @@ def test_flags_show_no_bool_type(args: list[str]) -> None:
 @pytest.mark.parametrize(("args", "text"), [
     (["report"], "report-<store>.html"),
     (["export"], "manifest <name>.json"),
-    (["segments"], "prints as <k"),  # inside a code span in the source: kept as well
+    (["segments"], "--png <file>"),  # inside a code span in the source: kept as well
 ])
 def test_placeholders_survive(args: list[str], text: str) -> None:
     assert text in _help(args)

@@ -258,6 +258,10 @@ def train(cfg: TrainConfig) -> Path:
     check_backbone(cfg.backbone)  # before minutes of data preparation, not after
     if cfg.teachers and not cfg.utk_dirs:
         cfg.utk_dirs = (cfg.utk_dir,)
+    if cfg.teachers:  # a missing package says `make teachers` now, not after data preparation
+        from audience.models.teachers import require_packages
+
+        require_packages()
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -120,3 +120,16 @@ def test_teachers_match_their_reference_outputs():
         np.testing.assert_allclose(got[key], ref[key], atol=2e-3 if key != "age" else 0.05,
                                    err_msg=key)
     assert np.allclose(got["emotion"].sum(1), 1, atol=1e-4)
+
+
+def test_train_with_teachers_but_no_packages_is_one_line_exit_2(tmp_path):
+    """`audience train --teachers` checks the packages before any data preparation."""
+    env = {"AUDIENCE_TEACHERS": str(tmp_path), "AUDIENCE_CACHE": str(tmp_path / "cache"),
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "audience", "train", "--teachers", "--out",
+                           str(tmp_path / "run")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "make teachers" in ln]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

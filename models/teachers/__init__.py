@@ -45,6 +45,12 @@ def teacher_file(package: str, relative: str) -> Path:
     return path
 
 
+def require_packages() -> None:
+    """Every file the teachers load, or a TeacherError naming the fix (``make teachers``)."""
+    teacher_file("human-models", "models/emotion.json")
+    teacher_file("face-api", "model/age_gender_model-weights_manifest.json")
+
+
 def check_shape(name: str, out: Any, expected: tuple[int | None, ...]) -> Any:
     """Fail with one clear line if a teacher's output does not have the expected shape."""
     shape = tuple(out.shape)

@@ -154,8 +154,62 @@ def bench_pipeline(
         return
     typer.echo(f"{r['cameras']} cameras, {r['workers']} workers: {r['visits']}/{r['visitors']} "
                f"visits in {r['seconds']} s = {r['visits_per_s']} visits/s, "
-               f"{r['faces_per_s']} faces/s; camera -> {r['database']} latency p50 "
-               f"{r['latency_p50_s']} s, p95 {r['latency_p95_s']} s")
+               f"{r['faces_per_s']} faces/s; {r['rows']} rows for {r['visitors']} visitors; "
+               f"track end -> {r['database']} commit latency p50 {r['latency_p50_s']} s, "
+               f"p95 {r['latency_p95_s']} s")
+    typer.echo("  stages p50/p95 ms: " + ", ".join(
+        f"{name} {_ms(v['p50'])}/{_ms(v['p95'])}" for name, v in r["stages_s"].items())
+        + f"; mean batch {r['mean_batch']} messages of {r['message_bytes']} bytes")
+
+
+@bench_app.command("workers")
+def bench_workers(
+    workers: Annotated[str, typer.Option(help="Worker counts to compare, e.g. 1,2.")] = "1,2",
+    tracks: Annotated[int, typer.Option(min=1, help="Tracks in the backlog of each run.")]
+    = 3000,
+    faces: Annotated[Path, typer.Option(help="Face images (*.jpg) the crops are cut from.")]
+    = Path("../shared/datasets/utkface/crop_part1"),
+    pin: Annotated[bool, typer.Option(help="Pin worker i to core i mod cores.")] = True,
+    db: Annotated[str | None, typer.Option(help="Database URL (PostgreSQL for real figures; "
+                                           "must be migrated).")] = None,
+    bootstrap_servers: BrokerOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Backlog drain rate with W real `audience infer` processes (one analyzer thread each,
+    pinned), for each W; and the database's batched upsert rate. Fresh topics and
+    bench-wW-TAG store ids: live data is never touched."""
+    from audience.bench_workers import bench_workers as run_bench
+    from audience.core.errors import InputError
+    from audience.settings import load_settings
+
+    try:
+        counts = [int(x) for x in workers.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--workers {workers!r}: give worker counts like 1,2") from None
+    cfg = load_settings(config, {"database": {"url": db},
+                                 "kafka": {"bootstrap_servers": bootstrap_servers}})
+    r = run_bench(cfg, counts, tracks, faces, pin)
+    if as_json:
+        echo_json(r)
+        return
+    typer.echo(f"{r['cores']} cores, load {r['load_avg_1m']}, {r['partitions']} partitions, "
+               f"{r['crops_per_visit']} crops/visit, messages of {r['message_bytes']} bytes")
+    first = r["runs"][0]["workers"]
+    for run in r["runs"]:
+        share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in run["stage_share"].items())
+        typer.echo(f"W={run['workers']}: {run['tracks']} tracks drained in {run['drain_s']} s "
+                   f"= {run['drain_visits_per_s']} visits/s; all busy: "
+                   f"{run['steady_visits_per_s']} visits/s ({run['speedup']}x W={first}); "
+                   f"{run['rows']} rows for {run['tracks']} tracks; mean batch "
+                   f"{run['mean_batch']}; time: {share}")
+    u = r["upserts"]
+    typer.echo(f"{u['database']} batched upserts: {u['visits_per_s']} visits/s "
+               f"({u['batch']} per transaction, {u['ms_per_batch']} ms each)")
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.0f}"
 
 
 def _register() -> None:

@@ -64,7 +64,7 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
                    timeout_s: float = 300.0) -> dict:
     from audience.inference.analyzer import FaceAnalyzer
     from audience.inference.worker import InferenceWorker
-    from audience.ingest.simulate import DEFAULT_FACES, ground_truth, plan, publish
+    from audience.ingest.simulate import DEFAULT_FACES, GAP_S, WALK_S, ground_truth, plan, publish
     from audience.storage.db import prepare_database
     from audience.storage.query import visit_total
 
@@ -111,6 +111,9 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
     stages = {name: percentiles([t[name] for t in timings]) for name in STAGES[1:]}
     stages = {"encode": percentiles(stats.get("encode_seconds", [])), **stages}
     faces_n = sum(w.faces for w in group)
+    busy = sum(w.metrics.registry.get_sample_value("audience_worker_stage_seconds_sum",
+                                                   {"stage": st}) or 0.0
+               for w in group for st in ("decode", "analyze", "database"))
     return {
         "cameras": cameras, "workers": workers, "fps": fps, "duration_s": duration_s,
         "realtime": realtime, "visitors": expected, "published": published,
@@ -122,5 +125,8 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
         "mean_batch": round(float(np.mean([t["batch"] for t in timings])), 2) if timings
         else None,
         "message_bytes": round(stats.get("bytes", 0) / published) if published else None,
+        "kafka_bytes_per_s": round(stats.get("bytes", 0) / seconds) if seconds else None,
+        "visitors_per_camera_hour": round(3600 / (WALK_S + GAP_S)),
+        "worker_busy_share": round(busy / (seconds * workers), 4) if seconds else None,
         "database": engine.dialect.name,
     }

@@ -208,6 +208,55 @@ def bench_workers(
                f"({u['batch']} per transaction, {u['ms_per_batch']} ms each)")
 
 
+@app.command()
+def capacity(
+    stores: Annotated[int, typer.Option(min=1, help="Stores in the chain.")] = 500,
+    cameras: Annotated[int, typer.Option(min=1, help="Cameras per store.")] = 4,
+    visitors: Annotated[float, typer.Option(
+        "--visitors-per-camera-hour", min=0.001,
+        help="Tracks per camera in the peak hour.")] = 1000.0,
+    utilisation: Annotated[float, typer.Option(min=0.01, max=1.0, help="Target busy share "
+                                               "of a worker at peak.")] = 0.6,
+    outage: Annotated[float, typer.Option("--outage-min", min=0, help="Outage at peak to "
+                                          "absorb (minutes).")] = 15.0,
+    catch_up: Annotated[float, typer.Option("--catch-up-min", min=0.1, help="Minutes to clear "
+                                            "that backlog in.")] = 15.0,
+    measured: Annotated[Path | None, typer.Option(
+        help="JSON of `audience bench workers --json` (default: the shipped "
+        "deploy/capacity/bench-workers.json).")] = None,
+    check_run: Annotated[Path | None, typer.Option(
+        "--check", help="JSON of `audience bench pipeline --realtime --json`: print the model "
+        "at that run's scale beside what it measured.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Workers, Kafka partitions, topic size at 1 h retention, PostgreSQL write rate and the
+    KEDA settings for a chain at its peak hour, from measured worker and database figures."""
+    from audience.capacity import Measured, Scenario, check, plan, table
+    from audience.core.errors import ConfigError
+
+    m = Measured.load(measured)
+    s = Scenario(stores=stores, cameras=cameras, visitors_per_camera_hour=visitors,
+                 utilisation=utilisation, outage_min=outage, catch_up_min=catch_up)
+    p = plan(s, m)
+    checked = None
+    if check_run is not None:
+        try:
+            checked = check(json.loads(check_run.read_text()), m)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--check {check_run}: {exc}") from None
+    if as_json:
+        echo_json({"scenario": s.model_dump(), "measured": m.model_dump(), "plan": p,
+                   "check": checked})
+        return
+    width = max(len(k) for k, _ in table(s, m, p))
+    for what, figure in table(s, m, p):
+        typer.echo(f"{what:<{width}}  {figure}")
+    if checked and check_run is not None:
+        typer.echo(f"\nmodel vs measured at {check_run.name}'s scale:")
+        for what, model, got in checked:
+            typer.echo(f"  {what:<28} model {model:<10} measured {got}")
+
+
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{1000 * seconds:.0f}"
 

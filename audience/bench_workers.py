@@ -1,17 +1,23 @@
 """`audience bench workers`: does adding an inference worker add capacity?
 
-For each W in ``--workers`` (e.g. 1,2): a fresh topic, consumer group and store id; a backlog
-of N tracks is published first; then W real ``audience infer`` processes start, each with
-one analyzer thread (``analyzer.threads=1``) and pinned to one core (``sched_setaffinity``,
-core ``i mod cores``), and drain it. The parent scrapes each worker's /metrics every 0.2 s.
+For each W in ``--workers`` (e.g. 1,2), with a fresh topic, consumer group and store id:
+W real ``audience infer`` processes start, each with one analyzer thread
+(``analyzer.threads=1``) and pinned to one core (``sched_setaffinity``, core ``i mod
+cores``); once they share the partitions they are paused (SIGSTOP), a backlog of N tracks is
+published, and they resume together (SIGCONT) and drain it. Start-up (model load, group
+join) and publishing so stay out of the figures. The parent scrapes each worker's /metrics
+every 0.2 s.
 
 Figures per W:
 
-- ``steady_visits_per_s``: visits/s while *every* worker is busy: from the first scrape by
-  which each worker has finished a batch with the final partition assignment, to the first
-  one where a worker has no lag left. The capacity figure: free of the start (model load,
-  group join) and of the tail where some workers are already done;
-- ``drain_visits_per_s``: N / (last visit stored - first visit stored), start-up included;
+- ``drain_visits_per_s``: N / (resume -> the N-th visit stored), the headline figure;
+- ``steady_visits_per_s``: visits/s while *every* worker is busy: from the first scrape
+  where each worker has stored something to the first where one has stored its whole share
+  (the messages of its partitions); the per-worker capacity the model in
+  :mod:`audience.capacity` uses;
+- ``worker_cores``: CPU seconds the workers used / drain seconds. On an idle machine W
+  workers get about W cores; less means other processes took the rest, and says how far a
+  figure is from what the code can do (``visits_per_cpu_s`` does not depend on it);
 - ``rows``: rows of the run's store in the database (must equal N: every track stored once)
   and ``deliveries`` (visits the workers wrote; above N means harmless redelivered upserts);
 - ``stage_share``: the workers' time per stage (decode, analyze, database), from the
@@ -174,6 +180,15 @@ def stop_workers(workers: list[Worker]) -> None:
             w.proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _check_alive(workers: list[Worker]) -> None:
     for w in workers:
         if w.proc.poll() is not None:
@@ -236,6 +251,7 @@ def drain(cfg: AppConfig, workers: int, messages_for: Any, n: int, pin: bool,
         producer.flush(120)
         producer.close(10)
         publish_s = time.monotonic() - t0
+        cpu0 = [cpu_seconds(w.proc.pid) for w in group]
         resumed = time.monotonic()
         for w in group:
             w.proc.send_signal(signal.SIGCONT)
@@ -248,6 +264,7 @@ def drain(cfg: AppConfig, workers: int, messages_for: Any, n: int, pin: bool,
             if sum(w.visits for w in group) >= n:
                 break
             time.sleep(0.2)
+        cpu = sum(cpu_seconds(w.proc.pid) - c for w, c in zip(group, cpu0, strict=True))
     finally:
         for w in group:
             if w.proc.poll() is None:
@@ -270,6 +287,9 @@ def drain(cfg: AppConfig, workers: int, messages_for: Any, n: int, pin: bool,
         "drain_s": round(done, 2) if done else None,
         "drain_visits_per_s": round(n / done, 1) if done else None,
         "steady_visits_per_s": steady_rate(samples, shares),
+        # cores the workers got while draining: W on an otherwise idle machine gets ~W
+        "worker_cores": round(cpu / samples[-1][0], 2) if samples and samples[-1][0] else None,
+        "visits_per_cpu_s": round(n / cpu, 1) if cpu and done else None,
         "rebalanced": any(s[3] != samples[0][3] for s in samples),
         "stage_share": {k: round(v / busy, 3) for k, v in stages.items()},
         "mean_batch": round(sum(w.visits for w in group) / batches, 1) if batches else None,

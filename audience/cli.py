@@ -202,7 +202,8 @@ def bench_workers(
                    f"= {run['drain_visits_per_s']} visits/s; all busy: "
                    f"{run['steady_visits_per_s']} visits/s ({run['speedup']}x W={first}); "
                    f"{run['rows']} rows for {run['tracks']} tracks; mean batch "
-                   f"{run['mean_batch']}; time: {share}")
+                   f"{run['mean_batch']}; the workers got {run['worker_cores']} cores "
+                   f"({run['visits_per_cpu_s']} visits per CPU-second); time: {share}")
     u = r["upserts"]
     typer.echo(f"{u['database']} batched upserts: {u['visits_per_s']} visits/s "
                f"({u['batch']} per transaction, {u['ms_per_batch']} ms each)")

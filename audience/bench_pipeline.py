@@ -17,6 +17,7 @@ Kafka, waiting for a busy worker), ``wait`` (batch linger), ``decode``, ``analyz
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -129,4 +130,5 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
         "visitors_per_camera_hour": round(3600 / (WALK_S + GAP_S)),
         "worker_busy_share": round(busy / (seconds * workers), 4) if seconds else None,
         "database": engine.dialect.name,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }

@@ -92,7 +92,7 @@ def test_empty_batch(analyzer):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audience.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "audience", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=300)
 
 

@@ -1,6 +1,6 @@
 """docker-compose.yml's pipeline services, run as plain processes on this machine.
 
-There is no Docker engine here, so each service's command runs as `python -m audience.cli
+There is no Docker engine here, so each service's command runs as `python -m audience
 <command>` with the environment the compose file gives it (parsed from `docker compose config`).
 Only the addresses change: kafka:9092 becomes a tansu broker, postgres:5432 a fresh test
 database, port 9400 a free port, the RTSP source the bundled clip. That proves the wiring: the
@@ -33,7 +33,7 @@ from audience.storage.schema import VisitRow
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "ingest" / "assets" / "face-demographics-walking-and-pause.gif"
-PY = [sys.executable, "-m", "audience.cli"]
+PY = [sys.executable, "-m", "audience"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres,
               pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]

@@ -294,7 +294,7 @@ def test_unreachable_broker_is_one_clear_line() -> None:
     cfg = KafkaConfig(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_timeout_ms=1000)
     with pytest.raises(BrokerError, match="Kafka broker unreachable at 127.0.0.1:"):
         ensure_topics(cfg, ["t"])
-    out = subprocess.run([sys.executable, "-m", "audience.cli", "-q", "infer", "--db",
+    out = subprocess.run([sys.executable, "-m", "audience", "-q", "infer", "--db",
                           "sqlite://", "--bootstrap-servers", cfg.bootstrap_servers],
                          capture_output=True, text=True, timeout=60, cwd=ROOT,
                          env={**os.environ, "AUDIENCE_KAFKA__CONNECT_TIMEOUT_MS": "1000"})
@@ -326,7 +326,7 @@ def test_clip_distributed_equals_embedded(kafka_broker: str, db_url: str,  # noq
     config.write_text(yaml.safe_dump({
         "camera": {"source": str(CLIP), "store": "demo-store", "id": "entrance"},
         "kafka": cfg.model_dump()}))
-    cam = subprocess.run([sys.executable, "-m", "audience.cli", "-q", "camera", "--config",
+    cam = subprocess.run([sys.executable, "-m", "audience", "-q", "camera", "--config",
                           str(config)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert cam.returncode == 0, cam.stderr
     assert "3 tracks published" in cam.stdout
@@ -475,7 +475,7 @@ def _scrape(port: int, name: str) -> float:
 
 def _spawn_worker(config: Path, port: int, log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "audience.cli", "infer", "--config",
+        return subprocess.Popen([sys.executable, "-m", "audience", "infer", "--config",
                                  str(config), "--metrics-port", str(port)], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
 
@@ -544,7 +544,7 @@ def test_four_simulated_cameras_two_workers_count_every_visitor_once(
 
 @pytest.mark.slow
 def test_simulate_command_writes_frames_and_ground_truth(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "audience.cli", "-q", "simulate", "--cameras",
+    out = subprocess.run([sys.executable, "-m", "audience", "-q", "simulate", "--cameras",
                           "2", "--duration", "3.5", "--faces", str(UTK), "--out",
                           str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -587,7 +587,7 @@ def test_broker_restart_loses_nothing(durable_broker: Tansu, db_url: str,  # noq
 @postgres
 def test_bench_pipeline_command(kafka_broker: str, db_url: str) -> None:  # noqa: F811
     migrate(db_url)
-    out = subprocess.run([sys.executable, "-m", "audience.cli", "-q", "bench", "pipeline",
+    out = subprocess.run([sys.executable, "-m", "audience", "-q", "bench", "pipeline",
                           "--cameras", "2", "--workers", "2", "--duration", "6", "--faces",
                           str(UTK), "--db", db_url, "--bootstrap-servers", kafka_broker,
                           "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT,

@@ -116,7 +116,7 @@ def test_replaying_a_run_never_duplicates(tmp_path, monkeypatch):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audience.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "audience", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=600, env=env)
 
 

@@ -290,7 +290,6 @@ def drain(cfg: AppConfig, workers: int, messages_for: Any, n: int, pin: bool,
         # cores the workers got while draining: W on an otherwise idle machine gets ~W
         "worker_cores": round(cpu / samples[-1][0], 2) if samples and samples[-1][0] else None,
         "visits_per_cpu_s": round(n / cpu, 1) if cpu and done else None,
-        "rebalanced": any(s[3] != samples[0][3] for s in samples),
         "stage_share": {k: round(v / busy, 3) for k, v in stages.items()},
         "mean_batch": round(sum(w.visits for w in group) / batches, 1) if batches else None,
         "cores": [w.core for w in group],

@@ -10,9 +10,10 @@ commit of the transaction holding its row. It includes encoding the crops, Kafka
 for a worker, decoding, the analyzer and the database commit; it excludes
 ``max_unseen_s`` itself (the time a tracker needs to know that someone has left) and the
 offset commit after the row is safe. The stages are reported separately (p50/p95 over
-visits): ``encode`` (camera side), ``queued`` (produced -> polled by a worker: encode,
-Kafka, waiting for a busy worker), ``wait`` (batch linger), ``decode``, ``analyze``,
-``database``.
+visits): ``encode`` (camera side), ``acked`` (track end -> the broker acknowledged the
+message, acks=all: encode, the producer's linger, the write), ``queued`` (track end ->
+polled by a worker: all of that, the fetch and waiting for a busy worker), ``wait`` (batch
+linger), ``decode``, ``analyze``, ``database``. ``encode`` and ``acked`` overlap ``queued``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from audience.core.kafka_io import BrokerError
 from audience.settings import AppConfig
 
-STAGES = ("encode", "queued", "wait", "decode", "analyze", "database", "total")
+STAGES = ("queued", "wait", "decode", "analyze", "database", "total")  # worker side
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -109,8 +110,9 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
         engine.dispose()
     stored = sum(w.stored for w in group)
     timings = [x for w in group for x in (w.timings or [])]
-    stages = {name: percentiles([t[name] for t in timings]) for name in STAGES[1:]}
-    stages = {"encode": percentiles(stats.get("encode_seconds", [])), **stages}
+    stages = {name: percentiles([t[name] for t in timings]) for name in STAGES}
+    stages = {"encode": percentiles(stats.get("encode_seconds", [])),
+              "acked": percentiles(stats.get("ack_seconds", [])), **stages}
     faces_n = sum(w.faces for w in group)
     busy = sum(w.metrics.registry.get_sample_value("audience_worker_stage_seconds_sum",
                                                    {"stage": st}) or 0.0

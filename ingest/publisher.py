@@ -63,6 +63,8 @@ class TrackPublisher:
         self.sent = 0
         self.failed = 0
         self.encode_seconds: list[float] | None = None  #: set to a list to record each encode
+        #: set to a list to record each track's end -> broker acknowledgement (acks=all)
+        self.ack_seconds: list[float] | None = None
         self.bytes_sent = 0  #: message bytes handed to the producer
 
     def add(self, track: Track) -> None:
@@ -77,10 +79,12 @@ class TrackPublisher:
                                     value=data)
         cam, tid = track.camera_id, track.track_id  # the callbacks must not hold the crops
         crops = sum(f.crop is not None for f in track.faces)
-        future.add_callback(lambda _md: self._ok(cam, crops))
+        future.add_callback(lambda _md: self._ok(cam, crops, started))
         future.add_errback(lambda exc: self._failed(cam, tid, exc))
 
-    def _ok(self, camera: str, crops: int) -> None:
+    def _ok(self, camera: str, crops: int, started: float) -> None:
+        if self.ack_seconds is not None:
+            self.ack_seconds.append(time.perf_counter() - started)
         self.sent += 1
         self.metrics.tracks.labels(camera).inc()
         self.metrics.crops.labels(camera).inc(crops)

@@ -160,7 +160,8 @@ def publish(plans: list[CameraPlan], camera_cfg: CameraConfig, kafka: KafkaConfi
             stats: dict[str, Any] | None = None) -> int:
     """Run the real camera stage of every camera (one thread each) and publish the tracks
     to Kafka; returns the number of tracks published. ``stats``, if given, receives each
-    track's encode time (``encode_seconds``) and the message bytes sent (``bytes``)."""
+    track's encode time (``encode_seconds``), its time from the track's end to the broker's
+    acknowledgement (``ack_seconds``) and the message bytes sent (``bytes``)."""
     from audience.ingest.camera import CameraStage
     from audience.ingest.publisher import TrackPublisher, publish_source
 
@@ -177,6 +178,7 @@ def publish(plans: list[CameraPlan], camera_cfg: CameraConfig, kafka: KafkaConfi
     with TrackPublisher(kafka) as publisher:
         if stats is not None:
             publisher.encode_seconds = stats.setdefault("encode_seconds", [])
+            publisher.ack_seconds = stats.setdefault("ack_seconds", [])
         threads = [threading.Thread(target=one, args=(p, publisher), name=p.camera_id)
                    for p in plans]
         for t in threads:

@@ -3,24 +3,45 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
 .PHONY: setup demo test lint services superset-env browser dashboards bench bench-env train train-1.1 train-teacher evaluate clean
 
-setup: $(STAMP) ## create .venv with the project and its test tools (idempotent)
+.PHONY: demo-env kafka
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+setup: $(STAMP) ## create .venv with the project, training, Kafka and test tools (idempotent)
+
+demo-env: $(DEMO_STAMP) ## create .venv with only what the demo needs (no TensorFlow)
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,kafka,dev]"
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e .
+	touch $(DEMO_STAMP)
+
+$(KAFKA_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[kafka,broker]"
+	touch $(KAFKA_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,kafka,broker,dev]"
 	touch $(STAMP)
 
-demo: setup ## run the embedded pipeline on the bundled clip, print a summary, write a report
+demo: demo-env ## the bundled clip through the real pipeline + a synthetic demo week, then the report
 	mkdir -p out && rm -f out/demo.db
 	$(BIN)/audience run --source $(CLIP) --store demo-store --camera entrance --db $(DEMO_DB)
-	@# The sample clip has 3 visitors: k=2 lets the demo show something (the default is 5).
-	$(BIN)/audience report --store demo-store --db $(DEMO_DB) --out out/demo-report.html --k 2
+	@# The clip has 3 visitors: at k=5 alone it shows nothing. A seeded synthetic week (marked
+	@# model_version 'synthetic', camera 'synthetic', and said so on the report) fills the store.
+	$(BIN)/audience demo-data --store demo-store --db $(DEMO_DB)
+	$(BIN)/audience report --store demo-store --db $(DEMO_DB) --out out/demo-report.html
+
+kafka: $(KAFKA_STAMP) ## a local Kafka-protocol broker (tansu, in memory) on 127.0.0.1:9092 until Ctrl-C
+	$(BIN)/audience broker --port 9092
 
 services: ## start the PostgreSQL server the tests use, if it is not running
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
@@ -29,7 +50,7 @@ services: ## start the PostgreSQL server the tests use, if it is not running
 	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 	@pg_isready -h 127.0.0.1 -p 5432
 
-superset-env: setup ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
+superset-env: demo-env ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
 	$(BIN)/python -c "from audience.reports.dashboards.serve import Local, ensure_env; ensure_env(Local())"
 
 browser: ## headless Chromium + ChromeDriver (Debian packages) for the dashboard test

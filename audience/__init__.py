@@ -2,7 +2,11 @@
 
 The public API, imported lazily so that ``import audience`` stays cheap::
 
-    from audience import FaceAnalyzer, analyze_images
+    from audience import analyze
+    faces = analyze("shop.jpg")  # or a BGR array: [{"box": [...], "emotion": ..., "age": ...}]
+
+    from audience import FaceAnalyzer
+    labels = FaceAnalyzer().analyze(crops)  # a batch of face crops -> FaceAttributes each
 
 Everything else is reached through the subpackages (``audience.ingest``, ``audience.inference``,
 ``audience.storage``, ``audience.reports``, ``audience.models``); see README "Layout".
@@ -20,6 +24,7 @@ _EXPORTS = {
     "FaceAnalyzer": "audience.inference.analyzer",
     "AnalyzerConfig": "audience.inference.config",
     "AttributePolicy": "audience.inference.config",
+    "analyze": "audience.api",
     "analyze_images": "audience.api",
     "Face": "audience.core.face",
     "Track": "audience.core.face",

@@ -10,19 +10,65 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from audience import __version__
 from audience.core.errors import AudienceError
+
+
+def _escape_placeholders(text: str) -> str:
+    """Markdown help treats ``<store>`` as an HTML tag and drops it: escape ``<`` outside
+    code spans (inside backticks it is shown as is)."""
+    parts = text.split("`")
+    parts[::2] = [re.sub(r"<(?=[A-Za-z])", r"\\<", p) for p in parts[::2]]
+    return "`".join(parts)
+
+
+def _quiet_help_option(cmd: Any) -> None:
+    get = cmd.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        opt = get(ctx)
+        if opt is not None:
+            opt.metavar = ""  # Typer shows a flag's metavar in place of its type
+        return opt
+
+    cmd.get_help_option = get_help_option
+
+
+def _polish_help(cmd: Any) -> None:
+    """Help text for every command, in one place: placeholders such as ``<store>`` survive the
+    Markdown rendering, and flags (``--json``, ``--help``) show no ``<bool>`` type.
+
+    Duck-typed: Typer builds its commands on its own copy of Click (``typer._click``)."""
+    if cmd.help:
+        cmd.help = _escape_placeholders(cmd.help)
+    for param in cmd.params:
+        if getattr(param, "help", None):
+            param.help = _escape_placeholders(param.help)
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    _quiet_help_option(cmd)
+    for sub in getattr(cmd, "commands", {}).values():
+        _polish_help(sub)
 
 
 class _Root(TyperGroup):
     """Turns an AudienceError from any subcommand into one line on stderr and its exit code
-    (the same for the installed command and for Typer's test runner)."""
+    (the same for the installed command and for Typer's test runner); polishes every
+    command's help once, when Typer builds the tree."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _polish_help(self)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -51,9 +97,18 @@ BrokerOpt = Annotated[str | None, typer.Option(
     "--bootstrap-servers", help="Kafka brokers host:port,... (default from config).")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"audience {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings only.")] = False,
+          version: Annotated[bool, typer.Option(
+              "--version", callback=_print_version, is_eager=True,
+              help="Print the version and exit.")] = False,
           ) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
@@ -77,6 +132,20 @@ def run(
     config: ConfigOpt = None,
     fps: Annotated[float | None, typer.Option(help="Frames analysed per second.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar for files.")] = True,
+    annotate: Annotated[Path | None, typer.Option(
+        "--annotate", metavar="OUT.mp4", help="Also write every analysed frame with boxes, "
+        "track ids, exclusion masks and counts to this video (.mp4 or .avi). Off by default; "
+        "the database never holds an image either way.")] = None,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="Serve a live view (frames, boxes, masks, live counts) on "
+        "http://127.0.0.1:8090/; frames stay in memory. A file plays at its own speed and "
+        "the page stays up after it ends until Ctrl-C.")] = False,
+    preview_port: Annotated[int, typer.Option(
+        "--preview-port", min=0, max=65535, help="Port of the live view (0: any free one).")]
+    = 8090,
+    preview_host: Annotated[str, typer.Option(
+        "--preview-host", help="Address the live view binds to; anything but 127.0.0.1 shows "
+        "the camera to whoever can reach it.")] = "127.0.0.1",
 ) -> None:
     """Run camera, inference and storage in one process on one source; store one visit per
     person seen, with dwell time and aggregated attributes."""
@@ -86,10 +155,59 @@ def run(
     cfg = load_settings(config, {
         "camera": {"source": source, "store": store, "id": camera, "fps": fps},
         "database": {"url": db}})
-    summary = run_pipeline(cfg, progress=progress)
-    where = cfg.database.url.split("@")[-1]  # never echo a password
-    typer.echo(f"{summary.visits} visits stored for store {summary.store_id}, camera "
-               f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
+    with _observers(cfg.camera.fps, cfg.camera.id, annotate, preview, preview_host,
+                    preview_port) as (on_frame, view):
+        summary = run_pipeline(cfg, progress=progress, on_frame=on_frame)
+        where = cfg.database.url.split("@")[-1]  # never echo a password
+        typer.echo(f"{summary.visits} visits stored for store {summary.store_id}, camera "
+                   f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
+        if annotate:
+            typer.echo(f"annotated video: {annotate}")
+        if view is not None:
+            _hold(view, summary.visits)
+
+
+def _hold(view: Any, visits: int) -> None:
+    """Keep the live view's last frame and final counts up until Ctrl-C or SIGTERM."""
+    import threading
+
+    from audience.core.signals import install_sigterm
+
+    view.done(visits)
+    typer.echo(f"source ended; live view still on {view.url} until Ctrl-C", err=True)
+    stop = threading.Event()
+    install_sigterm(stop)
+    while not stop.wait(0.5):
+        pass
+
+
+@contextmanager
+def _observers(fps: float, title: str, annotate: Path | None, preview: bool, host: str,
+               port: int) -> Iterator[tuple[Any, Any]]:
+    """The opt-in frame observers of `run`: (one callback for all or None, the live view)."""
+    from audience.ingest.annotate import VideoAnnotator
+    from audience.ingest.preview import LiveView
+
+    observers: list[Any] = []
+    writer = VideoAnnotator(annotate, fps) if annotate else None
+    view = LiveView(host, port, title=title).start() if preview else None
+    if view is not None:
+        typer.echo(f"live view: {view.url}", err=True)
+        observers.append(view)
+    if writer is not None:
+        observers.append(writer)
+
+    def fan_out(*args: Any) -> None:
+        for observe in observers:
+            observe(*args)
+
+    try:
+        yield (fan_out if observers else None), view
+    finally:
+        if writer is not None:
+            writer.close()
+        if view is not None:
+            view.close()
 
 
 @app.command()
@@ -101,29 +219,45 @@ def analyze(
     attributes: Annotated[str | None, typer.Option(
         help="Heads to run, e.g. emotion,age,gender,ethnicity (default: policy in config; "
         "ethnicity is off unless enabled).")] = None,
+    annotate: Annotated[Path | None, typer.Option(
+        "--annotate", metavar="OUT", help="Also write each image with its face boxes and "
+        "labels, same size: OUT is a .png/.jpg file for one image, else a folder "
+        "(<name>-annotated.png per image).")] = None,
 ) -> None:
     """Detect faces (YuNet) in each image and analyse them."""
-    from audience.api import analyze_images
+    from audience.api import analyze_files
     from audience.inference.config import AnalyzerConfig, AttributePolicy
+    from audience.ingest.annotate import annotate_faces, annotated_path, write_image
 
     try:
         policy = AttributePolicy.from_names(attributes) if attributes else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attributes") from exc
-    for row in analyze_images(images, aligned=aligned, config=AnalyzerConfig(), policy=policy):
-        if as_json:
-            echo_json(row)
-        else:
-            parts = [f"{row['source']} face {row['face']}:"]
-            if row["emotion"]:
-                parts.append(f"emotion={row['emotion']}")
-            if row["age"] is not None:
-                parts.append(f"age={row['age']:.0f} ({row['age_bracket']})")
-            if row["gender"]:
-                parts.append(f"gender={row['gender']} ({row['gender_score']:.2f})")
-            if row["ethnicity"]:
-                parts.append(f"ethnicity={row['ethnicity']}")
-            typer.echo(" ".join(parts))
+    targets = [annotated_path(annotate, p, len(images)) for p in images] if annotate else []
+    for i, (img, rows, faces) in enumerate(analyze_files(
+            images, aligned=aligned, config=AnalyzerConfig(), policy=policy)):
+        for row in rows:
+            _print_face(row, as_json)
+        if targets:
+            out = write_image(targets[i], annotate_faces(
+                img, [f.box for f in faces], [f.attributes for f in faces]))
+            typer.echo(f"annotated: {out}", err=True)
+
+
+def _print_face(row: dict, as_json: bool) -> None:
+    if as_json:
+        echo_json(row)
+        return
+    parts = [f"{row['source']} face {row['face']}:"]
+    if row["emotion"]:
+        parts.append(f"emotion={row['emotion']}")
+    if row["age"] is not None:
+        parts.append(f"age={row['age']:.0f} ({row['age_bracket']})")
+    if row["gender"]:
+        parts.append(f"gender={row['gender']} ({row['gender_score']:.2f})")
+    if row["ethnicity"]:
+        parts.append(f"ethnicity={row['ethnicity']}")
+    typer.echo(" ".join(parts))
 
 
 @bench_app.command("pipeline")
@@ -144,11 +278,24 @@ def bench_pipeline(
     """Visits/s, faces/s and p50/p95 camera -> database latency of the scaled-out pipeline
     (fresh topics and a bench-TAG store id: live data is never touched)."""
     from audience.bench_pipeline import bench_pipeline as run_bench
+    from audience.core.local_broker import LocalBroker
     from audience.settings import load_settings
 
     cfg = load_settings(config, {"database": {"url": db},
                                  "kafka": {"bootstrap_servers": bootstrap_servers}})
-    r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
+    local = None
+    # Neither the option nor the config file or environment names a broker: bring our own.
+    if bootstrap_servers is None and "bootstrap_servers" not in cfg.kafka.model_fields_set:
+        local = LocalBroker().start()
+        cfg.kafka = cfg.kafka.model_copy(update={"bootstrap_servers": local.bootstrap})
+        typer.echo(f"no --bootstrap-servers given: started a local Kafka-protocol broker "
+                   f"(tansu, in memory) on {local.bootstrap} for this run", err=True)
+    try:
+        r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
+    finally:
+        if local is not None:
+            local.close()
+    r["broker"] = "local tansu" if local is not None else "given"
     if as_json:
         echo_json(r)
         return
@@ -260,6 +407,34 @@ def capacity(
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{1000 * seconds:.0f}"
+
+
+@app.command("broker")
+def broker(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535,
+                                      help="Port on 127.0.0.1.")] = 9092,
+) -> None:
+    """A local Kafka-protocol broker (tansu, in memory) on 127.0.0.1 until Ctrl-C, to try the
+    scaled-out path (`audience camera`, `audience infer`, `audience simulate --publish`) on
+    one machine. Not for production: every message is gone when it stops."""
+    import threading
+
+    from audience.core.errors import ServiceError
+    from audience.core.local_broker import LocalBroker
+    from audience.core.signals import install_sigterm
+
+    stop = threading.Event()
+    install_sigterm(stop)  # Ctrl-C or SIGTERM: stop tansu too, never leave it behind
+    with LocalBroker(port=port) as local:
+        typer.echo(f"local Kafka-protocol broker (tansu, in memory) on {local.bootstrap}: "
+                   f"pass --bootstrap-servers {local.bootstrap}; Ctrl-C stops it")
+        while not stop.wait(0.5):
+            if local.proc is None or local.proc.poll() is not None:
+                break
+        else:
+            return
+    raise ServiceError(f"the local broker on {local.bootstrap} exited unexpectedly (code "
+                       f"{local.proc.returncode if local.proc else '?'}): run it again")
 
 
 def _register() -> None:

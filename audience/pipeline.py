@@ -11,10 +11,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from audience.core.face import Track
+import numpy as np
+
+from audience.core.face import Face, Track
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.ingest.camera import CameraStage
@@ -26,7 +28,6 @@ from audience.storage.sink import VisitSink
 log = logging.getLogger(__name__)
 
 _END = object()
-
 
 
 
@@ -43,9 +44,17 @@ class RunSummary:
 
 
 
+FrameObserver = Callable[[CameraStage, np.ndarray, float, list[Face]], None]
+
+
 def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
-                 progress: bool = True, start_time: float | None = None) -> RunSummary:
-    """Analyse ``cfg.camera.source`` end to end and store one visit per track."""
+                 progress: bool = True, start_time: float | None = None,
+                 on_frame: FrameObserver | None = None) -> RunSummary:
+    """Analyse ``cfg.camera.source`` end to end and store one visit per track.
+
+    ``on_frame`` (opt-in: annotated video, live view) sees every analysed frame with its
+    tracked faces, in the camera thread; it must not keep frames beyond what it shows.
+    """
     cam = cfg.camera
     engine = prepare_database(cfg.database.url)
     analyzer = analyzer or FaceAnalyzer(cfg.analyzer)
@@ -53,6 +62,7 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
                          reconnect_max_s=cam.reconnect_max_s,
                          reconnect_attempts=cam.reconnect_attempts)
     stage = CameraStage(cam)
+    stage.on_frame = on_frame
     tracks: queue.Queue = queue.Queue(maxsize=1024)
     failure: list[BaseException] = []
 

@@ -53,6 +53,8 @@ class CameraStage:
         self._masks = mask_contours(config.exclusion_masks)
         self.tracker = Tracker(config.tracker, config.id, config.store, on_expire)
         self.counters = StageCounters()
+        #: Opt-in frame observer (annotated video, live view): (stage, frame, time, faces).
+        self.on_frame: Callable[[CameraStage, np.ndarray, float, list[Face]], None] | None = None
 
     def process(self, frame: np.ndarray, timestamp: float) -> list[Track]:
         """One frame: returns the tracks that ended at ``timestamp``."""
@@ -80,7 +82,10 @@ class CameraStage:
                 face.crop = crop
                 face.quality = quality_score(face, sharp, turn)
             kept.append(face)
-        return self._count(self.tracker.update(kept, timestamp))
+        ended = self._count(self.tracker.update(kept, timestamp))
+        if self.on_frame is not None:  # after update: faces carry their track ids
+            self.on_frame(self, frame, timestamp, kept)
+        return ended
 
     def flush(self) -> list[Track]:
         """End every open track (end of stream)."""

@@ -58,7 +58,33 @@ def purge(
                + (" (dry run: nothing changed)" if dry_run else ""))
 
 
+def demo_data(
+    store: Annotated[str, typer.Option("--store", help="Store id to fill.")] = "demo-store",
+    camera: Annotated[str, typer.Option(
+        "--camera", help="Camera id the synthetic visits are filed under.")] = "synthetic",
+    days: Annotated[int, typer.Option(
+        "--days", min=1, max=366, help="Whole UTC days before today to fill.")] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same visits.")]
+    = 7,
+    db: DbUrl = DEFAULT_URL,
+) -> None:
+    """Fill a store with seeded **synthetic** visits (a demo week of footfall), marked as such:
+    `model_version` is `synthetic` and reports say so. Running it again changes nothing."""
+    from audience.storage.db import prepare_database
+    from audience.storage.demo_data import fill_demo_store
+
+    engine = prepare_database(db)  # like `audience run`: SQLite is created and migrated
+    try:
+        r = fill_demo_store(engine, store, camera, days=days, seed=seed)
+    finally:
+        engine.dispose()
+    typer.echo(f"{r.visits} synthetic visits (not from a camera; model_version 'synthetic') "
+               f"for store {r.store_id}, camera {r.camera_id}, {r.first_day} to {r.last_day} "
+               f"UTC, seed {seed}, in {mask(db)}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the `db` command group and `purge` to the main `audience` app."""
+    """Add the `db` command group, `purge` and `demo-data` to the main `audience` app."""
     app.add_typer(db_app, name="db")
     app.command("purge")(purge)
+    app.command("demo-data")(demo_data)

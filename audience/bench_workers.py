@@ -291,6 +291,8 @@ def drain(cfg: AppConfig, workers: int, messages_for: Any, n: int, pin: bool,
         "worker_cores": round(cpu / samples[-1][0], 2) if samples and samples[-1][0] else None,
         "visits_per_cpu_s": round(n / cpu, 1) if cpu and done else None,
         "stage_share": {k: round(v / busy, 3) for k, v in stages.items()},
+        # the rest of the drain the workers waited (for Kafka, or for a core)
+        "busy_share": round(busy / (done * workers), 3) if done else None,
         "mean_batch": round(sum(w.visits for w in group) / batches, 1) if batches else None,
         "cores": [w.core for w in group],
         # (s since the workers resumed, visits per worker, lag per worker)

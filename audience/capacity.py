@@ -181,7 +181,9 @@ def check(run: dict[str, Any], m: Measured) -> list[tuple[str, str, str]]:
             ("Kafka in, kB/s", f"{round(p['kafka_in_mb_per_s'] * 1000, 1)}",
              f"{round(run['kafka_bytes_per_s'] / 1000, 1)}"),
             ("message bytes", f"{m.message_bytes:,}", f"{run['message_bytes']:,}"),
-            ("worker cores busy", f"{p['worker_cores_busy']}", f"{round(busy, 3)} (mean batch "
+            ("worker cores busy",
+             f"{p['visits_per_s'] / (m.worker_visits_per_s * m.efficiency):.3f}",
+             f"{busy:.3f} (mean batch "
              f"{run['mean_batch']})"),
         ]
     except (KeyError, TypeError, ZeroDivisionError) as exc:

@@ -19,12 +19,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from audience.core import images
 from audience.core.errors import InputError
+from audience.core.face import Track
 from audience.core.visit import FaceAttributes
+from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig, AttributePolicy
+from audience.ingest.counting import GenderFn
 from audience.ingest.detect import YuNetDetector, chip_landmarks
 from audience.ingest.sources import SourceError
+from audience.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,9 @@ class Labelled:
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise SourceError(f"image {path} not found: check the path")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # gray, RGBA and 16-bit become 8-bit BGR
+    # gray, RGBA and 16-bit become 8-bit BGR; a header claiming too many pixels is refused
+    # before decoding (ImageTooLargeError, exit 2)
+    img = images.read_image(path, cv2.IMREAD_COLOR)
     if img is None:
         raise SourceError(f"cannot decode {path}: not an image format OpenCV reads")
     return img
@@ -153,3 +160,16 @@ def analyze_files(paths: list[Path], aligned: bool = False,
         rows = [{"source": str(path), "face": i, "box": f.box, **f.attributes.to_dict()}
                 for i, f in enumerate(faces)]
         yield img, rows, faces
+
+
+def track_genders(config: Path | None = None) -> GenderFn:
+    """Tracks -> the gender of the visit each becomes (None without a usable crop), labelled
+    as the pipeline labels it (the config's analyzer, gender head only): `audience evaluate
+    counting`'s gender agreement."""
+    cfg = load_settings(config, {})
+    analyzer = FaceAnalyzer(cfg.analyzer, AttributePolicy.from_names("gender"))
+
+    def label(tracks: list[Track]) -> list[str | None]:
+        return [v.gender for v in label_tracks(analyzer, tracks, cfg.analyzer.crops_per_visit)]
+
+    return label

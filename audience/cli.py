@@ -15,13 +15,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from audience import __version__
 from audience.core.errors import AudienceError
+
+if TYPE_CHECKING:
+    from audience.ingest.counting import GenderFn
 
 
 def _escape_placeholders(text: str) -> str:
@@ -163,8 +166,10 @@ def run(
                    f"{summary.camera_id} in {summary.seconds:.1f} s ({where})")
         if annotate:
             typer.echo(f"annotated video: {annotate}")
-        if view is not None:
+        if view is not None and not summary.stopped:  # a signal ends the view too
             _hold(view, summary.visits)
+    if summary.exit_code:  # Ctrl-C: the visits are stored, the shell still learns of it
+        raise typer.Exit(summary.exit_code)
 
 
 def _hold(view: Any, visits: int) -> None:
@@ -437,6 +442,13 @@ def broker(
                        f"{local.proc.returncode if local.proc else '?'}): run it again")
 
 
+def _track_genders(config: Path | None) -> GenderFn:
+    """`evaluate counting`'s gender labeller (loaded only when that command runs)."""
+    from audience.api import track_genders
+
+    return track_genders(config)
+
+
 def _register() -> None:
     from audience.inference.cli import register as register_inference
     from audience.ingest.cli import register as register_ingest
@@ -446,10 +458,10 @@ def _register() -> None:
     from audience.settings import load_settings
     from audience.storage.cli import register as register_storage
 
-    register_ingest(app, bench_app, load_settings)
+    register_ingest(app, bench_app, evaluate_app, load_settings, _track_genders)
     register_inference(app, bench_app, load_settings)
     register_storage(app)
-    register_reports(app)
+    register_reports(app, load_settings)
     register_dashboards(app)
     register_models(app, evaluate_app)
 

@@ -11,12 +11,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from audience.core.face import Face, Track
+from audience.core.signals import StopEvent, install_sigterm
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.ingest.camera import CameraStage
@@ -40,6 +41,8 @@ class RunSummary:
     tracks: int = 0
     visits: int = 0
     seconds: float = 0.0
+    exit_code: int = 0  #: 130 when Ctrl-C stopped the run (after storing its visits)
+    stopped: bool = False  #: a signal (or the caller's stop event) ended the run early
 
 
 
@@ -49,18 +52,36 @@ FrameObserver = Callable[[CameraStage, np.ndarray, float, list[Face]], None]
 
 def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
                  progress: bool = True, start_time: float | None = None,
-                 on_frame: FrameObserver | None = None) -> RunSummary:
+                 on_frame: FrameObserver | None = None,
+                 stop: threading.Event | None = None) -> RunSummary:
     """Analyse ``cfg.camera.source`` end to end and store one visit per track.
 
     ``on_frame`` (opt-in: annotated video, live view) sees every analysed frame with its
     tracked faces, in the camera thread; it must not keep frames beyond what it shows.
+
+    Until the source ends or ``stop`` is set (by default SIGTERM or Ctrl-C set it): then the
+    open tracks are ended, labelled and stored like any others, the camera thread is joined
+    and ``summary.exit_code`` says 0 (SIGTERM) or 130 (Ctrl-C); ``summary.stopped`` is True.
     """
+    if stop is not None:
+        return _run(cfg, analyzer, progress, start_time, on_frame, stop)
+    stop = StopEvent()
+    restore = install_sigterm(stop)
+    try:
+        return _run(cfg, analyzer, progress, start_time, on_frame, stop)
+    finally:
+        restore()
+
+
+def _run(cfg: AppConfig, analyzer: FaceAnalyzer | None, progress: bool,
+         start_time: float | None, on_frame: FrameObserver | None,
+         stop: threading.Event) -> RunSummary:
     cam = cfg.camera
     engine = prepare_database(cfg.database.url)
     analyzer = analyzer or FaceAnalyzer(cfg.analyzer)
     source = open_source(cam.source, cam.fps, start_time=start_time, progress=progress,
                          reconnect_max_s=cam.reconnect_max_s,
-                         reconnect_attempts=cam.reconnect_attempts)
+                         reconnect_attempts=cam.reconnect_attempts, stop=stop)
     stage = CameraStage(cam)
     stage.on_frame = on_frame
     tracks: queue.Queue = queue.Queue(maxsize=1024)
@@ -68,7 +89,7 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
 
     def camera_worker() -> None:
         try:
-            for track in stage.run(source):
+            for track in stage.run(_until(source, stop)):
                 tracks.put(track)
         except BaseException as exc:  # handed to the main thread, which reports it
             failure.append(exc)
@@ -79,15 +100,33 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
     started = time.monotonic()
     worker = threading.Thread(target=camera_worker, name=f"camera-{cam.id}", daemon=True)
     worker.start()
-    with VisitSink(engine, batch_size=cfg.database.batch_size) as sink:
-        for batch in _batches(tracks, max_tracks=max(1, cfg.analyzer.batch_size // 4)):
-            visits = label_tracks(analyzer, batch, cfg.analyzer.crops_per_visit)
-            for visit in visits:
-                sink.add(visit)
-            summary.tracks += len(batch)
-            summary.visits += len(visits)
+    try:
+        with VisitSink(engine, batch_size=cfg.database.batch_size) as sink:
+            for batch in _batches(tracks, max_tracks=max(1, cfg.analyzer.batch_size // 4)):
+                visits = label_tracks(analyzer, batch, cfg.analyzer.crops_per_visit)
+                for visit in visits:
+                    sink.add(visit)
+                summary.tracks += len(batch)
+                summary.visits += len(visits)
+    except BaseException:
+        # Stop the camera thread before the error leaves: a process that exits while it
+        # runs native code aborts ("terminate called without an active exception").
+        stop.set()
+        deadline = time.monotonic() + 15
+        while worker.is_alive() and time.monotonic() < deadline:
+            try:
+                tracks.get(timeout=0.1)  # unblock a put() on a full queue
+            except queue.Empty:
+                pass
+        raise
     worker.join()
     summary.seconds = time.monotonic() - started
+    if isinstance(stop, StopEvent):
+        summary.exit_code = stop.exit_code
+    summary.stopped = stop.is_set()
+    if stop.is_set():
+        log.info("camera %s/%s: stopped on request; open tracks ended and stored", cam.store,
+                 cam.id)
     if failure:
         raise failure[0]
     summary.frames, summary.faces = stage.counters.frames, stage.counters.faces
@@ -98,12 +137,21 @@ def run_pipeline(cfg: AppConfig, analyzer: FaceAnalyzer | None = None,
                     "lighting, or lower camera.detector.score_threshold", summary.frames,
                     source.name)
     elif summary.tracks == 0:
-        log.warning("%d faces detected but none stayed for %d frames: faces too small "
-                    "(camera.quality.min_face_px) or camera.fps too low for camera.tracker."
-                    "min_hits", summary.faces, cam.tracker.min_hits)
+        log.warning("%d faces detected but none stayed for %d frames: camera.fps too low "
+                    "for camera.tracker.min_hits, or faces seen only in single frames "
+                    "(posters, reflections)", summary.faces, cam.tracker.min_hits)
     log.info("camera %s/%s: %d visits stored in %.1f s", cam.store, cam.id, summary.visits,
              summary.seconds)
     return summary
+
+
+def _until(source: Iterable[tuple[float, np.ndarray]], stop: threading.Event
+           ) -> Iterator[tuple[float, np.ndarray]]:
+    """The source's frames until ``stop`` is set; then the stage flushes its open tracks."""
+    for item in source:
+        if stop.is_set():
+            return
+        yield item
 
 
 def _batches(q: queue.Queue, max_tracks: int) -> Iterable[list[Track]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from audience.core.errors import ConfigError
 from audience.core.kafka_config import KafkaConfig
@@ -61,9 +62,21 @@ def load_config(path: str | Path | None = None) -> AppConfig:
             raise ConfigError(f"config file {p} not found: pass an existing YAML file "
                               "(examples in deploy/config/)")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}): save it "
+                              "as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p} ({exc.strerror}): check its "
+                              "permissions") from None
+        except RecursionError:
+            raise ConfigError(f"config file {p} is nested too deeply") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+            # one line: the problem and where, not PyYAML's multi-line excerpt
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(f"config file {p} is not valid YAML ({problem}{at})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections "
                               "(camera, analyzer, database, report, kafka)")
@@ -74,6 +87,16 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         return AppConfig(**data)
     except ValidationError as exc:
         raise ConfigError(_format(exc, origin)) from exc
+    except SettingsError as exc:  # AUDIENCE_CAMERA=notjson: a section must be a JSON object
+        raise ConfigError(f"invalid environment: {_env_problem(exc)}: a whole section in one "
+                          "variable must be a JSON object; or set one key, e.g. "
+                          "AUDIENCE_CAMERA__FPS=10") from None
+
+
+def _env_problem(exc: SettingsError) -> str:
+    # 'error parsing value for field "camera" from source "EnvSettingsSource"': no value echoed
+    field = str(exc).split('field "', 1)[-1].split('"', 1)[0] if 'field "' in str(exc) else ""
+    return f"AUDIENCE_{field.upper()} is not valid JSON" if field else "a variable is not valid"
 
 
 def apply_overrides(cfg: AppConfig, overrides: dict[str, dict[str, object]]) -> AppConfig:

@@ -53,6 +53,9 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
         worker = run_worker(cfg.kafka, cfg.analyzer, cfg.database)
         typer.echo(f"inference worker stopped: {worker.stored} visits stored, {worker.dead} "
                    "messages dead-lettered")
+        code = getattr(worker.stop, "exit_code", 0)
+        if code:  # Ctrl-C: 130, after the batch was stored and committed
+            raise typer.Exit(code)
 
     @bench.command("analyzer")
     def bench_analyzer(

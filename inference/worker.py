@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from audience.core.face import Track
 from audience.core.kafka_config import KafkaConfig
-from audience.core.kafka_io import ensure_topics, make_consumer, make_producer
+from audience.core.kafka_io import BrokerError, ensure_topics, make_consumer, make_producer
+from audience.core.signals import StopEvent
 from audience.core.wire import MessageError, decode_message
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
@@ -33,7 +34,15 @@ log = logging.getLogger(__name__)
 
 DLQ_SCHEMA = "audience.dlq/1"
 DB_RETRIES = 3  # then the worker exits non-zero and the uncommitted batch is redelivered
+MAX_REASON = 1000  # characters of a dead-letter reason (an exception's text can be long)
+MAX_KEY = 256  # bytes of the original key kept on the dead-letter copy
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+def _unavailable(last: Exception | None) -> StorageError:
+    if isinstance(last, StorageError):
+        return last
+    return StorageError(f"the database does not answer (last error: {last})")
 
 
 class WorkerMetrics:
@@ -61,7 +70,10 @@ class WorkerMetrics:
         self.lag = Gauge("audience_worker_consumer_lag",
                          "Messages behind the fetch high-water mark, per partition.",
                          ["topic", "partition"], registry=r)
+        self.partitions = Gauge("audience_worker_assigned_partitions",
+                                "Partitions of the tracks topic this worker holds.", registry=r)
         self.last_loop = time.monotonic()
+        self.assigned = 0  #: partitions held at the last loop turn (readiness)
 
 
 class StageClock:
@@ -111,7 +123,7 @@ class InferenceWorker:
         self.consumer = consumer or make_consumer(cfg, "audience-infer")
         self.producer = producer or make_producer(cfg, "audience-infer-dlq")
         self.consumer.subscribe([cfg.tracks_topic])
-        self.stop = threading.Event()
+        self.stop: threading.Event = StopEvent()
         self.stored = 0
         self.dead = 0
         self.faces = 0
@@ -119,6 +131,16 @@ class InferenceWorker:
         #: set to a list to record, per stored visit, its stages (StageClock) in seconds
         self.timings: list[dict[str, float]] | None = None
         self.polled_at: float | None = None  #: epoch seconds the current batch's first poll
+
+    # -- health ------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """/livez: the poll loop turns (a batch stuck for minutes is not alive)."""
+        return time.monotonic() - self.metrics.last_loop < 120
+
+    def ready(self) -> bool:
+        """/healthz: alive and holding partitions, i.e. consuming (a consumer group that never
+        settles assigns nothing; a spare worker beyond the partition count is not ready)."""
+        return self.alive() and self.metrics.assigned > 0
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -170,10 +192,12 @@ class InferenceWorker:
         dead: list[tuple[Any, str]] = []
         for rec in records:
             try:
-                track, produced = decode_message(rec.value)
+                track, produced = decode_message(rec.value, self.cfg.max_message_bytes)
                 good.append((rec, track, produced))
             except MessageError as exc:
                 dead.append((rec, f"undecodable: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - no message may stop the worker
+                dead.append((rec, f"undecodable: {type(exc).__name__}: {exc}"))
         clock.mark("decode")
         labelled, failed = self._label(good)
         clock.mark("analyze")
@@ -189,10 +213,10 @@ class InferenceWorker:
                 self.latencies.append(latency)
         self._record_stages(clock, [p or t.ended_at for _r, t, p, _v in stored], now,
                             len(records))
-        for rec, reason in dead:
-            self._dead_letter(rec, reason)
+        sent = [self._dead_letter(rec, reason) for rec, reason in dead]
         if dead:
             self.producer.flush(timeout=30)  # the DLQ copy is durable before we move past it
+            self._check_sent(sent)
         self._commit(records)
         result = BatchResult(stored=len(stored), dead=len(dead), faces=sum(
             min(len(t.faces), self.crops_per_visit) for _, t, _, _ in labelled))
@@ -243,11 +267,13 @@ class InferenceWorker:
 
     def _store(self, labelled: list[_Labelled]
                ) -> tuple[list[_Labelled], list[tuple[Any, str]]]:
-        """The batch's visits in one transaction, retried. If it keeps failing, visit by
-        visit: the ones the database refuses are dead-lettered; if all are refused the
-        database is down and StorageError ends the worker (nothing committed: redelivered)."""
+        """The batch's visits in one transaction, retried while the database is unavailable.
+        If it keeps failing, visit by visit: a visit the database refuses (or that cannot be
+        sent to it at all) is dead-lettered. If none can be written and the database does not
+        answer, StorageError ends the worker (nothing committed: redelivered)."""
         if not labelled:
             return [], []
+        last: Exception | None = None
         for attempt in range(1, DB_RETRIES + 1):
             try:
                 self._write([v for *_, v in labelled])
@@ -255,20 +281,39 @@ class InferenceWorker:
             except StorageError as exc:
                 last = exc
                 log.warning("%s (attempt %d of %d)", exc, attempt, DB_RETRIES)
-                if attempt < DB_RETRIES:
+                if attempt < DB_RETRIES and not self._db_answers():
                     time.sleep(2.0 ** attempt)
-        if len(labelled) == 1:
-            raise last
+                elif attempt < DB_RETRIES:
+                    break  # the database is up and refuses something: find the visit
+            except Exception as exc:  # noqa: BLE001 - e.g. UnicodeEncodeError in the driver
+                last = exc
+                log.warning("writing the batch failed (%s: %s); retrying visit by visit",
+                            type(exc).__name__, exc)
+                break
+        if not self._db_answers():
+            raise _unavailable(last)
         stored, failed = [], []
         for item in labelled:
             try:
                 self._write([item[3]])
                 stored.append(item)
-            except StorageError as exc:
-                failed.append((item[0], f"database refused the visit: {exc}"))
-        if not stored:
-            raise last
+            except Exception as exc:  # noqa: BLE001 - one visit must not stop the group
+                failed.append((item[0], f"database refused the visit: {type(exc).__name__}: "
+                                        f"{exc}"))
+        if failed and not self._db_answers():  # it went down meanwhile: refused nothing
+            raise _unavailable(last)
         return stored, failed
+
+    def _db_answers(self) -> bool:
+        """True if the database runs a trivial query: it is up, a failure was the data's."""
+        from sqlalchemy import text
+
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not answering"
+            return False
 
     def _write(self, visits: list[Any]) -> None:
         # One flush = one transaction (add() never fills the buffer).
@@ -277,19 +322,50 @@ class InferenceWorker:
             sink.add(visit)
         sink.flush()
 
-    def _dead_letter(self, rec: Any, reason: str) -> None:
+    def _dead_letter(self, rec: Any, reason: str) -> Any:
+        """Send the DLQ copy (reason, topic, partition, offset, the value as base64, cut so
+        that the record always fits max_message_bytes); returns the send's future."""
         value = rec.value or b""
-        payload = {"schema": DLQ_SCHEMA, "reason": reason, "topic": rec.topic,
-                   "partition": rec.partition, "offset": rec.offset,
-                   "original_b64": base64.b64encode(value).decode("ascii")}
-        self.producer.send(self.cfg.dlq_topic, key=rec.key,
-                           value=json.dumps(payload).encode(),
-                           headers=[("error", reason.encode()[:1000]),
-                                    ("original-topic", rec.topic.encode())])
+        reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "..."
+        key = rec.key[:MAX_KEY] if rec.key else rec.key
+        payload: dict[str, Any] = {
+            "schema": DLQ_SCHEMA, "reason": reason, "topic": rec.topic,
+            "partition": rec.partition, "offset": rec.offset, "original_bytes": len(value),
+            "truncated": False, "original_b64": ""}
+        # What is left for the value once the rest of the record is counted: base64 takes
+        # 4 bytes per 3, and the reason travels twice (payload and header).
+        room = self.cfg.max_message_bytes - len(json.dumps(payload)) - 2 * MAX_REASON - 4096
+        keep = max(0, room) * 3 // 4
+        if len(value) > keep:
+            value, payload["truncated"] = value[:keep], True
+        payload["original_b64"] = base64.b64encode(value).decode("ascii")
+        from kafka.errors import KafkaError
+
+        try:
+            future = self.producer.send(self.cfg.dlq_topic, key=key,
+                                        value=json.dumps(payload).encode(),
+                                        headers=[("error", reason.encode()[:MAX_REASON]),
+                                                 ("original-topic", rec.topic.encode())])
+        except KafkaError as exc:
+            raise BrokerError(f"cannot send to the dead-letter topic {self.cfg.dlq_topic} "
+                              f"({type(exc).__name__}): check the broker; nothing was "
+                              "committed, the batch will be redelivered") from exc
         self.metrics.dlq.inc()
         # The reason only, never the body: it may hold face crops.
         log.warning("message %s[%d]@%d dead-lettered: %s", rec.topic, rec.partition,
                     rec.offset, reason)
+        return future
+
+    @staticmethod
+    def _check_sent(futures: list[Any]) -> None:
+        """After the flush: if a DLQ copy was not accepted, stop before committing (the
+        messages are redelivered) rather than move past a message that is nowhere."""
+        for future in futures:
+            if not future.succeeded():  # failed, or the flush timed out
+                raise BrokerError(f"the dead-letter topic did not accept a message "
+                                  f"({future.exception or 'timed out'}): check the broker; "
+                                  "nothing was "
+                                  "committed, the batch will be redelivered")
 
     def _commit(self, records: list[Any]) -> None:
         from kafka import TopicPartition
@@ -311,8 +387,11 @@ class InferenceWorker:
     def _update_lag(self) -> None:
         # The fetch high-water mark, not end_offsets (wrong on some brokers, e.g. tansu).
         try:
+            assigned = self.consumer.assignment()
+            self.metrics.assigned = len(assigned)
+            self.metrics.partitions.set(len(assigned))
             self.metrics.lag.clear()  # partitions moved to another worker are not ours to report
-            for tp in self.consumer.assignment():
+            for tp in assigned:
                 high, pos = self.consumer.highwater(tp), self.consumer.position(tp,
                                                                                 timeout_ms=100)
                 if high is not None and pos is not None:
@@ -345,16 +424,16 @@ def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: Datab
                              create_topics=False)
     if stop is not None:
         worker.stop = stop
-    install_sigterm(worker.stop)
     m = worker.metrics
-    # Healthy while the poll loop turns (a batch stuck for minutes is not healthy).
-    server = serve(m.registry, kafka.metrics_port,
-                   lambda: time.monotonic() - m.last_loop < 120)
+    server = serve(m.registry, kafka.metrics_port, worker.ready, host=kafka.metrics_host,
+                   alive=worker.alive)
+    restore = install_sigterm(worker.stop)
     log.info("inference worker in group %s on %s (topic %s)", kafka.group_id,
              kafka.bootstrap_servers, kafka.tracks_topic)
     try:
         worker.run()
     finally:
+        restore()
         if server:
             server.shutdown()
         engine.dispose()

@@ -11,7 +11,7 @@ import numpy as np
 from audience.core.face import Face, Track
 from audience.core.preprocess import INPUT_SIZE, align_face
 from audience.ingest.config import CameraConfig
-from audience.ingest.detect import FaceDetector, YuNetDetector
+from audience.ingest.detect import FaceDetector, YuNetDetector, work_scale
 from audience.ingest.quality import in_masks, mask_contours, quality_score, sharpness, yaw
 from audience.ingest.tracker import Tracker
 
@@ -25,33 +25,41 @@ class StageCounters:
     frames: int = 0
     faces: int = 0  #: detected
     masked: int = 0  #: dropped: centre inside an exclusion mask
-    small: int = 0  #: dropped: shorter box side below min_face_px
+    small: int = 0  #: dropped: below the detector's floor (detector.min_face_px)
+    unsure: int = 0  #: tracked, no crop: score below quality.min_score
+    undersized: int = 0  #: tracked, no crop: shorter box side below quality.min_face_px
     blurry: int = 0  #: tracked, crop rejected: sharpness below min_sharpness
     turned: int = 0  #: tracked, crop rejected: yaw above max_yaw
     tracks: int = 0  #: emitted
+    uncropped: int = 0  #: emitted without any crop: counted, attributes unknown
 
     def line(self) -> str:
         return (f"{self.frames} frames, {self.faces} faces (dropped: {self.masked} masked, "
-                f"{self.small} small; crops rejected: {self.blurry} blurry, {self.turned} "
-                f"turned), {self.tracks} tracks")
+                f"{self.small} small; no crop: {self.unsure} unsure, {self.undersized} "
+                f"undersized, {self.blurry} blurry, {self.turned} turned), {self.tracks} "
+                f"tracks ({self.uncropped} without a crop)")
 
 
 class CameraStage:
     """Detect, filter, align, score and track the faces of one camera.
 
-    Faces inside an exclusion mask or too small are dropped outright. Blurred or turned faces
-    still feed the tracker (so a visitor who looks at a shelf for a moment stays one visit)
-    but never become crops; a track may therefore end with fewer than K crops, or none.
+    Count first, label what you can. Faces inside an exclusion mask, or under the detector's
+    reliable floor, are dropped outright. Every other face feeds the tracker, so each
+    confirmed track is a visitor; only faces that pass the attribute gates (confidence, size,
+    sharpness, pose) become crops. A track may therefore end with fewer than K crops, or
+    none: it is still a visit, stored with unknown attributes and ``n_crops = 0``.
     """
 
     def __init__(self, config: CameraConfig, detector: FaceDetector | None = None,
                  on_expire: Callable[[Track], None] | None = None) -> None:
         self.config = config
+        d = config.detector
+        # YuNet reports down to the low threshold; the tracker decides what each face may do.
         self.detector: FaceDetector = detector or YuNetDetector(
-            config.detector.score_threshold, config.detector.nms_threshold,
-            config.detector.work_width)
+            d.low_score_threshold, d.nms_threshold, d.work_width, max_upscale=d.max_upscale)
         self._masks = mask_contours(config.exclusion_masks)
-        self.tracker = Tracker(config.tracker, config.id, config.store, on_expire)
+        self.tracker = Tracker(config.tracker, config.id, config.store, on_expire,
+                               start_score=d.score_threshold)
         self.counters = StageCounters()
         #: Opt-in frame observer (annotated video, live view): (stage, frame, time, faces).
         self.on_frame: Callable[[CameraStage, np.ndarray, float, list[Face]], None] | None = None
@@ -59,21 +67,30 @@ class CameraStage:
     def process(self, frame: np.ndarray, timestamp: float) -> list[Track]:
         """One frame: returns the tracks that ended at ``timestamp``."""
         self.counters.frames += 1
-        q = self.config.quality
+        d, q = self.config.detector, self.config.quality
+        # The floor is in working pixels: a frame detected at 2x has a floor half as wide.
+        floor = d.min_face_px / work_scale(frame.shape[1], d.work_width, d.max_upscale)
         kept: list[Face] = []
         for face in self.detector.detect(frame):
             self.counters.faces += 1
             face.timestamp = timestamp
+            face.crop = None  # only faces that pass every attribute gate carry a crop
             if in_masks(face, self._masks):
                 self.counters.masked += 1
                 continue
-            if face.size < q.min_face_px:
+            if face.size < floor:
                 self.counters.small += 1
+                continue
+            kept.append(face)
+            if face.score < q.min_score:
+                self.counters.unsure += 1
+                continue
+            if face.size < q.min_face_px:
+                self.counters.undersized += 1
                 continue
             # Colour: a colour model uses it, a gray one takes its luma (prepare_face).
             crop = align_face(frame, face.landmarks, INPUT_SIZE, channels=3)
             sharp, turn = sharpness(crop), yaw(face.landmarks)
-            face.crop = None  # only faces that pass both gates carry a crop
             if sharp < q.min_sharpness:
                 self.counters.blurry += 1
             elif turn > q.max_yaw:
@@ -81,7 +98,6 @@ class CameraStage:
             else:
                 face.crop = crop
                 face.quality = quality_score(face, sharp, turn)
-            kept.append(face)
         ended = self._count(self.tracker.update(kept, timestamp))
         if self.on_frame is not None:  # after update: faces carry their track ids
             self.on_frame(self, frame, timestamp, kept)
@@ -102,4 +118,5 @@ class CameraStage:
 
     def _count(self, tracks: list[Track]) -> list[Track]:
         self.counters.tracks += len(tracks)
+        self.counters.uncropped += sum(not t.faces for t in tracks)
         return tracks

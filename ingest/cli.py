@@ -1,16 +1,20 @@
-"""The camera stage's commands: `audience camera`, `audience simulate`, `audience bench camera`."""
+"""The camera stage's commands: `audience camera`, `audience simulate`, `audience bench camera`,
+`audience evaluate counting`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
 from audience.core.kafka_config import KafkaConfig
 from audience.ingest.config import CameraConfig
+
+if TYPE_CHECKING:  # the CLI starts without loading the camera stage
+    from audience.ingest.counting import GenderFn
 
 
 class CameraSettings(Protocol):
@@ -22,6 +26,9 @@ class CameraSettings(Protocol):
 
 #: The app's loader: config file + environment + these command-line values.
 Load = Callable[[Path | None, dict[str, dict[str, object]]], CameraSettings]
+#: The app's gender labeller for `evaluate counting` (it needs the inference stage, which
+#: ingest must not import): config file -> tracks -> one label (or None) per track.
+Genders = Callable[[Path | None], "GenderFn"]
 
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config file (camera and kafka "
                                                 "sections).")]
@@ -29,8 +36,10 @@ BrokerOpt = Annotated[str | None, typer.Option(
     "--bootstrap-servers", help="Kafka brokers host:port,... (default from config).")]
 
 
-def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
-    """Add the camera stage's commands to the main `audience` app."""
+def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: Load,
+             genders: Genders | None = None) -> None:
+    """Add the camera stage's commands to the main `audience` app and its `bench` and
+    `evaluate` groups."""
 
     @app.command("camera")
     def camera(
@@ -54,6 +63,8 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
         summary = run_camera(cfg.camera, cfg.kafka)
         typer.echo(f"camera {cfg.camera.id}: {summary.frames} frames, {summary.tracks} tracks "
                    f"published to {cfg.kafka.tracks_topic}")
+        if summary.exit_code:  # Ctrl-C: the work is saved, the shell still learns of it
+            raise typer.Exit(summary.exit_code)
 
     @app.command("simulate")
     def simulate(
@@ -70,17 +81,23 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
         realtime: Annotated[bool, typer.Option(help="Pace frames at --fps (load tests).")]
         = False,
         seed: Annotated[int, typer.Option(help="Random seed (which faces).")] = 0,
+        face_px: Annotated[int | None, typer.Option(
+            min=8, max=300, help="Face size in pixels in the 640x360 frame (default 110); "
+            "small faces walk a proportionally shorter path, at the same speed in face "
+            "widths.")] = None,
         config: ConfigOpt = None,
         bootstrap_servers: BrokerOpt = None,
     ) -> None:
         """Synthetic cameras with known visitors (UTKFace faces walking across a noisy frame).
-        Prints the ground truth as JSON: number of visitors and their labels."""
+        Prints the ground truth as JSON: number of visitors and their labels. With --out,
+        each camera is an image folder with its truth beside it (`evaluate counting` reads
+        it)."""
         from audience.ingest.simulate import ground_truth, plan, write_frames
         from audience.ingest.simulate import publish as publish_plans
 
         if publish and out:
             raise typer.BadParameter("choose one of --publish and --out")
-        plans = plan(cameras, fps, duration, faces, seed=seed)
+        plans = plan(cameras, fps, duration, faces, seed=seed, face_px=face_px)
         truth = ground_truth(plans)
         if out:
             write_frames(plans, out, faces)
@@ -93,15 +110,48 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
     def bench_camera(
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         seconds: Annotated[float, typer.Option(help="Seconds to measure.")] = 10.0,
+        config: ConfigOpt = None,
     ) -> None:
         """Camera-stage frames/s on 720p input (detection + tracking + crop selection), one
-        core."""
+        core, with the camera settings of the config and environment (e.g.
+        AUDIENCE_CAMERA__DETECTOR__WORK_WIDTH=640)."""
         from audience.ingest.bench import bench_camera as run_bench
 
-        result = run_bench(seconds=seconds, threads=1)
+        cfg = load(config, {})
+        result = run_bench(seconds=seconds, threads=1, config=cfg.camera)
         if as_json:
             typer.echo(json.dumps(result))
         else:
             typer.echo(f"camera stage: {result['fps']:.1f} frames/s on {result['resolution']} "
-                       f"({result['threads']} thread, detection at width "
-                       f"{result['work_width']})")
+                       f"({result['cpu_fps']:.1f} per CPU-second; {result['threads']} thread, "
+                       f"detection at width {result['work_width']})")
+
+    @evaluate.command("counting")
+    def evaluate_counting(
+        clips: Annotated[Path, typer.Option(
+            metavar="DIR", help="Folder of clips (video files, GIFs or image folders); those "
+            "with a ground-truth YAML are evaluated.")],
+        truth: Annotated[list[Path] | None, typer.Option(
+            metavar="DIR", help="Folder of ground-truth YAML files, if not beside the clips "
+            "(repeatable; default: the annotations of ../shared/datasets/videos shipped in "
+            "ingest/clips).")] = None,
+        config: ConfigOpt = None,
+        gender: Annotated[bool, typer.Option(help="Label the visits' gender (the analyzer) "
+                                             "where the truth gives it.")] = True,
+        shrink: Annotated[float, typer.Option(
+            min=0.05, max=1.0, help="Shrink each clip's scene by this factor inside a frame of "
+            "the same size (a camera farther away: smaller faces, same truth).")] = 1.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Count visitors on annotated clips with the camera stage (config and environment
+        settings apply): per clip true, counted, error, missed visitors and extra tracks;
+        totals with over- and under-counts and gender agreement. A clip's truth is
+        `<name>.yaml`: clip, visitors, and optionally genders, in_view ([from, to] seconds per
+        visitor), faces_seen, fps (image folders), note."""
+        from audience.ingest.counting import evaluate_counting as run_eval
+        from audience.ingest.counting import table
+
+        cfg = load(config, {})
+        labeller = genders(config) if gender and genders is not None else None
+        report = run_eval(clips, cfg.camera, truth, labeller, shrink)
+        typer.echo(json.dumps(report) if as_json else table(report))

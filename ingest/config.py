@@ -2,28 +2,62 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from audience.core.config import Strict
+from audience.core.ids import RULE as ID_RULE
+from audience.core.ids import is_valid_id
 
 
 class DetectorConfig(Strict):
-    score_threshold: float = Field(0.7, ge=0, le=1, description="YuNet minimum face confidence.")
+    """Where the detector's limits are (measured, README "Counting"): YuNet finds a face of
+    about 12 px or more at the working resolution, so ``work_width`` decides which faces can
+    be counted at all. 960 keeps a 720p frame's 16 px faces at 12 px and runs 31.5 frames of
+    720p per CPU-second (`audience bench camera`; 640: 70, 1280: 21); a 480x270 frame is
+    detected at 2x, so its 8-12 px faces reach the floor too."""
+
+    # 0.6/0.4 measured against 0.7/0.5 and 0.5/0.3 (README "Counting"): 0.7 misses most
+    # faces under 16 px, 0.5 starts a second track on one head (a double detection).
+    score_threshold: float = Field(
+        0.6, ge=0, le=1, description="YuNet confidence a face needs to start a track.")
+    low_score_threshold: float = Field(
+        0.4, ge=0, le=1, description="Faces at least this confident (but under "
+        "score_threshold) may continue an existing track, never start one (ByteTrack); "
+        "equal to score_threshold turns this off.")
     nms_threshold: float = Field(0.3, ge=0, le=1, description="YuNet non-maximum suppression IoU.")
     work_width: int = Field(
-        640, ge=64, description="Frames are downscaled to this width before detection (speed).")
+        960, ge=64, description="Frames are resized to this width before detection: wider "
+        "ones down (speed), narrower ones up by at most max_upscale (small faces).")
+    max_upscale: float = Field(
+        2.0, ge=1, le=4, description="Largest enlargement of a narrow frame before detection "
+        "(1: never enlarge).")
+    min_face_px: float = Field(
+        10.0, ge=1, description="Faces whose shorter box side at the working resolution is "
+        "smaller are dropped: the detector's reliable floor.")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> DetectorConfig:
+        if self.low_score_threshold > self.score_threshold:
+            raise ValueError("low_score_threshold must not exceed score_threshold")
+        return self
 
 
 class QualityConfig(Strict):
+    # Count first, label what you can: these gates decide which faces give crops for the
+    # attributes; every face above the detector's floor still feeds the tracker.
+    min_score: float = Field(
+        0.7, ge=0, le=1, description="Faces less confident than this (YuNet score) are still "
+        "tracked and counted, but give no crop for the attributes.")
     min_face_px: int = Field(
-        24, ge=8, description="Faces whose shorter box side is smaller are dropped.")
+        24, ge=8, description="Faces whose shorter box side (frame pixels) is smaller are "
+        "still tracked and counted, but give no crop for the attributes.")
     # Sharp 48x48 crops of the bundled clip score 100-250; motion blur falls below 15.
     min_sharpness: float = Field(
         15.0, ge=0,
         description="Minimum variance of the Laplacian of the aligned crop (blur gate).")
     max_yaw: float = Field(
         0.6, ge=0, le=1, description="Maximum left/right asymmetry of the nose between the eyes "
-        "(0 frontal, 1 full profile); more turned faces are dropped.")
+        "(0 frontal, 1 full profile); more turned faces give no crop.")
 
 
 class TrackerConfig(Strict):
@@ -45,18 +79,24 @@ class TrackerConfig(Strict):
     iou_threshold: float = Field(
         0.2, ge=0, le=1,
         description="Minimum box IoU to continue a track from one frame to the next.")
+    # 1.5: a visitor leaving across the view at 5 fps moves 1.3-1.6 face widths per frame
+    # (one-by-one-person-detection.mp4, 134.8-135.2 s); 1.0 split each such exit into
+    # one-hit tracks that min_hits then discarded.
     max_centre_shift: float = Field(
-        1.0, ge=0, description="Fallback when IoU is too low (fast faces, low fps): continue a "
+        1.5, ge=0, description="Fallback when IoU is too low (fast faces, low fps): continue a "
         "track if the box centre moved at most this many box sizes.")
 
 
 class CameraConfig(Strict):
-    id: str = Field("cam-1", min_length=1, description="Camera id, unique within the store.")
-    store: str = Field("store-1", min_length=1, description="Store id this camera belongs to.")
+    id: str = Field("cam-1", min_length=1, description=f"Camera id, unique within the store "
+                    f"({ID_RULE}).")
+    store: str = Field("store-1", min_length=1, description=f"Store id this camera belongs to "
+                       f"({ID_RULE}: the same rule as Kafka messages and dashboard filters).")
     source: str = Field(
         "", description="Video file, image folder, rtsp:// or http(s):// URL, or webcam index.")
-    # 5 fps: a face moves less than its own width between analysed frames at walking pace,
-    # so IoU association holds, and one core (~40 fps at 720p, see ingest.bench) serves
+    # 5 fps: a face walking towards the camera moves less than its own width between analysed
+    # frames, so IoU association holds (one crossing the view: up to 1.6 widths, see
+    # tracker.max_centre_shift), and one core (~31 frames/s of 720p, see ingest.bench) serves
     # several cameras. Sampling more often adds crops of the same pose, not information.
     fps: float = Field(5.0, gt=0, le=60, description="Frames analysed per second of video.")
     reconnect_max_s: float = Field(
@@ -69,6 +109,13 @@ class CameraConfig(Strict):
     exclusion_masks: list[list[tuple[float, float]]] = Field(
         default_factory=list, description="Polygons in frame pixels (e.g. the staff counter); "
         "faces whose centre lies inside one are dropped.")
+
+    @field_validator("id", "store")
+    @classmethod
+    def _id_rule(cls, v: str) -> str:
+        if not is_valid_id(v):  # one rule at every intake: audience.core.ids
+            raise ValueError(f"not a valid id: use {ID_RULE}")
+        return v
 
     @field_validator("exclusion_masks")
     @classmethod

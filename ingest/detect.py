@@ -31,17 +31,27 @@ class FaceDetector(Protocol):
     def detect(self, frame: np.ndarray) -> list[Face]: ...
 
 
+def work_scale(frame_width: int, work_width: int, max_upscale: float = 1.0) -> float:
+    """The factor a frame is resized by before detection: down to ``work_width`` (speed), or
+    up towards it by at most ``max_upscale`` (YuNet misses faces under ~12 px, so a small
+    frame's small faces are enlarged to reach that floor)."""
+    return min(max_upscale, work_width / frame_width)
+
+
 class YuNetDetector:
-    """``cv2.FaceDetectorYN`` run on a frame downscaled to at most ``work_width`` pixels."""
+    """``cv2.FaceDetectorYN`` run on a frame resized to ``work_width`` pixels: downscaled when
+    wider, upscaled (at most ``max_upscale`` times, default never) when narrower."""
 
     def __init__(self, score_threshold: float = 0.7, nms_threshold: float = 0.3,
-                 work_width: int = 640, model_path: Path | None = None) -> None:
+                 work_width: int = 640, model_path: Path | None = None,
+                 max_upscale: float = 1.0) -> None:
         # The shipped weights are checked like the attribute model's; a caller's own file is
         # the caller's to vouch for.
         path = model_path or verified(yunet_path(), YUNET_SHA256, "YuNet weights")
         if not path.is_file():
             raise MissingFileError(f"YuNet weights not found at {path}: pass an existing file")
         self.work_width = work_width
+        self.max_upscale = max_upscale
         self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold,
                                               nms_threshold, 5000)
         self._size: tuple[int, int] | None = None
@@ -52,9 +62,10 @@ class YuNetDetector:
         elif frame.shape[2] == 4:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
         h, w = frame.shape[:2]
-        scale = min(1.0, self.work_width / w)
+        scale = work_scale(w, self.work_width, self.max_upscale)
         small = frame if scale == 1.0 else cv2.resize(
-            frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            frame, (round(w * scale), round(h * scale)),
+            interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
         size = (small.shape[1], small.shape[0])
         if size != self._size:
             self._net.setInputSize(size)

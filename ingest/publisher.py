@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from audience.core.face import Track
 from audience.core.kafka_config import KafkaConfig
 from audience.core.kafka_io import BrokerError, ensure_topics, make_producer
-from audience.core.signals import install_sigterm
+from audience.core.signals import StopEvent, install_sigterm
 from audience.core.wire import encode_track
 from audience.ingest.camera import CameraStage
 from audience.ingest.config import CameraConfig
@@ -116,6 +116,7 @@ class PublishSummary:
     frames: int = 0
     tracks: int = 0
     failed: int = 0
+    exit_code: int = 0  #: 130 when Ctrl-C stopped the camera
 
 
 def _until(source: Iterable[tuple[float, np.ndarray]], stop: threading.Event,
@@ -152,25 +153,29 @@ def publish_source(stage: CameraStage, source: Iterable[tuple[float, np.ndarray]
 
 def run_camera(cam: CameraConfig, kafka: KafkaConfig,
                stop: threading.Event | None = None) -> PublishSummary:
-    """``audience camera``: the camera's source, published to Kafka."""
+    """``audience camera``: the camera's source, published to Kafka, until the source ends
+    or ``stop`` is set (SIGTERM, Ctrl-C: ``summary.exit_code`` is then 0 or 130)."""
     from audience.core.health import serve
     from audience.ingest.sources import open_source
 
-    stop = stop or threading.Event()
-    install_sigterm(stop)
+    stop = stop or StopEvent()
     source = open_source(cam.source, cam.fps, reconnect_max_s=cam.reconnect_max_s,
-                         reconnect_attempts=cam.reconnect_attempts, progress=False)
+                         reconnect_attempts=cam.reconnect_attempts, progress=False, stop=stop)
     metrics = CameraMetrics()
     # Healthy while frames arrive (a dead stream is reconnecting, not serving).
     server = serve(metrics.registry, kafka.metrics_port,
-                   lambda: time.monotonic() - metrics.last_frame < 60)
+                   lambda: time.monotonic() - metrics.last_frame < 60, host=kafka.metrics_host)
+    restore = install_sigterm(stop)
     try:
         with TrackPublisher(kafka, metrics=metrics) as publisher:
             summary = publish_source(CameraStage(cam), source, publisher, stop)
     finally:
+        restore()
         if server:
             server.shutdown()
     if summary.failed:
         raise BrokerError(f"{summary.failed} of {summary.tracks + summary.failed} tracks were "
                           f"not accepted by {kafka.bootstrap_servers}: see the log")
+    if isinstance(stop, StopEvent):
+        summary.exit_code = stop.exit_code
     return summary

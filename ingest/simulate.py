@@ -21,6 +21,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 from audience.core.errors import MissingFileError
 from audience.core.kafka_config import KafkaConfig
@@ -52,6 +53,7 @@ class CameraPlan:
     duration_s: float
     start_time: float
     visitors: list[Visitor] = field(default_factory=list)
+    face_px: int = FACE_PX
 
 
 def utk_labels(name: str) -> tuple[int, str] | None:
@@ -65,11 +67,11 @@ def _background(seed: int) -> np.ndarray:
     return np.clip(rng.normal(110, 12, (FRAME_H, FRAME_W, 3)), 0, 255).astype(np.uint8)
 
 
-def _load_face(folder: Path, name: str) -> np.ndarray:
+def _load_face(folder: Path, name: str, size: int = FACE_PX) -> np.ndarray:
     img = cv2.imread(str(folder / name))
     if img is None:
         raise MissingFileError(f"cannot read face image {folder / name}")
-    return cv2.resize(img, (FACE_PX, FACE_PX), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def pick_faces(folder: Path, n: int, seed: int = 0) -> list[str]:
@@ -101,15 +103,18 @@ def pick_faces(folder: Path, n: int, seed: int = 0) -> list[str]:
 
 
 def plan(cameras: int, fps: float, duration_s: float, faces: Path = DEFAULT_FACES,
-         store_id: str = "sim-store", seed: int = 0, start_time: float | None = None
-         ) -> list[CameraPlan]:
-    """Who walks past which camera when: one visitor per WALK_S + GAP_S seconds."""
+         store_id: str = "sim-store", seed: int = 0, start_time: float | None = None,
+         face_px: int | None = None) -> list[CameraPlan]:
+    """Who walks past which camera when: one visitor per WALK_S + GAP_S seconds. Faces are
+    ``face_px`` wide (default FACE_PX); which faces is screened at FACE_PX, so the truth is
+    what a camera sees of a near visitor, and smaller faces test the counter."""
     per_camera = int(duration_s // (WALK_S + GAP_S))
     names = pick_faces(faces, cameras * per_camera, seed) if per_camera else []
     start = time.time() if start_time is None else start_time
     plans = []
     for c in range(cameras):
-        p = CameraPlan(f"sim-cam-{c + 1}", store_id, fps, duration_s, start)
+        p = CameraPlan(f"sim-cam-{c + 1}", store_id, fps, duration_s, start,
+                       face_px=face_px or FACE_PX)
         for i in range(per_camera):
             name = names[c * per_camera + i]
             age, gender = utk_labels(name) or (0, "")
@@ -123,16 +128,21 @@ def frames(p: CameraPlan, faces: Path = DEFAULT_FACES, realtime: bool = False,
            seed: int = 0) -> Iterator[tuple[float, np.ndarray]]:
     """The camera's frames at ``p.fps``: (epoch seconds, BGR frame)."""
     bg = _background(seed + zlib.crc32(p.camera_id.encode()) % 1000)
-    images = {v.file: _load_face(Path(faces), v.file) for v in p.visitors}
-    y = (FRAME_H - FACE_PX) // 2
+    size = p.face_px
+    images = {v.file: _load_face(Path(faces), v.file, size) for v in p.visitors}
+    y = (FRAME_H - size) // 2
+    # The same speed in face widths as a FACE_PX face crossing the frame: a smaller face is
+    # a farther visitor, who moves fewer pixels per second.
+    path = (FRAME_W - FACE_PX - 20) * size / FACE_PX
+    x0 = (FRAME_W - size - path) / 2
     t0 = time.monotonic()
     for i in range(int(p.duration_s * p.fps)):
         t = i / p.fps
         frame = bg.copy()
         for v in p.visitors:
-            if v.enter_s <= t <= v.leave_s:  # left to right across the frame
-                x = int(10 + (FRAME_W - FACE_PX - 20) * (t - v.enter_s) / WALK_S)
-                frame[y:y + FACE_PX, x:x + FACE_PX] = images[v.file]
+            if v.enter_s <= t <= v.leave_s:  # left to right
+                x = int(x0 + path * (t - v.enter_s) / WALK_S)
+                frame[y:y + size, x:x + size] = images[v.file]
         if realtime:
             time.sleep(max(0.0, t0 + t - time.monotonic()))
         yield p.start_time + t, frame
@@ -146,12 +156,19 @@ def ground_truth(plans: list[CameraPlan]) -> dict:
 
 
 def write_frames(plans: list[CameraPlan], out: Path, faces: Path = DEFAULT_FACES) -> None:
-    """Each camera as an image folder (a source `audience run --source` accepts)."""
+    """Each camera as an image folder (a source `audience run --source` accepts), with its
+    exact truth beside it as ``<camera>.yaml`` for `audience evaluate counting`."""
     for p in plans:
         folder = Path(out) / p.camera_id
         folder.mkdir(parents=True, exist_ok=True)
         for i, (_t, frame) in enumerate(frames(p, faces)):
             cv2.imwrite(str(folder / f"{i:06d}.png"), frame)
+        truth = {"clip": p.camera_id, "visitors": len(p.visitors),
+                 "faces_seen": len(p.visitors), "genders": [v.gender for v in p.visitors],
+                 "in_view": [[v.enter_s, v.leave_s] for v in p.visitors],
+                 "fps": p.fps, "note": f"simulated: {len(p.visitors)} faces of {p.face_px} px "
+                 "crossing one at a time (exact truth)"}
+        (Path(out) / f"{p.camera_id}.yaml").write_text(yaml.safe_dump(truth, sort_keys=False))
     (Path(out) / "ground_truth.json").write_text(json.dumps(ground_truth(plans), indent=1))
 
 

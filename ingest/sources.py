@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from audience.core import preprocess
+from audience.core import images, preprocess
 from audience.core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -254,10 +255,30 @@ class VideoFileSource(FrameSource):
         finally:
             bar.close()
             cap.release()
+        grabbed = index - bad_in_a_row
+        if self._truncated(total, grabbed):
+            self.skipped += 1  # at least the cut frame; counted, and said once
+            log.warning("%s is truncated: %d frames read%s; the rest of the video is missing "
+                        "(copy the file again)", self.path, grabbed,
+                        f" of {total} announced" if total > grabbed else "")
         self._report_skipped()
         if good == 0:
             raise SourceError(f"no frames could be decoded from {self.path}: the file is empty "
                               "or corrupt; check it plays in a video player")
+
+    def _truncated(self, announced: int, grabbed: int) -> bool:
+        """Fewer frames than the container announced, or a GIF without its trailer byte
+        (FFmpeg reads a GIF cut in half as a shorter GIF, silently)."""
+        if announced > 0 and grabbed < announced - 1:
+            return True
+        try:
+            with self.path.open("rb") as fh:
+                if fh.read(4) != b"GIF8":
+                    return False
+                fh.seek(-1, 2)
+                return fh.read(1) != b";"
+        except OSError:
+            return False
 
     @staticmethod
     def _position(cap: Capture, index: int, native_fps: float, last_t: float) -> float:
@@ -291,19 +312,30 @@ class ImageFolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         self.skipped = 0
+        good = 0
         files = tqdm(self.files, unit="frame", desc=Path(self.name).name, file=sys.stderr,
                      disable=not self.progress, leave=False)
         try:
             for i, path in enumerate(files):
                 # IMREAD_UNCHANGED keeps gray and alpha so that to_bgr converts them properly.
-                frame = to_bgr(cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+                # The header first: a huge image is skipped without being decoded.
+                try:
+                    frame = to_bgr(images.read_image(path, cv2.IMREAD_UNCHANGED))
+                except images.ImageTooLargeError as exc:
+                    log.warning("%s: skipped", exc)
+                    frame = None
                 if frame is None:
                     self.skipped += 1
                     continue
+                good += 1
                 yield self.start_time + i / self.fps, frame
         finally:
             files.close()
         self._report_skipped()
+        if good == 0:  # like a video of which no frame decodes
+            raise SourceError(f"no image in folder {self.name} could be decoded: the "
+                              f"{len(self.files)} file(s) are corrupt, too large or not "
+                              "images; check them in an image viewer")
 
 
 class LiveSource(FrameSource):
@@ -313,7 +345,8 @@ class LiveSource(FrameSource):
 
     def __init__(self, target: str | int, fps: float, reconnect_max_s: float = 30.0,
                  reconnect_attempts: int = 0, sleep: Sleep = time.sleep, clock: Clock = time.time,
-                 capture_factory: CaptureFactory | None = None) -> None:
+                 capture_factory: CaptureFactory | None = None,
+                 stop: threading.Event | None = None) -> None:
         name = f"webcam {target}" if isinstance(target, int) else mask_credentials(target)
         super().__init__(name, fps)
         self.kind = "webcam" if isinstance(target, int) else "stream"
@@ -324,6 +357,8 @@ class LiveSource(FrameSource):
         self._clock = clock
         self._factory = capture_factory or _default_capture
         self.reconnects = 0  #: reconnect attempts so far (for monitoring)
+        # Set on SIGTERM/Ctrl-C: the stream ends at once, even while it waits to reconnect.
+        self._stop = stop
 
     def backoff(self, attempt: int) -> float:
         """Wait before reconnect ``attempt`` (1-based): 1, 2, 4 ... s, capped at the maximum."""
@@ -335,7 +370,7 @@ class LiveSource(FrameSource):
         cap: Capture | None = None
         attempt, bad_in_a_row, ever_opened = 0, 0, False
         try:
-            while True:
+            while not self._stopped():
                 if cap is None:
                     cap = self._factory(self._target)
                     if not cap.isOpened():
@@ -351,6 +386,8 @@ class LiveSource(FrameSource):
                     good, frame = cap.retrieve()
                     frame = to_bgr(frame) if good else None
                     if frame is not None:
+                        if attempt or not ever_opened:  # the pair of "reconnecting" warnings
+                            log.info("%s %s: receiving frames", self.kind, self.name)
                         attempt, bad_in_a_row, ever_opened = 0, 0, True
                         yield t, frame
                         continue
@@ -373,22 +410,30 @@ class LiveSource(FrameSource):
                 what = "dropped" if ever_opened else "cannot be opened"
                 log.warning("%s %s %s; reconnecting in %g s (attempt %d)",
                             self.kind, self.name, what, delay, attempt)
-                self._sleep(delay)
+                if self._stop is not None:
+                    self._stop.wait(delay)  # a stop request ends the wait, not the backoff
+                else:
+                    self._sleep(delay)
         finally:
             if cap is not None:
                 cap.release()
             self._report_skipped()
+
+    def _stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
 
 def open_source(spec: str | Path, fps: float, *, start_time: float | None = None,
                 progress: bool = True, reconnect_max_s: float = 30.0,
                 reconnect_attempts: int = 0, sleep: Sleep = time.sleep,
                 clock: Clock = time.time,
-                capture_factory: CaptureFactory | None = None) -> FrameSource:
+                capture_factory: CaptureFactory | None = None,
+                stop: threading.Event | None = None) -> FrameSource:
     """Open a video file, image folder, rtsp(s)/http(s) URL or webcam index ("0").
 
     ``start_time`` (epoch seconds, default now) anchors file timestamps. ``sleep``, ``clock``
-    and ``capture_factory`` are injectable for tests. Raises :class:`SourceError`.
+    and ``capture_factory`` are injectable for tests. ``stop`` ends a live source at once
+    (its reconnect backoff waits on it). Raises :class:`SourceError`.
     """
     text = str(spec).strip()
     if not text:
@@ -401,10 +446,10 @@ def open_source(spec: str | Path, fps: float, *, start_time: float | None = None
                 f"unsupported source scheme {scheme.group(1)!r} in {mask_credentials(text)}: "
                 f"use one of {', '.join(sorted(LIVE_SCHEMES))}, a file path or a webcam index")
         return LiveSource(text, fps, reconnect_max_s, reconnect_attempts, sleep, clock,
-                          capture_factory)
+                          capture_factory, stop)
     if text.isdigit():
         return LiveSource(int(text), fps, reconnect_max_s, reconnect_attempts, sleep, clock,
-                          capture_factory)
+                          capture_factory, stop)
     path = Path(text).expanduser()
     start = time.time() if start_time is None else start_time
     if path.is_dir():

@@ -1,4 +1,5 @@
-"""Greedy IoU face tracker: turns per-frame faces into visits with their best crops."""
+"""Greedy IoU face tracker with ByteTrack-style low-confidence continuation: turns per-frame
+faces into visits with their best crops."""
 
 from __future__ import annotations
 
@@ -59,11 +60,19 @@ class Tracker:
     then, for faces that moved more than their box between sampled frames, the nearest
     centre within ``max_centre_shift`` box sizes. No Hungarian solver: a handful of faces
     per frame makes greedy as good and dependency-free.
+
+    ByteTrack's idea, in two passes: confident faces (score >= ``start_score``) are matched
+    first; the tracks they leave unmatched may then take a low-confidence face (a small,
+    blurred or turning face the detector is unsure of), which keeps the track alive and
+    counts as a hit. A low-confidence face never starts a track, so a flickering poster or
+    reflection needs a confident detection and ``min_hits`` hits to become a visitor.
     """
 
     def __init__(self, config: TrackerConfig, camera_id: str, store_id: str,
-                 on_expire: Callable[[Track], None] | None = None) -> None:
+                 on_expire: Callable[[Track], None] | None = None,
+                 start_score: float = 0.0) -> None:
         self.config = config
+        self.start_score = start_score
         self.camera_id = camera_id
         self.store_id = store_id
         self.on_expire = on_expire
@@ -91,12 +100,26 @@ class Tracker:
 
     def _associate(self, faces: list[Face], t: float) -> list[tuple[_LiveTrack, Face]]:
         preds = [lt.predicted(t) for lt in self._live]
+        strong = [i for i, f in enumerate(faces) if f.score >= self.start_score]
+        weak = [i for i, f in enumerate(faces) if f.score < self.start_score]
         free_tracks = set(range(len(self._live)))
-        free_faces = set(range(len(faces)))
-        pairs: list[tuple[int, int]] = []
+        pairs, free_strong = self._match(preds, faces, free_tracks, set(strong))
+        weak_pairs, _ = self._match(preds, faces, free_tracks, set(weak))  # never start one
+        out = [(self._live[ti], faces[fi]) for ti, fi in pairs + weak_pairs]
+        for fi in sorted(free_strong):  # unmatched confident faces start new tracks
+            face = faces[fi]
+            live = _LiveTrack(uuid.uuid4().hex, t, t, face.box.astype(np.float32), 0)
+            self._live.append(live)
+            out.append((live, face))
+        return out
 
-        by_iou = sorted(((iou(p, f.box), ti, fi) for ti, p in enumerate(preds)
-                         for fi, f in enumerate(faces)), reverse=True)
+    def _match(self, preds: list[np.ndarray], faces: list[Face], free_tracks: set[int],
+               free_faces: set[int]) -> tuple[list[tuple[int, int]], set[int]]:
+        """Greedy pairs (track, face) among the free ones, which it updates in place; returns
+        the pairs and the faces left free."""
+        pairs: list[tuple[int, int]] = []
+        by_iou = sorted(((iou(preds[ti], faces[fi].box), ti, fi) for ti in free_tracks
+                         for fi in free_faces), reverse=True)
         for score, ti, fi in by_iou:
             if score < self.config.iou_threshold or score <= 0:
                 break
@@ -120,14 +143,7 @@ class Tracker:
                 pairs.append((ti, fi))
                 free_tracks.discard(ti)
                 free_faces.discard(fi)
-
-        out = [(self._live[ti], faces[fi]) for ti, fi in pairs]
-        for fi in sorted(free_faces):  # unmatched faces start new tracks
-            face = faces[fi]
-            live = _LiveTrack(uuid.uuid4().hex, t, t, face.box.astype(np.float32), 0)
-            self._live.append(live)
-            out.append((live, face))
-        return out
+        return pairs, free_faces
 
     def _extend(self, live: _LiveTrack, face: Face, t: float) -> None:
         if live.n_detections and t > live.last_seen:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from audience.core.errors import MissingFileError
+from audience.core.errors import InputError, MissingFileError
 from audience.ingest.detect import chip_detector, chip_landmarks
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,13 @@ def _open_text(path: str | Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
+class DatasetError(InputError, ValueError):
+    """A dataset file or folder the user named holds nothing usable: one line, exit 2."""
+
+
+UTK_SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class FerData:
     images: np.ndarray  #: (N, 48, 48) uint8
@@ -66,6 +73,14 @@ class FerData:
 
 def load_fer2013(path: str | Path, splits: Iterable[str] | None = None) -> FerData:
     """Read a FER-2013 CSV (``emotion,pixels,Usage``; plain or gzip)."""
+    try:
+        return _load_fer2013(path, splits)
+    except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile) as exc:  # a binary file
+        raise DatasetError(f"{path} is not a FER-2013 CSV ({type(exc).__name__}): pass the "
+                           "emotion,pixels,Usage CSV (plain or .gz)") from None
+
+
+def _load_fer2013(path: str | Path, splits: Iterable[str] | None) -> FerData:
     wanted = set(splits) if splits else None
     images, labels, usage, rows = [], [], [], []
     bad = 0
@@ -73,7 +88,8 @@ def load_fer2013(path: str | Path, splits: Iterable[str] | None = None) -> FerDa
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
-            raise ValueError(f"{path}: expected the header 'emotion,pixels,Usage', got {header}")
+            raise DatasetError(f"{path}: expected the header 'emotion,pixels,Usage', got "
+                               f"{ascii(header)[:80]}: pass the FER-2013 CSV")
         for i, rec in enumerate(reader):
             try:
                 emotion, pixels, use = int(rec[0]), rec[1], rec[2].strip()
@@ -165,6 +181,9 @@ def load_utkface(directory: str | Path, split: str | None = None) -> UtkData:
     directory = Path(directory)
     if not directory.is_dir():
         raise MissingFileError(f"{directory} is not a directory: pass the UTKFace image folder")
+    if split is not None and split not in UTK_SPLITS:
+        raise DatasetError(f"unknown UTKFace split {split!r}: use one of "
+                           f"{', '.join(UTK_SPLITS)} or all")
     paths, ages, genders, races = [], [], [], []
     bad = 0
     for p in sorted(directory.iterdir()):
@@ -192,9 +211,14 @@ def utk_chips(data: UtkData) -> Iterator[tuple[np.ndarray | None, np.ndarray | N
     The one place chips are read and landmarked, for training and evaluation alike. An
     unreadable file yields ``(None, None, False)``; the caller decides if that is fatal.
     """
+    from audience.core.images import ImageTooLargeError, read_image
+
     det = chip_detector()
     for p in data.paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        try:  # the header first: a chip claiming 100000x100000 is not decoded
+            img = read_image(p, cv2.IMREAD_COLOR)
+        except ImageTooLargeError:
+            img = None
         if img is None:
             yield None, None, False
             continue
@@ -209,7 +233,7 @@ def read_utk_chips(data: UtkData) -> tuple[list[np.ndarray], list[np.ndarray]]:
     marks: list[np.ndarray] = []
     for p, (img, lm, _) in zip(data.paths, utk_chips(data), strict=True):
         if img is None or lm is None:
-            raise ValueError(f"cannot read {p}")
+            raise DatasetError(f"cannot read {p}: remove it or replace it with the original chip")
         images.append(img)
         marks.append(lm)
     return images, marks

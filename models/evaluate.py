@@ -15,6 +15,7 @@ from audience.models.data import (
     EMOTIONS,
     ETHNICITIES,
     GENDERS,
+    DatasetError,
     load_fer2013,
     load_utkface,
     read_utk_chips,
@@ -92,7 +93,8 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
 
     data = load_fer2013(csv, splits=(split,))
     if len(data.labels) == 0:
-        raise ValueError(f"no rows with Usage={split} in {csv}")
+        raise DatasetError(f"no usable rows with Usage={split!r} in {csv}: pass the FER-2013 "
+                           "CSV and one of its splits (Training, PublicTest, PrivateTest)")
     analyzer = load_analyzer("emotion", flip_average=tta, weights=weights)
     probs = analyzer.predict(prepare_batch(list(data.images), size=analyzer.size))["emotion"]
     pred = probs.argmax(1)
@@ -132,7 +134,8 @@ def evaluate_utkface(directory: str | Path, split: str = "test", out_dir: Path =
                      tta: bool = False) -> dict:
     data = load_utkface(directory, split=None if split == "all" else split)
     if not data.paths:
-        raise ValueError(f"no UTKFace images for split {split} in {directory}")
+        raise DatasetError(f"no UTKFace images (age_gender_race_*.jpg) for split {split} in "
+                           f"{directory}: pass the UTKFace folder")
     analyzer = load_analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
     images, marks = read_utk_chips(data)
     attrs = analyzer.analyze(images, marks)

@@ -2,74 +2,180 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 import typer
+from sqlalchemy import Engine
 
+from audience.core.files import check_output
+from audience.core.ids import is_valid_id
 from audience.reports.config import ReportConfig
 from audience.reports.report import build_report, render_table, write_html
-from audience.reports.segments import DIMENSIONS, Period, parse_dimensions, segments, write_csv
+from audience.reports.segments import (
+    DIMENSIONS,
+    Period,
+    parse_dimensions,
+    segments,
+    write_csv,
+    write_png,
+)
 from audience.reports.segments import render_table as render_segments
 from audience.storage import query
 from audience.storage.cli import DEFAULT_URL, DbUrl
 from audience.storage.db import ready_engine
+from audience.storage.published import Window
+from audience.storage.report_settings import read_store_time_zones
+from audience.storage.timezones import day_start, local_day, zone
 
 _DEFAULTS = ReportConfig()
 
 
-def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
-    """'7d' / '12h' / '30m' / '2w' back from now, or an ISO date/datetime (naive = UTC)."""
+class ReportSettings(Protocol):
+    """The section of the app config the reports read."""
+
+    report: ReportConfig
+
+
+#: The app's loader: config file + environment + these command-line values.
+Load = Callable[[Path | None, dict[str, dict[str, object]]], ReportSettings]
+_load: Load | None = None  # set by register(); None: defaults (library use, tests)
+
+
+def parse_since(text: str | None, now: datetime | None = None,
+                tz: tzinfo = UTC) -> datetime | None:
+    """'7d' / '12h' / '30m' / '2w' back from now, or an ISO date/datetime (naive = in ``tz``,
+    the store's time zone)."""
     if text is None or not text.strip():
         return None
     now = now or datetime.now(UTC)
-    if (back := query.duration(text)) is not None:
-        return now - back
     try:
+        if (back := query.duration(text)) is not None:
+            return now - back
         t = datetime.fromisoformat(text.strip())
+    except OverflowError:  # 9999999d: before the year 1
+        raise typer.BadParameter(f"{text[:40]!r} reaches back before the year 1: use a "
+                                 "shorter duration or omit --since for all visits") from None
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is neither a duration (7d, 12h, 30m, 2w) nor an ISO date "
             "(2024-05-01 or 2024-05-01T08:00)") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    return t.replace(tzinfo=tz) if t.tzinfo is None else t
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "store"
+def settings(config: Path | None) -> ReportConfig:
+    """The report section of the config file (+ environment); defaults without a loader."""
+    return _load(config, {}).report if _load is not None else _DEFAULTS
+
+
+def _k(cfg: ReportConfig, requested: int | None) -> int:
+    k, note = cfg.effective_k(requested)
+    if note:
+        typer.echo(f"note: {note}", err=True)
+    return k
+
+
+def store_zone(cfg: ReportConfig, store: str, engine: Engine) -> str:
+    """The store's time zone: report.timezones, else the one the views use (written into the
+    database by `dashboards provision`), else UTC. Outputs bucketed in two zones would be two
+    partitions of the same visits, which could be subtracted: a mismatch is said on stderr."""
+    configured = cfg.timezones.get(store)
+    stored = read_store_time_zones(engine).get(store)
+    if configured and stored and configured != stored:
+        typer.echo(f"note: report.timezones puts store {store!r} in {configured}, the dashboards"
+                   f" in {stored}: run `audience dashboards provision` with this config so "
+                   "that every output uses one zone", err=True)
+    return configured or stored or "UTC"
+
+
+def _day(text: str | None, option: str, tz: ZoneInfo) -> date | None:
+    """The store-local day that holds ``text`` (see parse_since); a time inside a day is
+    snapped to that day's start, said on stderr (durations snap silently)."""
+    t = parse_since(text, tz=tz)
+    if t is None:
+        return None
+    day = local_day(t, tz)
+    if day_start(day, tz) != t.astimezone(UTC) and query.duration(text) is None:
+        typer.echo(f"note: {option} {text} snapped to {day.isoformat()} 00:00 {tz.key}: "
+                   "reports cover whole store-local days", err=True)
+    return day
+
+
+def window_since(since: str | None, time_zone: str, until: str | None = None) -> Window:
+    """The report window: whole store-local days, from the day that holds ``since`` up to
+    (excluding) the day that holds ``until``. Windows that differ by part of a day would differ
+    by a few visitors, who could be worked out: so a time inside a day means that whole day."""
+    tz = zone(time_zone)
+    first, end = _day(since, "--since", tz), _day(until, "--until", tz)
+    if first is not None and end is not None and end <= first:
+        raise typer.BadParameter(f"the period from {first} to (excluding) {end} has no whole "
+                                 "day: give an --until after --since", param_hint="--until")
+    return Window(time_zone, first, end)
+
+
+def report_file_name(store: str) -> str:
+    """``report-<store>.html``, one per store: an id by the id rule is its own name; any
+    other text (``a/b``, ``a b``, non-ASCII, 5,000 characters) is cut to a readable stem
+    plus a hash of the whole, so two stores never share a file and the name stays short."""
+    if is_valid_id(store) and not store.startswith("."):
+        return f"report-{store}.html"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", store)[:40].strip("_") or "store"
+    digest = hashlib.sha256(store.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"report-{stem}-{digest}.html"
 
 
 # Options `report` and `segments` share.
 Store = Annotated[str, typer.Option("--store", help="Store id to report on.")]
 Since = Annotated[str | None, typer.Option(
-    "--since", help="Start of the period: a duration back from now (7d, 12h) or an ISO "
-    "date/datetime in UTC. Default: all visits.")]
-K = Annotated[int, typer.Option("--k", min=2, help="Suppress any group with fewer than k "
-                                "visits.")]
+    "--since", help="First day of the period: a duration back from now (7d) or an ISO date in "
+    "the store's time zone; periods are whole store-local days, so a time inside a day means "
+    "that whole day. Default: all visits.")]
+K = Annotated[int | None, typer.Option("--k", min=2, help="Suppress any group with fewer than k"
+                                       " visits (default: report.k from the config, 5). Below "
+                                       "report.k_floor (5) it is raised to the floor.")]
+Until = Annotated[str | None, typer.Option(
+    "--until", help="End of the period, excluded: an ISO date in the store's time zone or a "
+    "duration back from now (0d: today's start). Default: now, so today, still open, is in; "
+    "reports to share should end before today (see README, threat model).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="YAML config file (its report section: k, k_floor, timezones).")]
 
 
 def report(
     store: Store,
     since: Since = None,
+    until: Until = None,
     db: DbUrl = DEFAULT_URL,
-    k: K = _DEFAULTS.k,
+    k: K = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help=f"HTML output path. Default: {_DEFAULTS.out_dir}/report-<store>.html")]
     = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Print a store's audience summary and write it as a self-contained HTML page."""
-    start = parse_since(since)
+    """Print a store's audience summary and write it as a self-contained HTML page.
+
+    Figures are k-suppressed per camera and store-local day and added up over whole days;
+    hidden cells appear only summed, in a "suppressed" row.
+    """
+    cfg = settings(config)
+    k = _k(cfg, k)
+    if out is not None:
+        check_output(out)  # before the work: a folder is refused, nothing printed
     with ready_engine(db) as engine:
-        rep = build_report(engine, store, since=start, k=k)
-        known = query.stores(engine) if rep.empty else []
-    if rep.empty:
-        where = f"since {rep.since:%Y-%m-%d %H:%M} UTC" if rep.since else "in the database"
+        window = window_since(since, store_zone(cfg, store, engine), until)
+        known = query.stores(engine)
+        rep = build_report(engine, store, window, k=k) if store in known else None
+    if rep is None:
         hint = f" (stores with data: {', '.join(known)})" if known else ""
-        typer.echo(f"no visits for store {store!r} {where}{hint}; nothing to report")
+        typer.echo(f"no visits for store {store!r} in the database{hint}; nothing to report")
         return
     typer.echo(render_table(rep))
-    path = write_html(rep, out or Path(_DEFAULTS.out_dir) / f"report-{_safe(store)}.html")
+    path = write_html(rep, out or Path(cfg.out_dir) / report_file_name(store))
     typer.echo(f"HTML report: {path}")
 
 
@@ -80,21 +186,26 @@ def segments_command(
         "Example: `--by age_bracket,gender`.")],
     store: Store,
     period: Annotated[Period, typer.Option(
-        "--period", help="`day` (UTC) or `week` (ISO, Monday first; labelled by its Monday).")]
-    = Period.day,
+        "--period", help="`day` or `week` (ISO, Monday first; labelled by its Monday), in the "
+        "store's time zone.")] = Period.day,
     since: Since = None,
+    until: Until = None,
     db: DbUrl = DEFAULT_URL,
-    k: K = _DEFAULTS.k,
+    k: K = None,
     csv_path: Annotated[Path | None, typer.Option(
         "--csv", help="Also write the rows as CSV: period, dimensions, visits, suppressed "
-        "(visits empty where suppressed).")] = None,
+        "(the suppressed row has no labels).")] = None,
+    png_path: Annotated[Path | None, typer.Option(
+        "--png", help="Also draw the rows as a stacked bar chart (PNG).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Visits per period and audience segment (age bracket, gender, emotion) for marketers.
 
-    Counts are **k-suppressed** per period: a segment with fewer than k visits prints as `<k`;
-    where exactly one is hidden, the smallest shown one is hidden too; a period with fewer
-    than k visits in all is hidden entirely. Hidden rows are listed last, by label only.
-    Unknown labels read `unknown`. Ethnicity is not offered.
+    Counts are **k-suppressed** per camera and store-local day, then added up: a segment under
+    k is hidden, and so is the smallest shown one wherever the hidden ones hold fewer than k
+    together; a day with fewer than k visits at a camera is left out. Hidden segments are
+    never listed: each period has one `(suppressed)` row with their sum. Unknown labels read
+    `unknown`. Ethnicity is not offered. `--csv <file>` and `--png <file>` write the same rows.
 
     Example: `audience segments --by age_bracket,gender --period week --store store-1 --since 8w`
     """
@@ -102,25 +213,39 @@ def segments_command(
         dims = parse_dimensions(by)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--by") from None
-    start = parse_since(since)
+    cfg = settings(config)
+    k = _k(cfg, k)
+    for output in (csv_path, png_path):
+        if output is not None:
+            check_output(output)  # before the work: a folder is refused, nothing printed
     with ready_engine(db) as engine:
-        rows = segments(engine, store, dims, period, since=start, k=k)
+        window = window_since(since, store_zone(cfg, store, engine), until)
+        rows = segments(engine, store, dims, period, window, k=k)
         known = query.stores(engine) if not rows else []
+    where = (f"from {window.first.isoformat()}" if window.first else "all days") + \
+        (f" to {window.end.isoformat()} (excluded)" if window.end else "") + \
+        f" ({window.time_zone})"
+    title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
     if csv_path is not None:
         write_csv(rows, dims, period, csv_path)
-    lo, _ = query.window(start, None)
-    where = f"since {lo:%Y-%m-%d %H:%M} UTC" if lo else "in the database"
+    if png_path is not None:
+        write_png(rows, k, png_path, title)
     if not rows:
-        hint = f" (stores with data: {', '.join(known)})" if known else ""
-        typer.echo(f"no visits for store {store!r} {where}{hint}; no segments to show")
+        hint = f" (stores with data: {', '.join(known)})" if known and store not in known else ""
+        typer.echo(f"nothing to publish for store {store!r}, {where}{hint}: no day with {k} or "
+                   "more visits at a camera")
     else:
-        title = f"Store {store}: visits per {period.value} by {', '.join(dims)}, {where}"
         typer.echo(render_segments(rows, dims, period, k, title), nl=False)
     if csv_path is not None:
         typer.echo(f"CSV: {csv_path}")
+    if png_path is not None:
+        typer.echo(f"PNG: {png_path}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `report` and `segments` commands to the main `audience` app."""
+def register(app: typer.Typer, load: Load | None = None) -> None:
+    """Add the `report` and `segments` commands to the main `audience` app; ``load`` reads
+    the config file (report.k, report.k_floor, report.timezones)."""
+    global _load
+    _load = load
     app.command("report")(report)
     app.command("segments")(segments_command)

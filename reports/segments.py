@@ -1,11 +1,13 @@
 """Audience segments for marketers: k-suppressed visit counts per period and label combination.
 
-Visits of one store are counted in SQL per UTC day and label combination (``--by``), then
-rolled up in Python into days or ISO weeks (Monday first; a week is labelled by its Monday).
-Suppression is the one ``storage.query`` applies, per period: cells under k are hidden, where
-exactly one is hidden the smallest shown one is hidden too, and a period with fewer than k visits
-in all is hidden entirely. Hidden cells carry no count and sort by label only, so their
-position says nothing about their size. Ethnicity is deliberately not a dimension.
+Cells are one camera, one store-local day and one label combination (``--by``), suppressed
+as every output is (``storage.published``): a cell under k is hidden, a day (per camera) under
+k is left out, and hidden cells always hold k or more visits together, within the day and
+within every group of cells that share one or two labels (whose subtotal another output, a
+view or a narrower ``--by``, may publish). Days and ISO weeks (Monday first, labelled by their
+Monday) are sums of published day cells, so overlapping periods reveal nothing by subtraction.
+Hidden cells are never listed by label: each period has one "suppressed" row with their sum.
+Ethnicity is deliberately not a dimension.
 """
 
 from __future__ import annotations
@@ -14,23 +16,24 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Connection, Date, Engine, func, literal_column, select
+from sqlalchemy import Connection, Engine
 
+from audience.core.files import atomic_write, atomic_write_bytes
 from audience.core.visit import AGE_BRACKETS
-from audience.storage.db import connected
-from audience.storage.query import hidden_keys, window
-from audience.storage.schema import VisitRow
-from audience.storage.sqltime import time_expr
+from audience.storage.published import UNKNOWN, Published, Window, daily
 
 DIMENSIONS = ("age_bracket", "gender", "emotion")
-UNKNOWN = "unknown"
-SEP = "\x1f"  # joins labels into one text key; never part of a label
+SUPPRESSED = "suppressed"
 Bind = Engine | Connection
 
 
@@ -41,10 +44,10 @@ class Period(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SegmentRow:
-    period: date  #: the UTC day, or the Monday of the ISO week
-    labels: tuple[str, ...]  #: one per dimension, in --by order; NULL reads 'unknown'
-    count: int | None  #: None when suppressed
-    suppressed: bool = False
+    period: date  #: the store-local day, or the Monday of the ISO week
+    labels: tuple[str, ...]  #: one per dimension, in --by order; empty on the suppressed row
+    count: int
+    suppressed: bool = False  #: the sum of the period's hidden cells, never by label
 
 
 def parse_dimensions(text: str) -> tuple[str, ...]:
@@ -65,44 +68,24 @@ def period_start(day: date, period: Period) -> date:
 
 
 def segments(bind: Bind, store: str, by: tuple[str, ...], period: Period = Period.day,
-             since: datetime | None = None, k: int = 5) -> list[SegmentRow]:
-    """Visits per (period, labels) for ``store``, k-suppressed; periods oldest first.
-
-    ``since`` is rounded down to the hour, like ``audience report``.
-    """
+             window: Window | None = None, k: int = 5) -> list[SegmentRow]:
+    """Published visits per (period, labels) for ``store``, periods oldest first; in each
+    period the shown segments biggest first, then one suppressed row (if any)."""
     if k < 2:
         raise ValueError(f"k must be >= 2 for segments, got {k}")
     if not by or any(d not in DIMENSIONS for d in by):
         raise ValueError(f"dimensions must be 1 to 3 of {', '.join(DIMENSIONS)}, got {by}")
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    day = literal_column(time_expr(engine.dialect.name)["day"], Date)
-    cols = [VisitRow.__table__.c[d] for d in by]
-    lo, _ = window(since, None)
-    stmt = (select(day, *cols, func.count()).where(VisitRow.store_id == store)
-            .group_by(day, *cols))
-    if lo is not None:
-        stmt = stmt.where(VisitRow.started_at >= lo)
-    with connected(bind, "reading segments from") as conn:
-        rows = conn.execute(stmt).all()
-
-    cells: dict[date, dict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
-    for d, *labels, n in rows:
-        d = date.fromisoformat(d) if isinstance(d, str) else d
-        cells[period_start(d, period)][tuple(lb or UNKNOWN for lb in labels)] += n
-
+    periods: dict[date, Published] = defaultdict(Published)
+    for day, published in daily(bind, store, window or Window(), list(by), k).items():
+        periods[period_start(day, period)].add(published)
     out: list[SegmentRow] = []
-    for start in sorted(cells):
-        counts = cells[start]
-        # Keys joined to text: hidden_keys breaks ties by str(key), i.e. by the labels.
-        by_text = {SEP.join(key): key for key in counts}
-        hidden = {by_text[t] for t in hidden_keys(
-            [(SEP.join(key), n) for key, n in counts.items()], k,
-            small_store=sum(counts.values()) < k)}
-        shown = sorted((key for key in counts if key not in hidden),
-                       key=lambda key: (-counts[key], _label_order(key)))
+    for start in sorted(periods):
+        p = periods[start]
+        counts = {(key if isinstance(key, tuple) else (key,)): n for key, n in p.counts.items()}
+        shown = sorted(counts, key=lambda key: (-counts[key], _label_order(key)))
         out += [SegmentRow(start, key, counts[key]) for key in shown]
-        out += [SegmentRow(start, key, None, suppressed=True)
-                for key in sorted(hidden, key=_label_order)]
+        if p.suppressed:
+            out.append(SegmentRow(start, (), p.suppressed, suppressed=True))
     return out
 
 
@@ -115,8 +98,21 @@ def _label_order(labels: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
                  else (1, lb) for lb in labels)
 
 
-def cell_text(row: SegmentRow, k: int) -> str:
-    return f"<{k}" if row.suppressed else str(row.count)
+def cell_text(row: SegmentRow) -> str:
+    return str(row.count)
+
+
+def _labels(row: SegmentRow, n_dims: int) -> tuple[str, ...]:
+    return row.labels if not row.suppressed else (f"({SUPPRESSED})",) + ("",) * (n_dims - 1)
+
+
+def footer(k: int) -> str:
+    return (f"Cells are one camera and one store-local day. A cell under {k} visits is hidden, "
+            f"and so is the smallest shown cell where the hidden ones hold fewer than {k} "
+            f"together (in the day, or among cells sharing a label): a segment can be hidden "
+            f"although it has {k} or more visits. Hidden cells are added up in the "
+            f"({SUPPRESSED}) row, never listed. A day with fewer than {k} visits at a camera is "
+            f"left out. {UNKNOWN}: no face good enough to label.")
 
 
 def render_table(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k: int,
@@ -128,23 +124,84 @@ def render_table(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k:
         table.add_column(d.replace("_", " "))
     table.add_column("visits", justify="right")
     for row in rows:
-        table.add_row(row.period.isoformat(), *row.labels, cell_text(row, k))
+        table.add_row(row.period.isoformat(), *map(escape, _labels(row, len(by))),
+                      cell_text(row))
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
-    console.print(title)
+    console.print(title, markup=False, emoji=False)  # a store id is text, not markup
     console.print(table)
-    console.print(f"<{k}: fewer than {k} visits, or hidden so that a smaller segment cannot be "
-                  "worked out from the others.")
+    console.print(footer(k), markup=False)
     return out.getvalue()
 
 
 def write_csv(rows: list[SegmentRow], by: tuple[str, ...], period: Period, path: Path) -> Path:
-    """period, dimensions..., visits, suppressed; a suppressed row has an empty visits cell."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    """period, dimensions..., visits, suppressed; the suppressed row has empty labels.
+    Written whole or not at all (a temporary file, then renamed)."""
+    def write(f: io.TextIOBase) -> None:
         w = csv.writer(f)
         w.writerow([period.value, *by, "visits", "suppressed"])
         for row in rows:
-            count = "" if row.count is None else row.count
-            w.writerow([row.period.isoformat(), *row.labels, count, str(row.suppressed).lower()])
-    return path
+            labels = row.labels if not row.suppressed else ("",) * len(by)
+            w.writerow([row.period.isoformat(), *labels, row.count, str(row.suppressed).lower()])
+
+    return atomic_write(path, write, newline="")
+
+
+TOP = 10  #: segments drawn by name in the chart; the rest are summed as "other segments"
+GREY = "#B0B0B0"  # only the suppressed sum is grey
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#bcbd22", "#17becf", "#393b79", "#637939")  # tab10 without its grey, and two more
+
+
+def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
+    """The rows as a stacked bar chart: one bar per period, one colour per segment (the
+    biggest TOP by name, the other shown ones summed), suppressed cells summed in grey. It
+    draws exactly the published figures of the table."""
+    names: dict[tuple[str, ...], int] = defaultdict(int)
+    for row in rows:
+        if not row.suppressed:
+            names[row.labels] += row.count
+    top = sorted(names, key=lambda key: (-names[key], _label_order(key)))[:TOP]
+    periods = sorted({row.period for row in rows})
+    series: dict[str, list[int]] = {" / ".join(key): [0] * len(periods) for key in top}
+    other, hidden = [0] * len(periods), [0] * len(periods)
+    for row in rows:
+        i = periods.index(row.period)
+        if row.suppressed:
+            hidden[i] += row.count
+        elif row.labels in top:
+            series[" / ".join(row.labels)][i] += row.count
+        else:
+            other[i] += row.count
+    if any(other):
+        series["other segments"] = other
+    fig = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("visits")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    xs = list(range(len(periods)))
+    bottom = [0] * len(periods)
+    named = [(name, counts, COLOURS[i % len(COLOURS)])
+             for i, (name, counts) in enumerate(series.items())]
+    for name, counts, colour in [*named, (f"({SUPPRESSED}, under {k} or complementary)",
+                                          hidden, GREY)]:
+        if not any(counts):
+            continue
+        ax.bar(xs, counts, bottom=bottom, label=name, color=colour)
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    if periods:
+        ax.set_xticks(xs, [p.isoformat() for p in periods], rotation=45, ha="right", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
+                transform=ax.transAxes)
+    return fig
+
+
+def write_png(rows: list[SegmentRow], k: int, path: Path, title: str) -> Path:
+    """The chart of ``figure`` as a PNG file, written whole or not at all."""
+    buf = io.BytesIO()
+    figure(rows, k, title).savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())

@@ -70,9 +70,12 @@ def demo_data(
 ) -> None:
     """Fill a store with seeded **synthetic** visits (a demo week of footfall), marked as such:
     `model_version` is `synthetic` and reports say so. Running it again changes nothing."""
+    from audience.core.ids import check_id
     from audience.storage.db import prepare_database
     from audience.storage.demo_data import fill_demo_store
 
+    check_id(store, "store id")  # the one id rule, at every intake (exit 2)
+    check_id(camera, "camera id")
     engine = prepare_database(db)  # like `audience run`: SQLite is created and migrated
     try:
         r = fill_demo_store(engine, store, camera, days=days, seed=seed)

@@ -20,7 +20,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from audience.core.errors import ServiceError
+from audience.core.errors import INPUT_EXIT, ServiceError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_S = 10
@@ -36,8 +36,22 @@ def mask(url: str | URL | Engine) -> str:
         url = url.url
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    except (ArgumentError, ValueError):
+        return mask_text(str(url))
+
+
+_CREDENTIALS = re.compile(r"^([^@]*?//|[^@/]*?:)?([^:@/]*):[^/]*@")
+
+
+def mask_text(url: str) -> str:
+    """Mask what looks like ``user:password@`` in a URL even SQLAlchemy cannot parse
+    (``postgresql//u:pw@h/db``): a typo must not echo the password."""
+    if "@" not in url:
+        return url
+    masked = _CREDENTIALS.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}:***@", url, count=1)
+    if masked == url:  # no user:password shape: hide everything before the last @
+        masked = "***@" + url.rsplit("@", 1)[1]
+    return masked
 
 
 def alembic_config() -> Config:
@@ -122,6 +136,19 @@ def _is_connect_error(exc: DBAPIError) -> bool:
         re.search(r'(database|role) "[^"]*" does not exist', r))
 
 
+def parse_url(url: str) -> URL:
+    """The parsed URL; a typo is StorageError with exit 2 that never echoes the password."""
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - parsed lazily: a port 'abc' raises ValueError only here
+    except (ArgumentError, ValueError):
+        raise StorageError(f"invalid database URL {mask_text(url)!r}: use "
+                           "sqlite:///path/to/file.db or "
+                           "postgresql://user:password@host:5432/dbname",
+                           exit_code=INPUT_EXIT) from None
+    return parsed
+
+
 def open_engine(url: str, *, create: bool = True) -> Engine:
     """An Engine for a SQLite or PostgreSQL URL.
 
@@ -129,11 +156,7 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
     read-only commands) and foreign keys are enforced. PostgreSQL: a connect timeout, so a
     wrong host fails in seconds rather than hanging.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StorageError(f"invalid database URL {url!r}: use sqlite:///path/to/file.db or "
-                           "postgresql://user:password@host:5432/dbname") from exc
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StorageError(f"unsupported database {mask(parsed)}: use a sqlite:/// or "
@@ -147,7 +170,12 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         if db and db != ":memory:" and not db.startswith("file:"):
             path = Path(db)
             if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StorageError(f"cannot create the folder of the SQLite database "
+                                       f"{path} ({exc.strerror}): pick a writable place, or "
+                                       "pass --db") from None
             elif not path.is_file():
                 raise StorageError(f"no SQLite database at {path}: run `audience db upgrade "
                                    f"--db {mask(parsed)}` first, or pass --db")

@@ -19,6 +19,7 @@ from audience.storage.schema import VisitRow
 
 # A typo such as "90" or "9h" must not wipe the table: below one hour is refused outright.
 MIN_AGE = timedelta(hours=1)
+MAX_AGE = timedelta(days=365_250)
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,17 @@ class PurgeResult:
 
 def parse_duration(text: str) -> timedelta:
     """'36h', '90d', '12w' -> timedelta. Raises ValueError with a one-line explanation."""
-    age = duration(text, units="hdw")
+    try:
+        age = duration(text, units="hdw")
+    except OverflowError:  # more days than a timedelta holds
+        age = MAX_AGE + MAX_AGE
     if age is None:
         raise ValueError(f"{text!r} is not a duration: use a number and a unit, "
                          "h (hours), d (days) or w (weeks), e.g. 90d")
     if age < MIN_AGE:
         raise ValueError(f"{text!r} is shorter than 1h: refusing to purge nearly every visit")
+    if age > MAX_AGE:  # 9999999d would reach back before the year 1 (OverflowError)
+        raise ValueError(f"{text[:40]!r} is longer than 1000 years: use a retention such as 90d")
     return age
 
 

@@ -1,4 +1,9 @@
-"""Reporting queries with k-anonymity suppression.
+"""Reporting queries over arbitrary UTC windows, with k-anonymity suppression per window.
+
+Not for publication: a window that moves by an hour moves these figures by the visitors of
+that hour (issue 14). Everything `audience report`, `audience segments` and the dashboards
+publish goes through ``storage.published`` (whole store-local days, sums of suppressed cells).
+What stays here is for trusted, operator-side use and ``stores()``.
 
 Any group (one row of a breakdown: an hour, an age bracket, a gender, an emotion) with fewer
 than ``k`` visits is returned with ``count=None`` and ``suppressed=True``; its exact count is

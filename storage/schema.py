@@ -5,7 +5,7 @@ timing, the model's labels and the small named score dicts (label -> probability
 
 The migrations in ``storage/migrations`` create these tables; ``tests/test_storage.py`` checks
 that a migrated database matches this module. Reporting views (created by migrations 0002 and
-0003) are described as read-only ``Table`` objects in ``VIEWS`` so queries get typed columns.
+0004) are described as read-only ``Table`` objects in ``VIEWS`` so queries get typed columns.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, float]: JSON()}
+    # none_as_null: a visit without scores is SQL NULL (IS NULL finds it), never JSON 'null'
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, float]: JSON(none_as_null=True)}
 
 
 class StoreRow(Base):
@@ -136,11 +137,28 @@ class ReportSettingsRow(Base):
     ethnicity_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
+class StoreUtcOffsetRow(Base):
+    """A store's UTC offset over one period (migration 0004), from its configured time zone.
+
+    The ``report_*`` views bucket a visit by the local hour and day at the offset whose period
+    holds its start; a store without rows is bucketed in UTC. Written by
+    ``storage.report_settings.write_store_time_zones`` (``audience dashboards provision``).
+    """
+
+    __tablename__ = "store_utc_offsets"
+
+    store_id: Mapped[str] = mapped_column(String, primary_key=True)
+    valid_from: Mapped[datetime] = mapped_column(primary_key=True)
+    valid_until: Mapped[datetime]
+    utc_offset_min: Mapped[int] = mapped_column(Integer)
+    time_zone: Mapped[str] = mapped_column(String)
+
+
 # Columns the sink writes from a Visit (everything except the surrogate id and created_at).
 VISIT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in VisitRow.__table__.columns if c.name not in ("id", "created_at"))
 
-# Reporting views (migrations 0002 and 0003), typed for reading. Not part of Base.metadata: they are
+# Reporting views (migrations 0002 and 0004), typed for reading. Not part of Base.metadata: they are
 # created by raw SQL per dialect and must never be created as tables.
 VIEWS = MetaData()
 
@@ -161,13 +179,14 @@ visits_daily_gender = _daily("visits_daily_gender", "gender")
 visits_daily_emotion = _daily("visits_daily_emotion", "emotion")
 
 
-# k-suppressed views (migration 0003): one row per published cell, per store and camera.
+# k-suppressed views (migration 0004): one row per published cell, per store and camera. Hours
+# and days are store-local (wall clock, no time zone): see storage.timezones.
 def _cells(name: str, *columns: Column[object]) -> Table:
     return Table(name, VIEWS, Column("store_id", String), Column("camera_id", String), *columns)
 
 
 report_visits_hourly = _cells(
-    "report_visits_hourly", Column("hour", UTCDateTime()), Column("day", Date),
+    "report_visits_hourly", Column("hour", DateTime()), Column("day", Date),
     Column("visits", Integer), Column("avg_dwell_s", Float))
 report_visits_daily = _cells(
     "report_visits_daily", Column("day", Date), Column("visits", Integer),
@@ -181,17 +200,17 @@ report_age_daily = _cells(
 report_gender_daily = _cells(
     "report_gender_daily", Column("day", Date), Column("gender", String),
     Column("visits", Integer))
-report_emotion_hourly = _cells(
-    "report_emotion_hourly", Column("hour", UTCDateTime()), Column("day", Date),
-    Column("emotion", String), Column("visits", Integer))
+report_emotion_daily = _cells(
+    "report_emotion_daily", Column("day", Date), Column("emotion", String),
+    Column("visits", Integer))
 report_ethnicity_daily = _cells(
     "report_ethnicity_daily", Column("day", Date), Column("ethnicity", String),
     Column("visits", Integer))
 
 __all__ = [
-    "Base", "CameraRow", "ReportSettingsRow", "StoreRow", "UTCDateTime", "VIEWS", "VISIT_COLUMNS",
-    "VisitRow", "report_age_daily", "report_dwell_daily", "report_emotion_hourly",
-    "report_ethnicity_daily", "report_gender_daily", "report_visits_daily",
+    "Base", "CameraRow", "ReportSettingsRow", "StoreRow", "StoreUtcOffsetRow", "UTCDateTime",
+    "VIEWS", "VISIT_COLUMNS", "VisitRow", "report_age_daily", "report_dwell_daily",
+    "report_emotion_daily", "report_ethnicity_daily", "report_gender_daily", "report_visits_daily",
     "report_visits_hourly", "visits_daily_age", "visits_daily_emotion", "visits_daily_gender",
     "visits_hourly",
 ]

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,10 @@ def _expected(visits_db: str, chart: dict[str, Any], store: str | None) -> list[
 def _norm(row: Any) -> tuple[Any, ...]:
     out: list[Any] = []
     for v in row:
-        if isinstance(v, datetime):
-            v = int(v.timestamp() * 1000)
+        if isinstance(v, date) and not isinstance(v, datetime):  # a local day (Superset: ms)
+            v = datetime(v.year, v.month, v.day)
+        if isinstance(v, datetime):  # store-local wall clock: Superset reads naive as UTC
+            v = int((v if v.tzinfo else v.replace(tzinfo=UTC)).timestamp() * 1000)
         elif isinstance(v, float) and v.is_integer() and v > 1e11:  # epoch ms from Superset
             v = int(v)
         elif isinstance(v, int | float) and not isinstance(v, bool):

@@ -234,6 +234,9 @@ def test_compose_environment_is_accepted_by_appconfig(services: dict[str, Any],
             assert cfg.camera.source.startswith("rtsp://")
             assert cfg.kafka.bootstrap_servers == "kafka:9092"
             assert cfg.kafka.metrics_port == 9400
+        if name == "infer" or name.startswith("camera-"):
+            # loopback by default: the workers Prometheus scrapes set 0.0.0.0 explicitly
+            assert cfg.kafka.metrics_host == "0.0.0.0", name
 
 
 def test_superset_environment_matches_its_config(services: dict[str, Any]) -> None:
@@ -415,6 +418,8 @@ def test_k8s_environment_is_accepted_by_appconfig(monkeypatch: pytest.MonkeyPatc
                 path.write_text(cameras[key])
             cfg = _load_with_env(monkeypatch, env, path)
             assert cfg.kafka.crops_retention_ms <= ONE_HOUR_MS
+            if c.get("envFrom"):  # the workers: explicit, the default is loopback
+                assert cfg.kafka.metrics_host == "0.0.0.0", name
             seen += 1
     assert seen >= 5
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import typer
@@ -17,6 +18,7 @@ from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
 from audience.core.visit import Visit
 from audience.reports.cli import parse_since
 from audience.reports.report import Report, build_report, render_table, write_html
+from audience.storage.published import Published, Window
 from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
@@ -42,42 +44,63 @@ def _cells(text: str, label: str) -> list[str]:
     return re.findall(rf"│ {re.escape(label)}\s+│\s+(\S+)", text)
 
 
-@pytest.mark.parametrize(("n_men", "shown"), [(4, "<5"), (5, "5")])
+@pytest.mark.parametrize(("n_men", "male", "female", "suppressed"), [
+    # 4 men are under k; hidden alone they would follow as total minus 10 women, so the
+    # women are hidden too (complementary) and both are only summed.
+    (4, [], [], ["14"]),
+    (5, ["5"], ["10"], []),
+])
 def test_table_k_suppression(engine: Engine, make_visit: MakeVisit, n_men: int,
-                             shown: str) -> None:
+                             male: list[str], female: list[str], suppressed: list[str]) -> None:
     _write(engine, _store(make_visit, n_men))
     report = build_report(engine, "store-1", k=5)
-    assert report.total == n_men + 10 and not report.empty
+    assert report.total == n_men + 10
     text = render_table(report)
-    assert _cells(text, "male") == [shown]
-    assert _cells(text, "sad") == [shown]
-    assert _cells(text, "65+") == [shown]
-    # with only two groups, hiding one hides the other (secondary suppression)
-    assert _cells(text, "female") == ["<5" if n_men < 5 else "10"]
+    assert _cells(text, "male") == male and _cells(text, "female") == female
+    assert _cells(text, "sad") == male and _cells(text, "65+") == male
+    assert _cells(text, "suppressed") == suppressed * 4  # dwell, age, gender, emotion
     assert _cells(text, "visits") == [str(n_men + 10)]
-    assert "2024-05-06 09:00" in text and "fewer than 5 visits" in text
+    assert "Days: the first visit to" in text and "fewer than 5 visits" in text
     if n_men == 4:
-        assert "4" not in "".join(_cells(text, "male") + _cells(text, "sad"))
+        assert not re.search(r"│\s+4\s+│", text)  # the 4 men's count appears nowhere
 
 
-def test_whole_small_store_is_suppressed(engine: Engine, make_visit: MakeVisit) -> None:
+def test_whole_small_store_publishes_nothing(engine: Engine, make_visit: MakeVisit) -> None:
     _write(engine, [make_visit() for _ in range(4)])
     report = build_report(engine, "store-1", k=5)
-    assert report.total is None and not report.empty
-    assert all(g.suppressed for g in [*report.age, *report.gender, *report.emotion,
-                                      *report.footfall])
+    assert report.total == 0
+    for p in (report.footfall, report.dwell, report.age, report.gender, report.emotion):
+        assert p.counts == {} and p.suppressed == 0
     text = render_table(report)
-    assert _cells(text, "visits") == ["<5"] and _cells(text, "female") == ["<5"]
-    assert re.search(r"│ median dwell\s+│\s+- │", text)
+    assert _cells(text, "visits") == ["0"] and _cells(text, "female") == []
+    assert "Nothing to publish: no camera had 5 or more visits on any day" in text
 
 
-def test_since_limits_the_report(engine: Engine, make_visit: MakeVisit) -> None:
+def test_since_limits_the_report_to_whole_days(engine: Engine, make_visit: MakeVisit) -> None:
     _write(engine, _store(make_visit, 5))
     _write(engine, [make_visit(started_at=T0 + timedelta(days=3)) for _ in range(6)])
-    report = build_report(engine, "store-1", since=T0 + timedelta(days=2, minutes=30))
-    assert report.since == T0 + timedelta(days=2)  # rounded down to the hour
-    assert report.total == 6 and [g.key for g in report.gender] == ["female"]
-    assert build_report(engine, "store-1", since=T0 + timedelta(days=4)).empty
+    report = build_report(engine, "store-1", Window("UTC", (T0 + timedelta(days=2)).date()))
+    assert report.total == 6 and report.gender.counts == {"female": 6}
+    assert build_report(engine, "store-1", Window("UTC", (T0 + timedelta(days=4)).date())
+                        ).total == 0
+
+
+def test_unknown_share_counts_every_visit(engine: Engine, make_visit: MakeVisit,
+                                         tmp_path: Path) -> None:
+    # Visits without a usable crop (n_crops = 0, no labels) are a share of their own.
+    _write(engine, [make_visit(age=None, gender=None, emotion=None, n_crops=0,
+                               emotion_scores=None, gender_score=None) for _ in range(6)]
+           + [make_visit(gender="male") for _ in range(6)])
+    report = build_report(engine, "store-1", k=5)
+    assert report.total == 12
+    assert report.gender.counts == {"unknown": 6, "male": 6}
+    assert report.age.counts == {"unknown": 6, "25-34": 6}
+    text = render_table(report)
+    for row in re.findall(r"│ unknown\s+│\s+(\S+) │\s+(\S+) │", text):
+        assert row == ("6", "50%")
+    assert len(re.findall(r"│ unknown ", text)) == 3  # age, gender, emotion; not dwell
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert page.count("<td>unknown 6 (50%)</td>") == 3
 
 
 def _pngs(page: str) -> list[bytes]:
@@ -85,29 +108,29 @@ def _pngs(page: str) -> list[bytes]:
             re.findall(r'<img alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)]
 
 
-def test_html_has_four_plots_and_the_k_note(engine: Engine, make_visit: MakeVisit,
-                                            tmp_path: Path) -> None:
+def test_html_has_five_plots_and_the_rules(engine: Engine, make_visit: MakeVisit,
+                                           tmp_path: Path) -> None:
     _write(engine, _store(make_visit, 4))
     report = build_report(engine, "store-1", k=5)
     path = write_html(report, tmp_path / "sub" / "r.html")
     page = path.read_text(encoding="utf-8")
-    assert page.count("<img") == 4
+    assert page.count("<img") == 5
     pngs = _pngs(page)
-    assert len(pngs) == 4 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
-    assert "fewer than\n5 visits is suppressed" in page and "&lt;5" in page
+    assert len(pngs) == 5 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    # Both rules, truthfully: under k, and complementary (hidden although k or more).
+    assert "A cell with fewer than 5 visits is hidden" in page
+    assert "hidden although it has 5 or more visits" in page
     assert f"Generated {report.generated_at:%Y-%m-%d %H:%M}" in page
     assert "http" not in page.replace('lang="en"', "")  # self-contained: nothing fetched
 
 
-def test_html_for_an_all_suppressed_report(tmp_path: Path) -> None:
+def test_html_for_an_empty_report(tmp_path: Path) -> None:
     # No database needed: a report is plain data.
-    from audience.storage.query import DwellSummary, Group, HourCount
-    report = Report(store="s<1>", since=None, generated_at=T0, k=5, total=None,
-                    dwell=DwellSummary(None, None, None, True),
-                    footfall=[HourCount(T0, None, None, True)],
-                    age=[Group("18-24", None, True)], gender=[], emotion=[])
+    empty = Published()
+    report = Report(store="s<1>", window=Window(), generated_at=T0, k=5, footfall=empty,
+                    dwell=empty, age=empty, gender=empty, emotion=empty)
     page = write_html(report, tmp_path / "r.html").read_text()
-    assert page.count("<img") == 4 and "s&lt;1&gt;" in page and "s<1>" not in page
+    assert page.count("<img") == 5 and "s&lt;1&gt;" in page and "s<1>" not in page
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -122,6 +145,11 @@ def test_html_for_an_all_suppressed_report(tmp_path: Path) -> None:
 ])
 def test_parse_since(text: str | None, expected: datetime | None) -> None:
     assert parse_since(text, now=T0) == expected
+
+
+def test_parse_since_reads_a_naive_date_in_the_store_zone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    assert parse_since("2024-05-01", now=T0, tz=berlin) == datetime(2024, 4, 30, 22, tzinfo=UTC)
 
 
 def test_parse_since_rejects_garbage() -> None:
@@ -143,15 +171,57 @@ def test_cli_report(engine: Engine, db_url: str, make_visit: MakeVisit, tmp_path
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url])
     assert res.exit_code == 0, res.output
-    assert _cells(res.stdout, "male") == ["<5"] and _cells(res.stdout, "female") == ["<5"]
+    assert _cells(res.stdout, "male") == [] and _cells(res.stdout, "female") == []
     default = Path("reports/out/report-store-1.html")
     assert f"HTML report: {default}" in res.stdout
-    assert (tmp_path / default).read_text().count("<img") == 4
+    assert (tmp_path / default).read_text().count("<img") == 5
 
+    # --k below the floor is raised to it, and says so.
     out = tmp_path / "x.html"
     res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
                                       "--k", "3", "--since", "2024-05-06", "--out", str(out)])
-    assert res.exit_code == 0 and _cells(res.stdout, "male") == ["4"] and out.is_file()
+    assert res.exit_code == 0 and _cells(res.stdout, "male") == [] and out.is_file()
+    assert "--k 3 is below the floor of 5: using k=5" in res.stderr
+
+    # Only a config that lowers the floor on purpose lets k=3 through.
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("report:\n  k_floor: 3\n")
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--k", "3", "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0 and _cells(res.stdout, "male") == ["4"] and not res.stderr
+    cfg.write_text("report:\n  k: 3\n  k_floor: 3\n")
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0 and _cells(res.stdout, "male") == ["4"]
+
+
+@pytest.mark.parametrize(("yaml_text", "env", "message"), [
+    ("report:\n  k: 2\n", {}, "k=2 is below k_floor=5"),
+    ("report:\n  timezones: {store-1: Mars/Olympus}\n", {}, "unknown time zone 'Mars/Olympus'"),
+    ("", {"AUDIENCE_REPORT__K": "3"}, "k=3 is below k_floor=5"),
+])
+def test_cli_report_config_errors_are_one_line(engine: Engine, db_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch, yaml_text: str,
+                                               env: dict[str, str], message: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--config", str(cfg)])
+    assert res.exit_code == 2 and message in res.stderr, res.output
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.output
+
+
+def test_cli_report_snaps_since_to_the_local_day(engine: Engine, db_url: str,
+                                                 make_visit: MakeVisit, tmp_path: Path) -> None:
+    _write(engine, _store(make_visit, 5))
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--since", "2024-05-06T09:30", "--out",
+                                      str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "--since 2024-05-06T09:30 snapped to 2024-05-06 00:00 UTC" in res.stderr
+    assert "Days: 2024-05-06 to" in res.stdout and _cells(res.stdout, "visits") == ["15"]
 
 
 def test_cli_report_empty_store(engine: Engine, db_url: str, make_visit: MakeVisit) -> None:
@@ -197,3 +267,22 @@ def test_k_below_two_is_refused(engine: Engine) -> None:
 def test_cli_k_below_two_is_refused(engine: Engine, db_url: str) -> None:
     res = CliRunner().invoke(_app(), ["report", "--store", "s", "--db", db_url, "--k", "1"])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_cli_until_ends_before_a_whole_day(engine: Engine, db_url: str, make_visit: MakeVisit,
+                                           tmp_path: Path) -> None:
+    _write(engine, _store(make_visit, 5))  # 2024-05-06
+    _write(engine, [make_visit(started_at=T0 + timedelta(days=3)) for _ in range(6)])
+    out = str(tmp_path / "r.html")
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--until", "2024-05-07", "--out", out])
+    assert res.exit_code == 0, res.output
+    assert "Days: the first visit to 2024-05-06" in res.stdout
+    assert _cells(res.stdout, "visits") == ["15"]
+    res = CliRunner().invoke(_app(), ["report", "--store", "store-1", "--db", db_url,
+                                      "--until", "0d", "--out", out])  # closed days only
+    assert res.exit_code == 0 and _cells(res.stdout, "visits") == ["21"]
+    res = CliRunner().invoke(_app(), ["segments", "--by", "gender", "--store", "store-1",
+                                      "--db", db_url, "--since", "2024-05-08", "--until",
+                                      "2024-05-08T12:00"])
+    assert res.exit_code == 2 and "has no whole day" in res.output

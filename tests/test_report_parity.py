@@ -1,63 +1,82 @@
-"""`audience report` (Python suppression over the visits table) and the report_* views (SQL
-suppression) publish the same numbers where their grains coincide: one camera, one day."""
+"""`audience report` (Python, storage.published) and the report_* views (SQL, migration 0004)
+publish the same cells: over any whole-day window, every figure of the report is the sum of
+the views' rows for those days, across cameras, in the store's time zone."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
-from audience.core.visit import AGE_BRACKETS, Visit
-from audience.storage import query
-from audience.storage.schema import report_age_daily, report_gender_daily, report_visits_hourly
+from audience.core.visit import Visit
+from audience.reports.report import build_report
+from audience.storage.published import Window
+from audience.storage.report_settings import write_report_settings, write_store_time_zones
+from audience.storage.schema import (
+    report_age_daily,
+    report_dwell_daily,
+    report_emotion_daily,
+    report_gender_daily,
+    report_visits_daily,
+    report_visits_hourly,
+)
 from audience.storage.sink import VisitSink
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
+FIRST, END = date(2026, 3, 2), date(2026, 3, 5)  # three local days
 
 
 def _seeded(make_visit: Callable[..., Visit], seed: int) -> list[Visit]:
     rng = random.Random(seed)
     out = []
-    for _ in range(rng.randint(8, 60)):
-        start = DAY + timedelta(hours=rng.choice((9, 10, 11, 12, 17)), minutes=rng.randint(0, 59))
+    for _ in range(rng.randint(60, 300)):
+        start = DAY + timedelta(days=rng.randint(-1, 3), hours=rng.choice((0, 9, 10, 17, 23)),
+                                minutes=rng.randint(0, 59))
         out.append(make_visit(
-            store_id="s1", camera_id="c1", started_at=start,
-            age=rng.choice((None, 8.0, 16.0, 22.0, 30.0, 40.0, 70.0)),
-            gender=rng.choice((None, "female", "male", "male"))))
+            store_id="s1", camera_id=rng.choice(("c1", "c1", "c2")), started_at=start,
+            dwell_s=rng.choice((3.0, 20.0, 45.0, 100.0, 700.0)),
+            age=rng.choice((None, 8.0, 22.0, 30.0, 30.0, 40.0, 70.0)),
+            gender=rng.choice((None, "female", "male", "male")),
+            emotion=rng.choice((None, "happy", "happy", "neutral", "sad"))))
     return out
 
 
-def _view(engine: Engine, view: Any, label: str) -> dict[Any, int]:
+def _view(engine: Engine, view: Table, label: str) -> Counter[Any]:
+    c = view.c
+    stmt = select(c[label], c.visits).where(c.store_id == "s1", c.day >= FIRST, c.day < END)
+    sums: Counter[Any] = Counter()
     with engine.connect() as conn:
-        rows = conn.execute(select(view.c[label], view.c.visits)
-                            .where(view.c.store_id == "s1")).all()
-    return {key: n for key, n in rows}
+        for key, n in conn.execute(stmt).all():
+            sums[key] += n
+    return sums
 
 
-def _shown(groups: list[Any], attr: str) -> dict[Any, int]:
-    return {(getattr(g, attr) if getattr(g, attr) is not None else "unknown"): g.count
-            for g in groups if not g.suppressed}
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_report_and_views_agree(engine: Engine, make_visit: Callable[..., Visit],
-                                seed: int) -> None:
+@pytest.mark.parametrize("time_zone", ["UTC", "America/New_York"])
+@pytest.mark.parametrize("seed", range(6))
+def test_report_is_the_views_summed(engine: Engine, make_visit: Callable[..., Visit],
+                                    seed: int, time_zone: str) -> None:
     with VisitSink(engine) as sink:
         for v in _seeded(make_visit, seed):
             sink.add(v)
-    until = DAY + timedelta(days=1)
-    assert _shown(query.gender_split(engine, "s1", DAY, until, k=5), "key") == _view(
-        engine, report_gender_daily, "gender")
-    ages = _shown(query.age_brackets(engine, "s1", DAY, until, k=5), "key")
-    assert ages == _view(engine, report_age_daily, "age_bracket")
-    assert set(ages) <= {*AGE_BRACKETS, "unknown"}
-    hours = {h.hour: h.count for h in query.footfall_by_hour(engine, "s1", DAY, until, k=5)
-             if not h.suppressed}
-    assert hours == _view(engine, report_visits_hourly, "hour")
+    write_report_settings(engine, 5, False)
+    write_store_time_zones(engine, {"s1": time_zone})
+    report = build_report(engine, "s1", Window(time_zone, FIRST, END), k=5)
+    total = sum(_view(engine, report_visits_daily, "store_id").values())
+    assert report.total == total
+    for published, view, label in [
+            (report.gender, report_gender_daily, "gender"),
+            (report.age, report_age_daily, "age_bracket"),
+            (report.emotion, report_emotion_daily, "emotion"),
+            (report.dwell, report_dwell_daily, "dwell_band"),
+            (report.footfall, report_visits_hourly, "hour")]:
+        shown = _view(engine, view, label)
+        assert published.counts == dict(shown), label
+        assert published.suppressed == total - sum(shown.values()), label
 
 
 def test_a_tie_with_the_unknown_label_is_broken_the_same_way(
@@ -67,5 +86,35 @@ def test_a_tie_with_the_unknown_label_is_broken_the_same_way(
         for i, gender in enumerate(["female"] * 3 + ["male"] * 5 + [None] * 5):
             sink.add(make_visit(store_id="s1", camera_id="c1", gender=gender,
                                 started_at=DAY + timedelta(hours=9, minutes=i)))
-    shown = _shown(query.gender_split(engine, "s1", DAY, DAY + timedelta(days=1), k=5), "key")
-    assert shown == _view(engine, report_gender_daily, "gender") == {"unknown": 5}
+    report = build_report(engine, "s1", Window("UTC", FIRST, END), k=5)
+    assert report.gender.counts == dict(_view(engine, report_gender_daily, "gender")) == {
+        "unknown": 5}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_label_segments_are_the_views_summed(engine: Engine, make_visit: Callable[..., Visit],
+                                                 seed: int) -> None:
+    from audience.reports.segments import Period, segments
+
+    with VisitSink(engine) as sink:
+        for v in _seeded(make_visit, seed):
+            sink.add(v)
+    write_report_settings(engine, 5, False)
+    rows = segments(engine, "s1", ("emotion",), Period.day, Window("UTC", FIRST, END), k=5)
+    got: Counter[Any] = Counter()
+    for row in rows:
+        got[(row.period, row.labels[0] if row.labels else "(suppressed)")] += row.count
+    c = report_emotion_daily.c
+    want: Counter[Any] = Counter()
+    with engine.connect() as conn:
+        for day, emotion, n in conn.execute(select(c.day, c.emotion, c.visits).where(
+                c.store_id == "s1", c.day >= FIRST, c.day < END)):
+            want[(day, emotion)] += n
+        d = report_visits_daily.c
+        for day, n in conn.execute(select(d.day, d.visits).where(
+                d.store_id == "s1", d.day >= FIRST, d.day < END)):
+            want[(day, "(suppressed)")] += n
+    for (day, label), n in list(want.items()):
+        if label != "(suppressed)":
+            want[(day, "(suppressed)")] -= n
+    assert got == +want  # + drops zero counts: a day with nothing hidden has no such row

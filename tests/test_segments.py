@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,8 +18,9 @@ from typer.testing import CliRunner
 
 from audience.core.errors import SERVICE_EXIT as STORAGE_EXIT
 from audience.core.visit import Visit
-from audience.reports.segments import Period, SegmentRow, parse_dimensions, segments
+from audience.reports.segments import Period, SegmentRow, figure, parse_dimensions, segments
 from audience.storage.db import migrate, open_engine
+from audience.storage.published import Window
 from audience.storage.sink import VisitSink
 
 MakeVisit = Callable[..., Visit]
@@ -45,15 +47,17 @@ def _write(engine: Engine, make_visit: MakeVisit, specs: list[dict[str, Any]]) -
 WEEK_DATA = (many(3, gender="female") + many(3, 6, gender="female")  # Monday and Sunday
              + many(6, 2, gender="male") + many(5, 7, gender="female"))  # next Monday
 
-# by, period, k, since, visits, expected (period, labels, count; None = suppressed)
+S = ()  # the labels of a period's one suppressed row: hidden cells summed, never listed
+
+# by, period, k, since, visits, expected (period, labels, count; labels S: the suppressed sum)
 CASES: dict[str, tuple[str, Period, int, datetime | None, list[dict[str, Any]], list[Any]]] = {
-    "day: a day under k is hidden whole": (
+    "day: a day under k is left out whole": (
         "gender", Period.day, 5, None, WEEK_DATA,
-        [(day(0), ("female",), None), (day(2), ("male",), 6), (day(6), ("female",), None),
-         (day(7), ("female",), 5)]),
-    "week: days roll into ISO weeks, Monday to Sunday": (
+        [(day(2), ("male",), 6), (day(7), ("female",), 5)]),
+    "week: sums of published days, Monday to Sunday": (
+        # Monday's and Sunday's 3 women are two days under k: left out, not added up.
         "gender", Period.week, 5, None, WEEK_DATA,
-        [(day(0), ("female",), 6), (day(0), ("male",), 6), (day(7), ("female",), 5)]),
+        [(day(0), ("male",), 6), (day(7), ("female",), 5)]),
     "week is UTC: Sunday 23:30 at UTC-2 is next Monday": (
         "gender", Period.week, 2, None,
         many(2, gender="male", started_at=datetime.fromisoformat("2026-11-22T23:30:00-02:00")),
@@ -67,32 +71,41 @@ CASES: dict[str, tuple[str, Period, int, datetime | None, list[dict[str, Any]], 
     "dimension order follows --by": (
         "gender,age_bracket", Period.day, 5, None, many(5, age=30),
         [(day(0), ("female", "25-34"), 5)]),
-    "one hidden: the smallest shown is hidden too, hidden rows by label": (
+    "one hidden: the smallest shown is hidden too, both only summed": (
         "gender", Period.day, 5, None,
         many(8, gender="female") + many(2, gender=None) + many(6, gender="male"),
-        [(day(0), ("female",), 8), (day(0), ("male",), None), (day(0), ("unknown",), None)]),
-    "two hidden: no secondary suppression": (
+        [(day(0), ("female",), 8), (day(0), S, 8)]),
+    "two hidden holding k together: no complementary suppression": (
         "emotion", Period.day, 5, None,
         many(8, emotion="happy") + many(6, emotion="sad") + many(3, emotion="angry")
         + many(2, emotion=None),
-        [(day(0), ("happy",), 8), (day(0), ("sad",), 6), (day(0), ("angry",), None),
-         (day(0), ("unknown",), None)]),
-    "hidden rows sort by label, not size": (
+        [(day(0), ("happy",), 8), (day(0), ("sad",), 6), (day(0), S, 5)]),
+    "two hidden holding fewer than k: one more hidden": (
+        "emotion", Period.day, 5, None,
+        many(8, emotion="happy") + many(6, emotion="sad") + many(1, emotion="angry")
+        + many(1, emotion=None),
+        [(day(0), ("happy",), 8), (day(0), S, 8)]),
+    "hidden cells are summed, never listed by label": (
         "age_bracket", Period.day, 5, None,
         many(10, age=30) + many(4, age=70) + many(1, age=20) + many(7, age=40),
-        [(day(0), ("25-34",), 10), (day(0), ("35-44",), 7), (day(0), ("18-24",), None),
-         (day(0), ("65+",), None)]),
+        [(day(0), ("25-34",), 10), (day(0), ("35-44",), 7), (day(0), S, 5)]),
+    "margins: a hidden cell cannot be had from a one-label subtotal": (
+        # Without margin protection, the age view's 25-34 = 8 minus the shown
+        # (25-34, female) = 6 would give (25-34, male) = 2.
+        "age_bracket,gender", Period.day, 5, None,
+        many(6, age=30) + many(2, age=30, gender="male") + many(3, age=70)
+        + many(6, age=70, gender="male"),
+        [(day(0), S, 17)]),
     "period total under k hides every cell": (
         "gender", Period.week, 5, None, many(2, gender="female") + many(2, 3, gender="male"),
-        [(day(0), ("female",), None), (day(0), ("male",), None)]),
+        []),
     "k is a parameter": (
         "gender", Period.day, 3, None, many(3, gender="female") + many(3, gender="male"),
         [(day(0), ("female",), 3), (day(0), ("male",), 3)]),
-    "since limits the visits": (
+    "since: whole days from the day that holds it": (
+        # Wednesday 09:30 means all of Wednesday: its 6 men (from 09:00) stay.
         "gender", Period.week, 5, MON + timedelta(days=2, minutes=30), WEEK_DATA,
-        # Wednesday's 6 men stay (since is rounded down to 09:00); Sunday's 3 women are hidden,
-        # and so are the men: the only other, hence smallest, shown cell.
-        [(day(0), ("female",), None), (day(0), ("male",), None), (day(7), ("female",), 5)]),
+        [(day(0), ("male",), 6), (day(7), ("female",), 5)]),
 }
 
 
@@ -100,8 +113,10 @@ CASES: dict[str, tuple[str, Period, int, datetime | None, list[dict[str, Any]], 
 def test_segments(engine: Engine, make_visit: MakeVisit, case: str) -> None:
     by, period, k, since, specs, expected = CASES[case]
     _write(engine, make_visit, specs + many(9, store_id="other"))
-    rows = segments(engine, "store-1", parse_dimensions(by), period, since=since, k=k)
-    assert rows == [SegmentRow(p, labels, n, suppressed=n is None) for p, labels, n in expected]
+    window = Window("UTC", since.date() if since else None)
+    rows = segments(engine, "store-1", parse_dimensions(by), period, window, k=k)
+    assert rows == [SegmentRow(p, labels, n, suppressed=labels == S)
+                    for p, labels, n in expected]
 
 
 @pytest.mark.parametrize(("text", "match"), [
@@ -134,17 +149,45 @@ def test_cli_table_and_csv(engine: Engine, db_url: str, make_visit: MakeVisit,
     res = _run("--by", "gender,emotion", "--period", "week", "--store", "store-1",
                "--db", db_url, "--csv", str(out))
     assert res.exit_code == 0, res.output
-    assert "<5" in res.stdout and "│      6 │" not in res.stdout  # male 6 hidden: secondary
+    # male 6 hidden (complementary) and summed with unknown 2: never listed by label
+    assert "(suppressed)" in res.stdout and "│      6 │" not in res.stdout
+    assert "unknown" not in res.stdout.split("Cells are")[0]
     assert "2026-11-16" in res.stdout and "2026-11-23" in res.stdout
     assert f"CSV: {out}" in res.stdout
     with out.open(newline="") as f:
         assert list(csv.reader(f)) == [
             ["week", "gender", "emotion", "visits", "suppressed"],
             ["2026-11-16", "female", "happy", "8", "false"],
-            ["2026-11-16", "male", "happy", "", "true"],
-            ["2026-11-16", "unknown", "happy", "", "true"],
+            ["2026-11-16", "", "", "8", "true"],
             ["2026-11-23", "male", "sad", "5", "false"],
         ]
+
+
+def test_png_draws_exactly_the_published_rows(engine: Engine, db_url: str,
+                                              make_visit: MakeVisit, tmp_path: Path) -> None:
+    _write(engine, make_visit,
+           many(8, gender="female") + many(6, gender="male") + many(2, gender=None)
+           + many(5, 7, gender="male", emotion="sad") + many(7, 7, gender="female"))
+    rows = segments(engine, "store-1", ("gender", "emotion"), Period.week, Window(), k=5)
+    ax = figure(rows, 5, "t").axes[0]
+    heights: dict[float, float] = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        heights[x] = heights.get(x, 0) + bar.get_height()
+    per_period: dict[date, int] = {}
+    for row in rows:
+        per_period[row.period] = per_period.get(row.period, 0) + row.count
+    assert list(heights.values()) == list(per_period.values()) == [16, 12]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    # Hidden cells (male/happy 6, unknown/happy 2) only as the grey sum, never by name.
+    assert legend == ["female / happy", "male / sad", "(suppressed, under 5 or complementary)"]
+
+    out = tmp_path / "seg" / "s.png"
+    res = _run("--by", "gender,emotion", "--period", "week", "--store", "store-1",
+               "--db", db_url, "--png", str(out))
+    assert res.exit_code == 0, res.output
+    assert f"PNG: {out}" in res.stdout
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_cli_unknown_dimension(db_url: str) -> None:
@@ -165,8 +208,9 @@ def test_cli_empty_writes_header(engine: Engine, db_url: str, make_visit: MakeVi
     res = _run("--by", "age_bracket", "--store", "store-1", "--db", db_url, "--csv", str(out),
                "--since", "2026-01-01")
     assert res.exit_code == 0, res.output
-    assert res.stdout.splitlines()[0] == ("no visits for store 'store-1' since 2026-01-01 00:00 "
-                                          "UTC (stores with data: other); no segments to show")
+    assert res.stdout.splitlines()[0] == (
+        "nothing to publish for store 'store-1', from 2026-01-01 (UTC) (stores with data: other):"
+        " no day with 5 or more visits at a camera")
     assert out.read_text() == "day,age_bracket,visits,suppressed\n"
 
 
@@ -191,5 +235,6 @@ def test_installed_command_on_sqlite_file(tmp_path: Path, make_visit: MakeVisit)
                           "--db", url], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "visits per day by age_bracket" in res.stdout
-    assert "│ 2026-11-16 │ 65+         │      5 │" in res.stdout
-    assert "│ 2026-11-16 │ 25-34       │     <5 │" in res.stdout
+    assert re.search(r"│ 2026-11-16 │ 65\+ +│ +5 │", res.stdout)
+    assert re.search(r"│ 2026-11-16 │ \(suppressed\) +│ +5 │", res.stdout)  # 3 + 2
+    assert "25-34" not in res.stdout and "18-24" not in res.stdout

@@ -58,5 +58,10 @@ class KafkaConfig(Strict):
         "at once what has arrived, so only a backlog makes batches.")
     metrics_port: int = Field(
         9400, ge=0, le=65535,
-        description="Port of the worker's /metrics (Prometheus) and /healthz endpoints; "
-        "0 disables them.")
+        description="Port of the worker's /metrics (Prometheus), /healthz and /livez "
+        "endpoints; 0 disables them.")
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="Address the metrics endpoints bind: loopback unless configured; set "
+        "0.0.0.0 where Prometheus scrapes from another host or container (compose and "
+        "Kubernetes set it explicitly).")

@@ -21,7 +21,6 @@ import binascii
 import json
 import logging
 import math
-import re
 import time
 from typing import Any
 
@@ -30,6 +29,9 @@ import numpy as np
 
 from audience.core.errors import InputError
 from audience.core.face import Face, Track
+from audience.core.ids import RULE as ID_RULE
+from audience.core.ids import is_valid_id
+from audience.core.images import ImageTooLargeError, header_size
 from audience.core.kafka_config import MAX_MESSAGE_BYTES
 from audience.core.preprocess import INPUT_SIZE
 
@@ -38,12 +40,14 @@ log = logging.getLogger(__name__)
 SCHEMA = "audience.track/2"
 #: schema -> the key its crops are under (both decode with cv2.imdecode)
 CROP_KEYS = {"audience.track/1": "jpeg", SCHEMA: "png"}
-MAX_ID, MAX_EPOCH = 200, 1e11  # ids a database stores; seconds before the year 5138
-_ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")
-_FIELDS: dict[str, tuple[type, ...]] = {
-    "store_id": (str,), "camera_id": (str,), "track_id": (str,),
-    "started_at": (int, float), "ended_at": (int, float), "n_detections": (int,),
-}
+MAX_EPOCH = 1e11  # seconds before the year 5138
+MAX_DWELL_S = 86_400.0  # a track longer than a day is not a visit
+MAX_CROPS = 50  # the tracker keeps at most 50 (camera.tracker.best_k)
+MAX_DETECTIONS = 10_000_000  # 60 fps for 24 h is 5.2 million
+_IDS = ("store_id", "camera_id", "track_id")
+_TIMES = ("started_at", "ended_at")
+_KEYS = frozenset({"schema", *_IDS, *_TIMES, "n_detections", "produced_at", "crops"})
+_CROP_NUMBERS = ("quality", "score", "timestamp")
 
 
 class MessageError(InputError):
@@ -88,20 +92,39 @@ def encode_track(track: Track, max_bytes: int = MAX_MESSAGE_BYTES,
     return data
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def _number(value: Any, name: str, lo: float = -math.inf, hi: float = math.inf,
+            what: str = "out of range") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MessageError(f"field {name!r} has the wrong type: must be a finite number")
+    if isinstance(value, float) and not math.isfinite(value):
         raise MessageError(f"field {name!r} must be a finite number")
+    # compared as given: float() of a huge int (10**400) would raise OverflowError
+    if not lo <= value <= hi:
+        raise MessageError(f"field {name!r} is {what}")
     return float(value)
 
 
 def _crop(i: int, item: Any, key: str) -> Face:
     if not isinstance(item, dict) or not isinstance(item.get(key), str):
         raise MessageError(f"crop {i} must be an object with a base64 {key!r} string")
+    unknown = set(item) - {key, *_CROP_NUMBERS}
+    if unknown:
+        raise MessageError(f"crop {i}: unknown key(s) {_names(unknown)}")
     try:
         raw = base64.b64decode(item[key], validate=True)
     except (binascii.Error, ValueError):
         raise MessageError(f"crop {i}: {key!r} is not valid base64") from None
-    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+    # The header first: a small PNG may claim a huge size (a decompression bomb).
+    try:
+        size = header_size(raw, f"crop {i}") if raw else None
+    except ImageTooLargeError as exc:
+        raise MessageError(str(exc)) from None
+    if size is None:
+        raise MessageError(f"crop {i}: not a decodable 8-bit {key.upper()} image")
+    if size != (INPUT_SIZE, INPUT_SIZE):
+        raise MessageError(f"crop {i}: size {size[0]}x{size[1]}, expected "
+                           f"{INPUT_SIZE}x{INPUT_SIZE}")
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.dtype != np.uint8:
         raise MessageError(f"crop {i}: not a decodable 8-bit {key.upper()} image")
     if img.shape[:2] != (INPUT_SIZE, INPUT_SIZE):
@@ -111,21 +134,30 @@ def _crop(i: int, item: Any, key: str) -> Face:
         raise MessageError(f"crop {i}: {img.shape[2]} channels, expected gray or BGR")
     return Face(box=np.zeros(4, np.float32), landmarks=np.zeros((5, 2), np.float32),
                 score=_number(item.get("score", 0.0), f"crops[{i}].score"),
-                timestamp=_number(item.get("timestamp", 0.0), f"crops[{i}].timestamp"),
+                timestamp=_number(item.get("timestamp", 0.0), f"crops[{i}].timestamp",
+                                  0, MAX_EPOCH, "not a plausible epoch time"),
                 quality=_number(item.get("quality", 0.0), f"crops[{i}].quality"), crop=img)
 
 
-def decode_track(data: bytes) -> Track:
+def _names(keys: set[Any]) -> str:
+    # Key names come from the sender: bounded and ascii() so a log line stays one short line.
+    return ", ".join(sorted(ascii(k)[:40] for k in keys)[:5])
+
+
+def decode_track(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Track:
     """Parse and validate a message; raises :class:`MessageError` with the reason."""
-    return decode_message(data)[0]
+    return decode_message(data, max_bytes)[0]
 
 
-def decode_message(data: bytes) -> tuple[Track, float | None]:
+def decode_message(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES
+                   ) -> tuple[Track, float | None]:
     """The track and the time its camera worker produced it (epoch seconds, if known)."""
-    body = decode_body(data)
+    body = decode_body(data, max_bytes)
     crops = body.get("crops")
     if not isinstance(crops, list):
         raise MessageError("field 'crops' must be a list")
+    if len(crops) > MAX_CROPS:
+        raise MessageError(f"{len(crops)} crops, more than {MAX_CROPS}")
     key = CROP_KEYS[body["schema"]]
     faces = [_crop(i, item, key) for i, item in enumerate(crops)]
     for face in faces:
@@ -138,36 +170,52 @@ def decode_message(data: bytes) -> tuple[Track, float | None]:
     return track, None if produced is None else float(produced)
 
 
-def decode_body(data: bytes | None) -> dict[str, Any]:
-    """The JSON object with its schema and scalar fields checked (crops not decoded)."""
+def decode_body(data: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+    """The JSON object with its schema and scalar fields checked (crops not decoded).
+
+    Strict: at most ``max_bytes``, no unknown key, ids by the id rule
+    (:mod:`audience.core.ids`), times plausible epochs at most a day apart, counts bounded.
+    """
     if not data:
         raise MessageError("empty message")
+    if len(data) > max_bytes:
+        raise MessageError(f"message of {len(data)} bytes, above max_message_bytes={max_bytes}")
     try:
         body = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MessageError(f"not valid JSON ({type(exc).__name__} at position "
                            f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})") from None
+    except RecursionError:  # e.g. [[[[...]]]] nested deeper than the interpreter's stack
+        raise MessageError("not valid JSON (nested too deeply)") from None
     if not isinstance(body, dict):
         raise MessageError("not a JSON object")
-    if body.get("schema") not in CROP_KEYS:
-        raise MessageError(f"unsupported schema {str(body.get('schema'))[:40]!r}, "
+    schema = body.get("schema")
+    if not isinstance(schema, str) or schema not in CROP_KEYS:  # [] is unhashable: no `in`
+        raise MessageError(f"unsupported schema {ascii(body.get('schema'))[:40]}, "
                            f"expected one of {sorted(CROP_KEYS)}")
-    for name, types in _FIELDS.items():
+    unknown = set(body) - _KEYS
+    if unknown:
+        raise MessageError(f"unknown key(s) {_names(unknown)}")
+    for name in (*_IDS, *_TIMES, "n_detections"):
         if name not in body:
             raise MessageError(f"missing field {name!r}")
-        value = body[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise MessageError(f"field {name!r} has the wrong type")
-        if isinstance(value, str) and not _ID.fullmatch(value):
-            # The database would refuse such ids (e.g. NUL in PostgreSQL) and fail the batch.
-            raise MessageError(f"field {name!r} is empty, longer than {MAX_ID} characters or "
-                               "has control characters")
-        if types == (int, float) and not 0 <= _number(value, name) < MAX_EPOCH:
-            raise MessageError(f"field {name!r} is not a plausible epoch time")
-    if body["n_detections"] < 0:
+    for name in _IDS:
+        if not is_valid_id(body[name]):
+            # The database or an RLS filter would refuse such ids (NUL, a lone surrogate).
+            raise MessageError(f"field {name!r} is not a valid id: {ID_RULE}")
+    for name in _TIMES:
+        _number(body[name], name, 0, MAX_EPOCH, "not a plausible epoch time")
+    n = body["n_detections"]
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise MessageError("field 'n_detections' has the wrong type")
+    if n < 0:
         raise MessageError("field 'n_detections' is negative")
+    if n > MAX_DETECTIONS:
+        raise MessageError(f"field 'n_detections' is above {MAX_DETECTIONS}")
     if body["ended_at"] < body["started_at"]:
         raise MessageError("ended_at is before started_at")
-    if "produced_at" in body:
-        _number(body["produced_at"], "produced_at")
+    if body["ended_at"] - body["started_at"] > MAX_DWELL_S:
+        raise MessageError(f"track longer than {MAX_DWELL_S:.0f} s")
+    if body.get("produced_at") is not None:
+        _number(body["produced_at"], "produced_at", 0, MAX_EPOCH, "not a plausible epoch time")
     return body

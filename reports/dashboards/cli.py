@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from audience.reports.config import ReportConfig
+from audience.reports.cli import ConfigOpt, settings
 from audience.reports.dashboards.client import Superset
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.storage.db import ready_engine
+from audience.storage.db import parse_url, ready_engine
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +44,39 @@ def provision(
     store: Annotated[list[str] | None, typer.Option(
         "--store", help="Make a store role for this store (repeatable). Default: every store "
         "in the database.")] = None,
-    k: Annotated[int, typer.Option(
-        "--k", min=2, help="The report views hide groups with fewer than k visits.")]
-    = ReportConfig().k,
+    k: Annotated[int | None, typer.Option(
+        "--k", min=2, help="The report views hide groups with fewer than k visits (default: "
+        "report.k from the config, 5; below report.k_floor it is raised to the floor).")]
+    = None,
     ethnicity: Annotated[bool, typer.Option(
         "--ethnicity/--no-ethnicity", help="Fill the report_ethnicity_daily view. Only where "
         "the deployment lawfully enables ethnicity inference (never in the EU).")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Import the dashboard bundle into Superset and create a role per store (idempotent).
 
-    Writes the report settings (k, ethnicity) into the visits database, imports the
+    Writes the report settings (k, ethnicity) and the stores' time zones (report.timezones)
+    into the visits database, imports the
     database connection, datasets, charts and the *Store audience* dashboard (fixed uuids: a
     second run overwrites in place) and gives each store a role with row-level security.
     """
-    from audience.storage.query import stores as known_stores
-    from audience.storage.report_settings import write_report_settings
-
-    with ready_engine(db) as engine:
-        write_report_settings(engine, k, ethnicity)
-        stores = list(store or known_stores(engine))
+    from audience.reports.dashboards.provision import check_stores
     from audience.reports.dashboards.provision import provision as run_provision
+    from audience.storage.query import stores as known_stores
+    from audience.storage.report_settings import write_report_settings, write_store_time_zones
+
+    cfg = settings(config)
+    k, note = cfg.effective_k(k)
+    if note:
+        typer.echo(f"note: {note}", err=True)
+    check_stores(list(store or []))  # a bad --store changes nothing, here or in Superset
+    if superset_db:
+        parse_url(superset_db)  # a typo is one line that does not echo the password
+    with ready_engine(db) as engine:
+        stores = list(store or known_stores(engine))
+        check_stores(stores)
+        write_report_settings(engine, k, ethnicity)
+        write_store_time_zones(engine, cfg.timezones)
 
     sup = Superset(superset_url, user, password)
     result = run_provision(sup, superset_db or db, stores)

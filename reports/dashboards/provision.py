@@ -12,10 +12,11 @@ name and updated in place, a user's other roles are kept.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from audience.core.ids import RULE as ID_RULE
+from audience.core.ids import is_valid_id
 from audience.reports.dashboards.bundle import build, dataset_tables, load_assets
 from audience.reports.dashboards.client import Superset, SupersetError
 
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "audience"
 ROLE_PREFIX = "audience-store:"
 BASE_ROLE = "Gamma"
-_STORE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclass
@@ -40,10 +40,18 @@ def role_name(store: str) -> str:
 
 
 def rls_clause(store: str) -> str:
-    if not _STORE_ID.match(store):
-        raise SupersetError(f"store id {store!r} has characters a filter cannot carry safely: "
-                            "use letters, digits and . _ : -")
+    """The filter of a store's role. The id rule (audience.core.ids, the same at every
+    intake) keeps quotes, newlines and anything else a filter cannot carry safely out."""
+    if not is_valid_id(store):
+        raise SupersetError(f"store id {ascii(store)[:40]} has characters a filter cannot "
+                            f"carry safely: use {ID_RULE}")
     return f"store_id = '{store}'"
+
+
+def check_stores(stores: list[str]) -> None:
+    """Every store id valid, before anything in Superset changes (no half-provisioning)."""
+    for store in stores:
+        rls_clause(store)
 
 
 def _datasets(sup: Superset, tables: list[str]) -> dict[str, int]:
@@ -106,6 +114,7 @@ def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int],
 
 def provision(sup: Superset, db_url: str, stores: list[str]) -> Provisioned:
     """Import the bundle (pointing at ``db_url``) and create a role for each store."""
+    check_stores(stores)
     assets = load_assets()
     bundle = build(db_url, assets)
     sup.import_bundle(bundle.zip_bytes, bundle.passwords)

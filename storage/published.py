@@ -1,0 +1,216 @@
+"""What reports may publish: k-suppressed cells at one fixed grain, and sums of them only.
+
+A *cell* is the visits of one store, one camera and one store-local day with one label (an
+age bracket, a gender, an emotion, a dwell band, a label combination for segments) or, for
+footfall, one local hour. A *partition* is the cells of one (store, camera, local day). The
+``report_*`` views (migration 0004) publish exactly these cells under exactly these rules:
+
+1. primary: a cell under k is hidden; a partition whose total is under k is left out whole;
+2. complementary: while the hidden cells of a partition hold fewer than k visits together,
+   the smallest shown cell (ties by label, byte order) is hidden too.
+
+Every figure ``audience report`` and ``audience segments`` print is a **sum of published
+cells**: a window is a whole number of local days, and a window's "female" is the sum of the
+female cells shown in its days. So two windows differ by whole published cells, and nothing a
+reader subtracts (windows, reports, views, CSV) uncovers a hidden cell. Hidden cells of
+published partitions are only ever reported together, as one "suppressed" figure per window
+(at least k visits per partition by rule 2), never by label.
+
+Segments (label combinations) also protect their margins: within every group of cells that
+share one or two labels (whose total another output may publish), hidden cells hold k or more
+visits, or none is hidden.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from audience.storage.db import connected
+from audience.storage.schema import UTCDateTime
+from audience.storage.sqltime import dwell_band_expr, local_expr, ts_literal
+from audience.storage.timezones import (
+    TABLE_SPAN,
+    day_start,
+    offset_periods,
+    utc_offset_min,
+    zone,
+)
+
+Bind = Engine | Connection
+UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
+LABELS = ("age_bracket", "gender", "emotion")
+Key = Any  # a label, a local hour (naive datetime) or a tuple of labels
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Whole store-local days ``[first, end)``; None: from the first visit / up to now."""
+
+    time_zone: str = "UTC"
+    first: date | None = None
+    end: date | None = None
+
+    def bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        tz = zone(self.time_zone)
+        lo = day_start(self.first, tz) if self.first else TABLE_SPAN[0]
+        hi = (day_start(self.end, tz) if self.end
+              else (now or datetime.now(UTC)) + timedelta(days=1))
+        return lo, max(lo, hi)
+
+
+@dataclass(slots=True)
+class Published:
+    """Sums over a window of the cells a breakdown publishes."""
+
+    counts: dict[Key, int] = field(default_factory=dict)  #: shown cells summed per key
+    suppressed: int = 0  #: hidden cells of published partitions, summed (never by key)
+    total: int = 0  #: visits of published partitions (= sum of counts + suppressed)
+
+    def add(self, other: Published) -> None:
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+        self.suppressed += other.suppressed
+        self.total += other.total
+
+
+def _order(key: Key) -> str:
+    return "\x1f".join(key) if isinstance(key, tuple) else str(key)
+
+
+def hidden_cells(cells: Mapping[Key, int], k: int,
+                 margins: Sequence[Sequence[int]] = ()) -> set[Key]:
+    """The keys of ``cells`` (one partition) to hide under rules 1 and 2.
+
+    ``margins``: for tuple keys, groups of label positions whose subtotals must be protected
+    like the partition's total (segments). Ties between equally small cells: label order.
+    """
+    if sum(cells.values()) < k:
+        return set(cells)
+    hidden = {key for key, n in cells.items() if n < k}
+    groups: list[list[Key]] = [list(cells)]
+    for pos in margins:
+        by: dict[tuple[Any, ...], list[Key]] = defaultdict(list)
+        for key in cells:
+            by[tuple(key[i] for i in pos)].append(key)
+        groups += by.values()
+    changed = True
+    while changed:  # hiding one cell can expose another group: repeat until stable
+        changed = False
+        for group in groups:
+            held = sum(cells[key] for key in group if key in hidden)
+            shown = [key for key in group if key not in hidden]
+            if 0 < held < k and shown:
+                hidden.add(min(shown, key=lambda key: (cells[key], _order(key))))
+                changed = True
+    return hidden
+
+
+def publish(cells: Mapping[Key, int], k: int,
+            margins: Sequence[Sequence[int]] = ()) -> Published:
+    """One partition's published figures: shown cells, the hidden ones summed."""
+    total = sum(cells.values())
+    if total < k:
+        return Published()
+    hidden = hidden_cells(cells, k, margins)
+    return Published({key: n for key, n in cells.items() if key not in hidden},
+                     sum(cells[key] for key in hidden), total)
+
+
+def margins_of(n_dims: int) -> list[tuple[int, ...]]:
+    """Every proper, non-empty subset of label positions (1 and 2 of 3)."""
+    return [c for r in range(1, n_dims) for c in combinations(range(n_dims), r)]
+
+
+# -- reading cells -------------------------------------------------------------------------------
+
+def _offset_sql(dialect: str, time_zone: str, lo: datetime, hi: datetime) -> str:
+    """The store's UTC offset in minutes at ``started_at``, as SQL, for a window [lo, hi)."""
+    tz = zone(time_zone)
+    lo = min(max(lo, TABLE_SPAN[0]), TABLE_SPAN[1])  # like the views: offsets known 1990-2100
+    hi = max(min(hi, TABLE_SPAN[1]), lo)
+    periods = offset_periods(tz, lo, hi)
+    if len(periods) <= 1:
+        return str(utc_offset_min(tz, lo))
+    whens = " ".join(f"WHEN started_at < {ts_literal(dialect, until)} THEN {off}"
+                     for _, until, off in periods[:-1])
+    return f"CASE {whens} ELSE {periods[-1][2]} END"
+
+
+def _key_sql(key: str) -> str:
+    if key == "dwell_band":
+        return dwell_band_expr()
+    if key in (*LABELS, "ethnicity"):
+        return f"COALESCE({key}, '{UNKNOWN}')"
+    raise ValueError(f"unknown breakdown {key!r}")
+
+
+def read_cells(bind: Bind, store: str, window: Window, keys: Sequence[str] = (),
+               hourly: bool = False, now: datetime | None = None,
+               ) -> dict[tuple[str, date], dict[Key, int]]:
+    """Raw cell counts per partition (camera, local day) for ``keys`` (labels, or
+    'dwell_band'); ``hourly``: keyed by local hour instead. No keys: the day's total under
+    the key ``None``. Nothing here is suppressed yet: use ``publish``."""
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    dialect = engine.dialect.name
+    lo, hi = window.bounds(now)
+    off = _offset_sql(dialect, window.time_zone, lo, hi)
+    exprs = [local_expr(dialect, "day", "started_at", off)]
+    exprs += ([local_expr(dialect, "hour", "started_at", off)] if hourly
+              else [_key_sql(key) for key in keys])
+    cols = ", ".join(exprs)
+    stmt = text(f"SELECT camera_id, {cols}, count(*) FROM visits "  # noqa: S608 - no user text
+                f"WHERE store_id = :store AND started_at >= :lo AND started_at < :hi "
+                f"GROUP BY camera_id, {cols}").bindparams(
+        bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+    out: dict[tuple[str, date], dict[Key, int]] = defaultdict(dict)
+    with connected(bind, "reading report cells from") as conn:
+        for camera, day, *rest in conn.execute(stmt, {"store": store, "lo": lo, "hi": hi}):
+            *labels, n = rest
+            d = date.fromisoformat(day) if isinstance(day, str) else day
+            if hourly:
+                h = labels[0]
+                key: Key = datetime.fromisoformat(h) if isinstance(h, str) else h
+            elif not keys:
+                key = None
+            else:
+                key = labels[0] if len(keys) == 1 else tuple(labels)
+            out[(camera, d)][key] = int(n)
+    return dict(out)
+
+
+def published_sum(partitions: Iterable[Mapping[Key, int]], k: int,
+                  margins: Sequence[Sequence[int]] = ()) -> Published:
+    """Publish each partition, then add them up."""
+    acc = Published()
+    for cells in partitions:
+        acc.add(publish(cells, k, margins))
+    return acc
+
+
+def breakdown(bind: Bind, store: str, window: Window, key: str, k: int,
+              now: datetime | None = None) -> Published:
+    """A window's published figures for one label (or 'dwell_band'), all cameras."""
+    return published_sum(read_cells(bind, store, window, [key], now=now).values(), k)
+
+
+def footfall(bind: Bind, store: str, window: Window, k: int,
+             now: datetime | None = None) -> Published:
+    """Visits per local hour (naive datetimes), all cameras; hidden hours summed."""
+    return published_sum(read_cells(bind, store, window, hourly=True, now=now).values(), k)
+
+
+def daily(bind: Bind, store: str, window: Window, keys: Sequence[str], k: int,
+          now: datetime | None = None) -> dict[date, Published]:
+    """Published label combinations per local day (all cameras), margins protected."""
+    margins = margins_of(len(keys)) if len(keys) > 1 else ()
+    out: dict[date, Published] = defaultdict(Published)
+    for (_, day), cells in read_cells(bind, store, window, keys, now=now).items():
+        out[day].add(publish(cells, k, margins))
+    return {day: p for day, p in sorted(out.items()) if p.total}

@@ -1,0 +1,128 @@
+"""Clean shutdown against a live local stream (issue 14, part 3): SIGTERM and Ctrl-C (SIGINT)
+end the open tracks, label, store and exit 0 / 130; a camera worker waiting on a dead stream
+exits within a couple of seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kafka_broker import free_port, kafka_broker  # noqa: F401
+from mjpeg_server import mjpeg_stream
+from sqlalchemy import text
+
+from audience.storage.db import open_engine
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "audience", *args], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_for(log: Path, needle: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if needle in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"no {needle!r} within {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}",
+                pytrace=False)
+
+
+def _visits(url: str) -> int:
+    engine = open_engine(url, create=False)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM visits")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_embedded_run_on_a_live_stream_stores_the_visits_it_saw(
+        tmp_path: Path, sig: int, code: int) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    log = tmp_path / "run.log"
+    with mjpeg_stream() as stream:
+        proc = _start(["run", "--source", stream, "--db", url, "--no-progress",
+                       "--store", "live", "--camera", "door"], log)
+        _wait_for(log, "receiving frames", proc, 60)
+        time.sleep(4)  # about one pass of the clip: people in view, tracks open
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(30)
+    out = log.read_text(errors="replace")
+    assert rc == code, out[-3000:]
+    assert time.monotonic() - t0 < 20
+    assert "Traceback" not in out and "terminate called" not in out, out[-3000:]
+    stored = _visits(url)
+    assert stored >= 1, out[-3000:]  # before: 0 stored, exit -15 / -6
+    assert f"{stored} visits stored for store live" in out
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_camera_worker_on_a_dead_stream_stops_at_once(
+        kafka_broker: str, tmp_path: Path, sig: int, code: int) -> None:  # noqa: F811
+    dead = f"http://127.0.0.1:{free_port()}/stream.mjpg"  # nothing listens there
+    log = tmp_path / "camera.log"
+    proc = _start(["camera", "--source", dead, "--bootstrap-servers", kafka_broker,
+                   "--metrics-port", "0"], log)
+    # wait for the second backoff (2 s): the worker is asleep in it
+    _wait_for(log, "(attempt 2)", proc, 60)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    rc = proc.wait(30)
+    elapsed = time.monotonic() - t0
+    out = log.read_text(errors="replace")
+    assert rc == code, out[-3000:]
+    assert elapsed < 2.5, f"took {elapsed:.1f} s to stop"  # before: still alive after 40 s
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_inference_worker_stops_cleanly(kafka_broker: str, tmp_path: Path,  # noqa: F811
+                                        sig: int, code: int) -> None:
+    from audience.storage.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'infer.db'}"
+    migrate(url)
+    log = tmp_path / "infer.log"
+    tag = os.urandom(4).hex()
+    proc = _start(["infer", "--bootstrap-servers", kafka_broker, "--db", url,
+                   "--metrics-port", "0", "--group-id", f"g-{tag}"], log)
+    _wait_for(log, "inference worker in group", proc, 60)
+    proc.send_signal(sig)
+    rc = proc.wait(30)
+    out = log.read_text(errors="replace")
+    assert rc == code, out[-3000:]
+    assert "inference worker stopped: 0 visits stored" in out and "Traceback" not in out
+
+
+def test_a_signal_sets_the_stop_event_and_the_handlers_are_put_back() -> None:
+    from audience.core.signals import StopEvent, install_sigterm
+
+    before = signal.getsignal(signal.SIGINT)
+    stop = StopEvent()
+    restore = install_sigterm(stop)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the event is set
+        assert stop.wait(5) and stop.signum == signal.SIGINT and stop.exit_code == 130
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is before

@@ -343,7 +343,8 @@ def bench_workers(cfg: AppConfig, workers: list[int], tracks: int = 3000,
         return msgs
 
     runs = [drain(cfg, w, messages_for, tracks, pin, timeout_s) for w in workers]
-    base = runs[0]["steady_visits_per_s"] or 0.0
+    # relative to the fewest workers, whatever order they ran in (2,1 runs W=2 first)
+    base = min(runs, key=lambda r: r["workers"])["steady_visits_per_s"] or 0.0
     for r in runs:
         rate = r["steady_visits_per_s"]
         r["speedup"] = round(rate / base, 2) if base and rate else None

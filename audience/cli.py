@@ -347,7 +347,7 @@ def bench_workers(
         return
     typer.echo(f"{r['cores']} cores, load {r['load_avg_1m']}, {r['partitions']} partitions, "
                f"{r['crops_per_visit']} crops/visit, messages of {r['message_bytes']} bytes")
-    first = r["runs"][0]["workers"]
+    first = min(run["workers"] for run in r["runs"])
     for run in r["runs"]:
         share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in run["stage_share"].items())
         typer.echo(f"W={run['workers']}: {run['tracks']} tracks drained in {run['drain_s']} s "

@@ -306,8 +306,112 @@ def bench_pipeline(
         return
     typer.echo(f"{r['cameras']} cameras, {r['workers']} workers: {r['visits']}/{r['visitors']} "
                f"visits in {r['seconds']} s = {r['visits_per_s']} visits/s, "
-               f"{r['faces_per_s']} faces/s; camera -> {r['database']} latency p50 "
-               f"{r['latency_p50_s']} s, p95 {r['latency_p95_s']} s")
+               f"{r['faces_per_s']} faces/s; {r['rows']} rows for {r['visitors']} visitors; "
+               f"track end -> {r['database']} commit latency p50 {r['latency_p50_s']} s, "
+               f"p95 {r['latency_p95_s']} s")
+    typer.echo("  stages p50/p95 ms: " + ", ".join(
+        f"{name} {_ms(v['p50'])}/{_ms(v['p95'])}" for name, v in r["stages_s"].items())
+        + f"; mean batch {r['mean_batch']} messages of {r['message_bytes']} bytes")
+
+
+@bench_app.command("workers")
+def bench_workers(
+    workers: Annotated[str, typer.Option(help="Worker counts to compare, e.g. 1,2.")] = "1,2",
+    tracks: Annotated[int, typer.Option(min=1, help="Tracks in the backlog of each run.")]
+    = 3000,
+    faces: Annotated[Path, typer.Option(help="Face images (*.jpg) the crops are cut from.")]
+    = Path("../shared/datasets/utkface/crop_part1"),
+    pin: Annotated[bool, typer.Option(help="Pin worker i to core i mod cores.")] = True,
+    db: Annotated[str | None, typer.Option(help="Database URL (PostgreSQL for real figures; "
+                                           "must be migrated).")] = None,
+    bootstrap_servers: BrokerOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Backlog drain rate with W real `audience infer` processes (one analyzer thread each,
+    pinned), for each W; and the database's batched upsert rate. Fresh topics and
+    bench-wW-TAG store ids: live data is never touched."""
+    from audience.bench_workers import bench_workers as run_bench
+    from audience.core.errors import InputError
+    from audience.settings import load_settings
+
+    try:
+        counts = [int(x) for x in workers.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--workers {workers!r}: give worker counts like 1,2") from None
+    cfg = load_settings(config, {"database": {"url": db},
+                                 "kafka": {"bootstrap_servers": bootstrap_servers}})
+    r = run_bench(cfg, counts, tracks, faces, pin)
+    if as_json:
+        echo_json(r)
+        return
+    typer.echo(f"{r['cores']} cores, load {r['load_avg_1m']}, {r['partitions']} partitions, "
+               f"{r['crops_per_visit']} crops/visit, messages of {r['message_bytes']} bytes")
+    first = min(run["workers"] for run in r["runs"])
+    for run in r["runs"]:
+        share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in run["stage_share"].items())
+        typer.echo(f"W={run['workers']}: {run['tracks']} tracks drained in {run['drain_s']} s "
+                   f"= {run['drain_visits_per_s']} visits/s; all busy: "
+                   f"{run['steady_visits_per_s']} visits/s ({run['speedup']}x W={first}); "
+                   f"{run['rows']} rows for {run['tracks']} tracks; mean batch "
+                   f"{run['mean_batch']}; the workers got {run['worker_cores']} cores "
+                   f"({run['visits_per_cpu_s']} visits per CPU-second); time: {share}")
+    u = r["upserts"]
+    typer.echo(f"{u['database']} batched upserts: {u['visits_per_s']} visits/s "
+               f"({u['batch']} per transaction, {u['ms_per_batch']} ms each)")
+
+
+@app.command()
+def capacity(
+    stores: Annotated[int, typer.Option(min=1, help="Stores in the chain.")] = 500,
+    cameras: Annotated[int, typer.Option(min=1, help="Cameras per store.")] = 4,
+    visitors: Annotated[float, typer.Option(
+        "--visitors-per-camera-hour", min=0.001,
+        help="Tracks per camera in the peak hour.")] = 1000.0,
+    utilisation: Annotated[float, typer.Option(min=0.01, max=1.0, help="Target busy share "
+                                               "of a worker at peak.")] = 0.6,
+    outage: Annotated[float, typer.Option("--outage-min", min=0, help="Outage at peak to "
+                                          "absorb (minutes).")] = 15.0,
+    catch_up: Annotated[float, typer.Option("--catch-up-min", min=0.1, help="Minutes to clear "
+                                            "that backlog in.")] = 15.0,
+    measured: Annotated[Path | None, typer.Option(
+        help="JSON of `audience bench workers --json` (default: the shipped "
+        "deploy/capacity/bench-workers.json).")] = None,
+    check_run: Annotated[Path | None, typer.Option(
+        "--check", help="JSON of `audience bench pipeline --realtime --json`: print the model "
+        "at that run's scale beside what it measured.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Workers, Kafka partitions, topic size at 1 h retention, PostgreSQL write rate and the
+    KEDA settings for a chain at its peak hour, from measured worker and database figures."""
+    from audience.capacity import Measured, Scenario, check, plan, table
+    from audience.core.errors import ConfigError
+
+    m = Measured.load(measured)
+    s = Scenario(stores=stores, cameras=cameras, visitors_per_camera_hour=visitors,
+                 utilisation=utilisation, outage_min=outage, catch_up_min=catch_up)
+    p = plan(s, m)
+    checked = None
+    if check_run is not None:
+        try:
+            checked = check(json.loads(check_run.read_text()), m)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--check {check_run}: {exc}") from None
+    if as_json:
+        echo_json({"scenario": s.model_dump(), "measured": m.model_dump(), "plan": p,
+                   "check": checked})
+        return
+    width = max(len(k) for k, _ in table(s, m, p))
+    for what, figure in table(s, m, p):
+        typer.echo(f"{what:<{width}}  {figure}")
+    if checked and check_run is not None:
+        typer.echo(f"\nmodel vs measured at {check_run.name}'s scale:")
+        for what, model, got in checked:
+            typer.echo(f"  {what:<28} model {model:<10} measured {got}")
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.0f}"
 
 
 @app.command("broker")

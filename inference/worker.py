@@ -62,6 +62,11 @@ class WorkerMetrics:
             "audience_worker_end_to_end_seconds",
             "Track published by the camera worker -> visit committed in the database.",
             buckets=_LATENCY_BUCKETS, registry=r)
+        self.stage_seconds = Histogram(
+            "audience_worker_stage_seconds",
+            "Where a visit's latency goes: queued (camera encode + Kafka + waiting for this "
+            "worker), wait (batch linger), decode, analyze, database (commit).",
+            ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("audience_worker_consumer_lag",
                          "Messages behind the fetch high-water mark, per partition.",
                          ["topic", "partition"], registry=r)
@@ -69,6 +74,27 @@ class WorkerMetrics:
                                 "Partitions of the tracks topic this worker holds.", registry=r)
         self.last_loop = time.monotonic()
         self.assigned = 0  #: partitions held at the last loop turn (readiness)
+
+
+class StageClock:
+    """Stage durations of one batch, from monotonic marks: ``wait`` is the linger between
+    the first poll and processing, then ``decode``, ``analyze`` and ``database`` (the upsert
+    transaction, retries included). ``queued`` (per message, from the camera's produced_at
+    to the first poll) is added by the worker: camera encode, Kafka and time spent waiting
+    for this worker to finish its previous batch."""
+
+    def __init__(self, started: float) -> None:
+        self._last = started
+        self._stages: dict[str, float] = {}
+        self.started_wall = time.time()  #: epoch seconds processing began
+
+    def mark(self, stage: str) -> None:
+        now = time.monotonic()
+        self._stages[stage] = self._stages.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def stages(self) -> dict[str, float]:
+        return dict(self._stages)
 
 
 _Labelled = tuple[Any, Track, float | None, Any]  # record, track, produced_at, visit
@@ -102,6 +128,9 @@ class InferenceWorker:
         self.dead = 0
         self.faces = 0
         self.latencies: list[float] | None = None  #: set to a list to record each e2e latency
+        #: set to a list to record, per stored visit, its stages (StageClock) in seconds
+        self.timings: list[dict[str, float]] | None = None
+        self.polled_at: float | None = None  #: epoch seconds the current batch's first poll
 
     # -- health ------------------------------------------------------------------------------
     def alive(self) -> bool:
@@ -125,27 +154,40 @@ class InferenceWorker:
             self.close()
 
     def _poll_batch(self) -> list[Any]:
-        """Up to batch_max_messages, waiting at most batch_max_wait_ms after the first one."""
+        """Adaptive batching: wait (up to 200 ms, so run() can check stop and lag) for the
+        first message, then take only what has already arrived, up to batch_max_messages.
+
+        An idle worker so processes a message at once instead of waiting to fill a batch,
+        while a backlogged one gets full batches from its fetch buffer. ``batch_max_wait_ms``
+        (default 0) adds an optional linger after the first message, for brokers where
+        fewer, larger batches matter more than latency.
+        """
         cfg, batch = self.cfg, list[Any]()
-        deadline = None
+        linger_until = None
         while len(batch) < cfg.batch_max_messages and not self.stop.is_set():
-            wait = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if linger_until is None:
+                wait = 200
+            else:  # 0: a non-blocking poll returns what is fetched already
+                wait = max(0, int((linger_until - time.monotonic()) * 1000))
             polled = self.consumer.poll(timeout_ms=wait,
                                         max_records=cfg.batch_max_messages - len(batch))
             self.metrics.last_loop = time.monotonic()
+            got = sum(len(recs) for recs in polled.values())
             for recs in polled.values():
                 batch.extend(recs)
-            if deadline is None:
+            if linger_until is None:
                 if not batch:
                     return batch  # idle: let run() check stop and lag
-                deadline = time.monotonic() + cfg.batch_max_wait_ms / 1000
-            if time.monotonic() >= deadline:
-                break
+                self.polled_at = time.time()
+                linger_until = time.monotonic() + cfg.batch_max_wait_ms / 1000
+            elif not got and time.monotonic() >= linger_until:
+                break  # nothing more has arrived: process what we have now
         return batch
 
     def process(self, records: list[Any]) -> BatchResult:
         """Decode, label (one analyzer call), store (one transaction), dead-letter, commit."""
         started = time.monotonic()
+        clock = StageClock(started)
         good: list[tuple[Any, Track, float | None]] = []
         dead: list[tuple[Any, str]] = []
         for rec in records:
@@ -156,9 +198,12 @@ class InferenceWorker:
                 dead.append((rec, f"undecodable: {exc}"))
             except Exception as exc:  # noqa: BLE001 - no message may stop the worker
                 dead.append((rec, f"undecodable: {type(exc).__name__}: {exc}"))
+        clock.mark("decode")
         labelled, failed = self._label(good)
+        clock.mark("analyze")
         dead.extend(failed)
         stored, failed = self._store(labelled)
+        clock.mark("database")
         dead.extend(failed)
         now = time.time()
         for _rec, track, produced, _visit in stored:
@@ -166,6 +211,8 @@ class InferenceWorker:
             self.metrics.e2e_seconds.observe(latency)
             if self.latencies is not None:
                 self.latencies.append(latency)
+        self._record_stages(clock, [p or t.ended_at for _r, t, p, _v in stored], now,
+                            len(records))
         sent = [self._dead_letter(rec, reason) for rec, reason in dead]
         if dead:
             self.producer.flush(timeout=30)  # the DLQ copy is durable before we move past it
@@ -185,6 +232,21 @@ class InferenceWorker:
         log.debug("batch of %d: %d stored, %d dead-lettered", len(records), result.stored,
                   result.dead)
         return result
+
+    def _record_stages(self, clock: StageClock, produced: list[float], committed: float,
+                       batch: int) -> None:
+        """Where each stored visit's latency went (see :class:`StageClock`)."""
+        polled = self.polled_at or clock.started_wall
+        stages = {"wait": max(0.0, clock.started_wall - polled), **clock.stages()}
+        m = self.metrics
+        for name, seconds in stages.items():
+            m.stage_seconds.labels(name).observe(seconds)
+        for p in produced:
+            queued = max(0.0, polled - p)
+            m.stage_seconds.labels("queued").observe(queued)
+            if self.timings is not None:
+                self.timings.append({"queued": queued, **stages, "batch": float(batch),
+                                     "total": max(0.0, committed - p)})
 
     def _label(self, good: list[tuple[Any, Track, float | None]]
                ) -> tuple[list[_Labelled], list[tuple[Any, str]]]:

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from audience.core.face import Track
 from audience.core.kafka_config import KafkaConfig
@@ -44,6 +44,9 @@ class CameraMetrics:
                              ["camera"], registry=r)
         self.errors = Counter("audience_camera_publish_errors", "Tracks Kafka did not accept.",
                               ["camera"], registry=r)
+        self.encode_seconds = Histogram(
+            "audience_camera_encode_seconds", "Track -> message (PNG crops, JSON) time.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25), registry=r)
         self.last_frame = time.monotonic()
 
 
@@ -59,17 +62,29 @@ class TrackPublisher:
         self.metrics = metrics or CameraMetrics()
         self.sent = 0
         self.failed = 0
+        self.encode_seconds: list[float] | None = None  #: set to a list to record each encode
+        #: set to a list to record each track's end -> broker acknowledgement (acks=all)
+        self.ack_seconds: list[float] | None = None
+        self.bytes_sent = 0  #: message bytes handed to the producer
 
     def add(self, track: Track) -> None:
+        started = time.perf_counter()
         data = encode_track(track, self.cfg.max_message_bytes)
+        encode_s = time.perf_counter() - started
+        self.metrics.encode_seconds.observe(encode_s)
+        if self.encode_seconds is not None:
+            self.encode_seconds.append(encode_s)
+        self.bytes_sent += len(data)
         future = self.producer.send(self.cfg.tracks_topic, key=track.camera_id.encode(),
                                     value=data)
         cam, tid = track.camera_id, track.track_id  # the callbacks must not hold the crops
         crops = sum(f.crop is not None for f in track.faces)
-        future.add_callback(lambda _md: self._ok(cam, crops))
+        future.add_callback(lambda _md: self._ok(cam, crops, started))
         future.add_errback(lambda exc: self._failed(cam, tid, exc))
 
-    def _ok(self, camera: str, crops: int) -> None:
+    def _ok(self, camera: str, crops: int, started: float) -> None:
+        if self.ack_seconds is not None:
+            self.ack_seconds.append(time.perf_counter() - started)
         self.sent += 1
         self.metrics.tracks.labels(camera).inc()
         self.metrics.crops.labels(camera).inc(crops)

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -172,9 +173,12 @@ def write_frames(plans: list[CameraPlan], out: Path, faces: Path = DEFAULT_FACES
 
 
 def publish(plans: list[CameraPlan], camera_cfg: CameraConfig, kafka: KafkaConfig,
-            faces: Path = DEFAULT_FACES, realtime: bool = False) -> int:
+            faces: Path = DEFAULT_FACES, realtime: bool = False,
+            stats: dict[str, Any] | None = None) -> int:
     """Run the real camera stage of every camera (one thread each) and publish the tracks
-    to Kafka; returns the number of tracks published."""
+    to Kafka; returns the number of tracks published. ``stats``, if given, receives each
+    track's encode time (``encode_seconds``), its time from the track's end to the broker's
+    acknowledgement (``ack_seconds``) and the message bytes sent (``bytes``)."""
     from audience.ingest.camera import CameraStage
     from audience.ingest.publisher import TrackPublisher, publish_source
 
@@ -189,12 +193,17 @@ def publish(plans: list[CameraPlan], camera_cfg: CameraConfig, kafka: KafkaConfi
             errors.append(exc)
 
     with TrackPublisher(kafka) as publisher:
+        if stats is not None:
+            publisher.encode_seconds = stats.setdefault("encode_seconds", [])
+            publisher.ack_seconds = stats.setdefault("ack_seconds", [])
         threads = [threading.Thread(target=one, args=(p, publisher), name=p.camera_id)
                    for p in plans]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    if stats is not None:
+        stats["bytes"] = publisher.bytes_sent
     if errors:
         raise errors[0]
     log.info("%d cameras: %d visitors, %d tracks published", len(plans),

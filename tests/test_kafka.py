@@ -598,4 +598,5 @@ def test_bench_pipeline_command(kafka_broker: str, db_url: str) -> None:  # noqa
     r = json.loads(out.stdout)
     assert r["visitors"] == r["published"] == r["visits"] == 4
     assert r["visits_per_s"] > 0 and 0 < r["latency_p50_s"] <= r["latency_p95_s"]
+    assert r["rows"] == 4 and r["stages_s"]["analyze"]["p50"] > 0  # where the time went
     assert count_visits(db_url) == (4, 4)

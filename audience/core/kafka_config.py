@@ -50,9 +50,12 @@ class KafkaConfig(Strict):
     batch_max_messages: int = Field(
         64, ge=1, le=10_000,
         description="Messages (tracks) labelled in one analyzer call and one DB transaction.")
+    # 0 = adaptive: an idle worker labels a message at once (latency), a backlogged one
+    # still gets full batches from what it has fetched (throughput). See worker._poll_batch.
     batch_max_wait_ms: int = Field(
-        500, ge=0, le=60_000,
-        description="Longest wait to fill a batch before processing what has arrived.")
+        0, ge=0, le=60_000,
+        description="Extra wait (linger) to fill a batch after its first message; 0 processes "
+        "at once what has arrived, so only a backlog makes batches.")
     metrics_port: int = Field(
         9400, ge=0, le=65535,
         description="Port of the worker's /metrics (Prometheus), /healthz and /livez "

@@ -65,6 +65,8 @@ def encode_track(track: Track, max_bytes: int = MAX_MESSAGE_BYTES,
                  produced_at: float | None = None) -> bytes:
     """Serialise a track. If the message would exceed ``max_bytes`` the worst crops are
     dropped (faces are best first) until it fits; never returns an oversize message."""
+    # The track's end on the camera: latency is measured from here, encoding included.
+    produced = time.time() if produced_at is None else float(produced_at)
     crops = [{"png": _png(f.crop), "quality": float(f.quality), "score": float(f.score),
               "timestamp": float(f.timestamp)}
              for f in track.faces if f.crop is not None]
@@ -72,7 +74,7 @@ def encode_track(track: Track, max_bytes: int = MAX_MESSAGE_BYTES,
         "schema": SCHEMA, "store_id": track.store_id, "camera_id": track.camera_id,
         "track_id": track.track_id, "started_at": float(track.started_at),
         "ended_at": float(track.ended_at), "n_detections": int(track.n_detections),
-        "produced_at": time.time() if produced_at is None else float(produced_at),
+        "produced_at": produced,
         "crops": crops,
     }
     total = len(crops)

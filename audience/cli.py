@@ -98,6 +98,12 @@ ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config file (camera, 
                                                 "database, report, kafka sections).")]
 BrokerOpt = Annotated[str | None, typer.Option(
     "--bootstrap-servers", help="Kafka brokers host:port,... (default from config).")]
+# Options the two pipeline benches share.
+DEFAULT_FACES = Path("../shared/datasets/utkface/crop_part1")
+FacesOpt = Annotated[Path, typer.Option(help="UTKFace-named face images the crops are cut from.")]
+BenchDbOpt = Annotated[str | None, typer.Option(
+    help="Database URL (PostgreSQL for real figures; must be migrated).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _print_version(value: bool) -> None:
@@ -272,13 +278,11 @@ def bench_pipeline(
     duration: Annotated[float, typer.Option(min=3, help="Seconds of video per camera.")] = 20.0,
     realtime: Annotated[bool, typer.Option(help="Pace the cameras at 5 fps (latency) instead "
                                            "of as fast as possible (throughput).")] = False,
-    faces: Annotated[Path, typer.Option(help="UTKFace-named face images.")]
-    = Path("../shared/datasets/utkface/crop_part1"),
-    db: Annotated[str | None, typer.Option(help="Database URL (PostgreSQL for real figures; "
-                                           "must be migrated).")] = None,
+    faces: FacesOpt = DEFAULT_FACES,
+    db: BenchDbOpt = None,
     bootstrap_servers: BrokerOpt = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Visits/s, faces/s and p50/p95 camera -> database latency of the scaled-out pipeline
     (fresh topics and a bench-TAG store id: live data is never touched)."""
@@ -319,14 +323,12 @@ def bench_workers(
     workers: Annotated[str, typer.Option(help="Worker counts to compare, e.g. 1,2.")] = "1,2",
     tracks: Annotated[int, typer.Option(min=1, help="Tracks in the backlog of each run.")]
     = 3000,
-    faces: Annotated[Path, typer.Option(help="Face images (*.jpg) the crops are cut from.")]
-    = Path("../shared/datasets/utkface/crop_part1"),
+    faces: FacesOpt = DEFAULT_FACES,
     pin: Annotated[bool, typer.Option(help="Pin worker i to core i mod cores.")] = True,
-    db: Annotated[str | None, typer.Option(help="Database URL (PostgreSQL for real figures; "
-                                           "must be migrated).")] = None,
+    db: BenchDbOpt = None,
     bootstrap_servers: BrokerOpt = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Backlog drain rate with W real `audience infer` processes (one analyzer thread each,
     pinned), for each W; and the database's batched upsert rate. Fresh topics and

@@ -16,6 +16,8 @@ from kafka_broker import free_port, kafka_broker  # noqa: F401
 from mjpeg_server import mjpeg_stream
 from sqlalchemy import text
 
+from audience.core.errors import ServiceError
+from audience.core.local_broker import wait_for_log
 from audience.storage.db import open_engine
 
 pytestmark = pytest.mark.slow
@@ -30,16 +32,11 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def _wait_for(log: Path, needle: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if needle in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"no {needle!r} within {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}",
-                pytrace=False)
+    try:
+        wait_for_log(log, needle, proc, timeout_s, name="audience")
+    except ServiceError:
+        pytest.fail(f"no {needle!r} within {timeout_s} s:\n"
+                    f"{log.read_text(errors='replace')[-3000:]}", pytrace=False)
 
 
 def _visits(url: str) -> int:

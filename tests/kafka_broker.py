@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from audience.core.local_broker import LocalBroker as Tansu
 from audience.core.local_broker import free_port, wait_for_log
 
-__all__ = ["Tansu", "durable_broker", "free_port", "kafka_broker"]
+__all__ = ["Tansu", "durable_broker", "free_port", "kafka_broker", "wait_until"]
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,14 @@ def durable_broker(tmp_path: Path) -> Iterator[Tansu]:
         broker.stop()
         moto.terminate()
         moto.wait(10)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str,
+               poll_s: float = 0.25) -> None:
+    """Poll ``predicate`` until it holds; fail the test (one line) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll_s)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}", pytrace=False)

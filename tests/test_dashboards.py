@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium
 from conftest import _pg_database
 from sqlalchemy import create_engine, text
 from store_data import visits as seeded_visits
@@ -221,24 +221,6 @@ def test_client_rejects_unsafe_store_ids() -> None:
 
 # --- the browser ---------------------------------------------------------------------------------
 
-def _chromium(user_data: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.fail("Chromium is missing: `make browser` installs Debian's chromium and "
-                    "chromium-driver", pytrace=False)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={user_data}", "--window-size=1400,1600"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=opts)
-
-
 def _login(browser: Any, url: str, user: str, password: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -293,7 +275,7 @@ def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: s
                                                 tmp_path: Path) -> None:
     user, password, store = (("admin", ADMIN_PASSWORD, None) if who == "admin"
                              else (MANAGER, MANAGER_PASSWORD, MANAGER_STORE))
-    browser = _chromium(tmp_path / "chrome")
+    browser = chromium(tmp_path / "chrome", (1400, 1600))
     try:
         _login(browser, provisioned.url, user, password)
         browser.get(f"{provisioned.url}/superset/dashboard/store-audience/?standalone=1")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka_broker import Tansu, durable_broker, free_port, kafka_broker  # noqa: F401
+from kafka_broker import Tansu, durable_broker, free_port, kafka_broker, wait_until  # noqa: F401
 from sqlalchemy import text
 
 from audience.core.face import Face, Track
@@ -110,14 +110,6 @@ def visits(url: str) -> list[dict]:
     finally:
         engine.dispose()
 
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}", pytrace=False)
 
 
 def take(consumer: KafkaConsumer, n: int) -> list[Any]:

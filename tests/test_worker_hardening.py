@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from conftest import _pg_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer
-from kafka_broker import kafka_broker  # noqa: F401
+from kafka_broker import kafka_broker, wait_until  # noqa: F401
 from sqlalchemy import text
 
 from audience.core.face import Face, Track
@@ -82,14 +81,6 @@ def rows_by_track(url: str) -> dict[str, int]:
     finally:
         engine.dispose()
 
-
-def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}", pytrace=False)
 
 
 class Running:
@@ -161,7 +152,7 @@ def test_poison_messages_go_to_the_dlq_and_the_batch_is_stored(
                   *(encode_track(t) for t in good[1:])])
         n = 3 + len(hostile)
         wait_until(lambda: run.handled() >= n or not run.thread.is_alive(), 90,
-                   f"{n} messages handled")
+                   f"{n} messages handled", poll_s=0.1)
         assert run.thread.is_alive(), "the worker died"
         assert (run.worker.stored, run.worker.dead) == (3, len(hostile))
         assert run.worker.ready()  # /healthz: partitions assigned and consumed
@@ -290,7 +281,7 @@ def test_fuzz_the_worker_never_dies_and_valid_messages_land_once(
     before, handled = rows_by_track(run.url), run.handled()
     run.send(batch)
     wait_until(lambda: run.handled() >= handled + len(batch) or not run.thread.is_alive(), 60,
-               f"{len(batch)} messages handled")
+               f"{len(batch)} messages handled", poll_s=0.1)
     assert run.thread.is_alive(), "a message stopped the worker"
     after = rows_by_track(run.url)
     valid = {tid for tid in map(_track_id, batch) if tid is not None}

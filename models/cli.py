@@ -88,7 +88,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
         init_from: Annotated[Path | None, typer.Option(
             help="Start from these weights with a fresh schedule: a .keras checkpoint, or a "
-            "shipped manifest (.json, vgg backbone) such as models/weights/audience-mt.json.")]
+            "shipped manifest (.json, vgg or vgg2 backbone, read from its weights) such as "
+            "models/weights/audience-mt.json.")]
         = None,
         export_version: Annotated[str | None, typer.Option(
             "--export", help="After training, export the best checkpoint as this version into "
@@ -137,8 +138,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         Resumable: run the same command again to continue from the last finished epoch."""
         if channels not in (1, 3):
             raise typer.BadParameter("1 (gray) or 3 (colour)", param_hint="--channels")
-        if init_from and init_from.suffix == ".json" and backbone != Backbone.vgg:
-            raise typer.BadParameter("a shipped manifest starts the vgg backbone only",
+        if init_from and init_from.suffix == ".json" and backbone == Backbone.sep:
+            raise typer.BadParameter("a shipped manifest starts a vgg or vgg2 backbone only",
                                      param_hint="--init-from")
         if optimizer not in ("adamw", "sgd"):
             raise typer.BadParameter("adamw or sgd", param_hint="--optimizer")

@@ -323,7 +323,8 @@ def train(cfg: TrainConfig) -> Path:
         from audience.models.warmstart import keras_from_manifest
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
-        model = keras_from_manifest(cfg.init_from, cfg.channels, calibration)
+        model = keras_from_manifest(cfg.init_from, cfg.channels, calibration,
+                                    cfg.dropout)
         widths = tuple(layer.filters for layer in model.layers if layer.name.endswith("c0"))
         if widths != tuple(cfg.widths):
             log.warning("widths %s come from %s (--widths %s is not used)", widths,

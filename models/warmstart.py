@@ -40,7 +40,7 @@ def _onnx_weights(onnx_path: Path) -> dict[str, np.ndarray]:
 
 
 def keras_from_manifest(manifest_path: str | Path, channels: int,
-                        calibration: np.ndarray):
+                        calibration: np.ndarray, dropout: float = 0.3):
     """A Keras model (same architecture as ``models.net.build_model``) holding a shipped
     model's weights; ``calibration`` is a few thousand prepared training inputs."""
     import keras
@@ -51,11 +51,16 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     manifest, onnx_path = load_manifest(Path(manifest_path))
     weights = _onnx_weights(onnx_path)
     if "b0c0/kernel" not in weights:
-        raise ValueError(f"{manifest_path}: only the vgg backbone can be warm-started")
+        raise ValueError(f"{manifest_path}: only the vgg and vgg2 backbones can be warm-started")
     blocks = sum(f"b{i}c0/kernel" in weights for i in range(16))
     widths = tuple(int(weights[f"b{i}c0/kernel"].shape[0]) for i in range(blocks))
     size = int(manifest["input"]["size"])
-    model = build_model(size, widths, channels=channels)
+    # The structure is read off the weights: two convolutions in the first block is the
+    # vgg2 backbone; no hidden emotion layer is the global-average-pooling head.
+    backbone = "vgg2" if "b0c1/kernel" in weights else "vgg"
+    head = "flatten" if "emotion_fc/kernel" in weights else "gap"
+    model = build_model(size, widths, dropout, backbone=backbone, channels=channels,
+                        head_type=head)
     for layer in model.layers:
         name = layer.name
         if isinstance(layer, keras.layers.Conv2D):
@@ -83,6 +88,6 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
         mu, sigma = y.mean(0), y.std(0) + 1e-6
         bias = weights[f"{bn.name}/bias"]
         bn.set_weights([sigma, mu + bias, mu, np.maximum(sigma**2 - bn.epsilon, 1e-9)])
-    log.info("warm start from %s (%s): widths %s, %d channels", manifest_path,
-             manifest["version"], widths, channels)
+    log.info("warm start from %s (%s): %s backbone, %s head, widths %s, %d channels",
+             manifest_path, manifest["version"], backbone, head, widths, channels)
     return model

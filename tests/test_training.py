@@ -82,16 +82,20 @@ def test_the_cli_offers_exactly_the_backbones_the_network_builds():
     assert tuple(b.value for b in Backbone) == BACKBONES
 
 
-@pytest.mark.parametrize("channels", [1, 3], ids=["gray", "colour"])
-def test_warm_start_from_a_shipped_model_computes_what_it_computes(channels):
+@pytest.mark.parametrize("manifest, channels", [
+    ("models/weights/audience-mt-1.1.0.json", 1),
+    ("models/weights/audience-mt-1.1.0.json", 3),
+    ("models/weights/audience-mt.json", 3),
+], ids=["vgg-flatten-gray", "vgg-flatten-colour", "vgg2-gap-colour"])
+def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, channels):
     """The ONNX weights (BatchNorm folded in) come back into a trainable Keras model with the
-    same function: gray inputs fed to the colour model give the gray model's outputs."""
+    same function: gray inputs fed to the colour model give the gray model's outputs. The
+    backbone (vgg, vgg2) and head (flatten, gap) are read off the weights."""
     from audience.core.preprocess import to_channels
     from audience.inference.analyzer import FaceAnalyzer
     from audience.inference.config import AnalyzerConfig, AttributePolicy
     from audience.models.warmstart import keras_from_manifest
 
-    manifest = "models/weights/audience-mt-1.1.0.json"
     x = np.random.default_rng(0).normal(size=(64, 48, 48, 1)).astype(np.float32)
     shipped = FaceAnalyzer(AnalyzerConfig(weights=manifest),
                            AttributePolicy.from_names("emotion,age,gender,ethnicity"))
@@ -106,7 +110,7 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(channels):
 @pytest.mark.parametrize("args, message", [
     (["--channels", "2"], "1 (gray) or 3 (colour)"),
     (["--backbone", "sep", "--init-from", "models/weights/audience-mt.json"],
-     "starts the vgg backbone only"),
+     "starts a vgg or vgg2 backbone only"),
 ])
 def test_train_usage_errors_come_before_any_work(args, message):
     from typer.testing import CliRunner

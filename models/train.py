@@ -320,15 +320,18 @@ def train(cfg: TrainConfig) -> Path:
         schedule = cfg.lr / 20
     from_manifest = cfg.init_from is not None and cfg.init_from.endswith(".json")
     if from_manifest and cfg.init_from is not None:
-        from audience.models.warmstart import keras_from_manifest
+        from audience.models.warmstart import keras_from_manifest, structure
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
         model = keras_from_manifest(cfg.init_from, cfg.channels, calibration,
                                     cfg.dropout)
-        widths = tuple(layer.filters for layer in model.layers if layer.name.endswith("c0"))
-        if widths != tuple(cfg.widths):
-            log.warning("widths %s come from %s (--widths %s is not used)", widths,
-                        cfg.init_from, ",".join(map(str, cfg.widths)))
+        shape = structure(model)
+        asked = (tuple(cfg.widths), cfg.backbone, cfg.head)
+        if shape != asked:  # the run's record (config.json, the manifest) says what trained
+            log.warning("widths, backbone, head %s come from %s (the command asked for %s)",
+                        shape, cfg.init_from, asked)
+            cfg.widths, cfg.backbone, cfg.head = shape
+            (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     else:
         model = build_model(cfg.size, cfg.widths, cfg.dropout, backbone=cfg.backbone,
                             channels=cfg.channels, head_type=cfg.head)

@@ -91,3 +91,12 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     log.info("warm start from %s (%s): %s backbone, %s head, widths %s, %d channels",
              manifest_path, manifest["version"], backbone, head, widths, channels)
     return model
+
+
+def structure(model) -> tuple[tuple[int, ...], str, str]:
+    """(widths, backbone, head) of a ``models.net.build_model`` vgg network, read off its
+    layer names: what a warm-started run really trains, whatever its command line said."""
+    names = {layer.name for layer in model.layers}
+    widths = tuple(layer.filters for layer in model.layers if layer.name.endswith("c0"))
+    return (widths, "vgg2" if "b0c1" in names else "vgg",
+            "gap" if "gap" in names else "flatten")

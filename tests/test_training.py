@@ -82,19 +82,20 @@ def test_the_cli_offers_exactly_the_backbones_the_network_builds():
     assert tuple(b.value for b in Backbone) == BACKBONES
 
 
-@pytest.mark.parametrize("manifest, channels", [
-    ("models/weights/audience-mt-1.1.0.json", 1),
-    ("models/weights/audience-mt-1.1.0.json", 3),
-    ("models/weights/audience-mt.json", 3),
-], ids=["vgg-flatten-gray", "vgg-flatten-colour", "vgg2-gap-colour"])
-def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, channels):
+@pytest.mark.parametrize("manifest, channels, shipped_structure", [
+    ("models/weights/audience-mt-1.1.0.json", 1, ((16, 32, 64, 128), "vgg", "flatten")),
+    ("models/weights/audience-mt-1.1.0.json", 3, ((16, 32, 64, 128), "vgg", "flatten")),
+    ("models/weights/audience-mt.json", 3, ((32, 64, 128, 256), "vgg", "gap")),
+], ids=["1.1.0-gray", "1.1.0-colour", "shipped-gap-colour"])
+def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, channels,
+                                                                   shipped_structure):
     """The ONNX weights (BatchNorm folded in) come back into a trainable Keras model with the
     same function: gray inputs fed to the colour model give the gray model's outputs. The
     backbone (vgg, vgg2) and head (flatten, gap) are read off the weights."""
     from audience.core.preprocess import to_channels
     from audience.inference.analyzer import FaceAnalyzer
     from audience.inference.config import AnalyzerConfig, AttributePolicy
-    from audience.models.warmstart import keras_from_manifest
+    from audience.models.warmstart import keras_from_manifest, structure
 
     x = np.random.default_rng(0).normal(size=(64, 48, 48, 1)).astype(np.float32)
     shipped = FaceAnalyzer(AnalyzerConfig(weights=manifest),
@@ -102,6 +103,7 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, cha
     expected = shipped.predict(x)
     model = keras_from_manifest(manifest, channels, to_channels(x, channels))
     assert model.inputs[0].shape[-1] == channels
+    assert structure(model) == shipped_structure
     got = model(to_channels(x, channels), training=False)
     for head, value in expected.items():
         np.testing.assert_allclose(np.asarray(got[head]), value, atol=1e-4, err_msg=head)

@@ -76,6 +76,14 @@ def test_whole_small_store_publishes_nothing(engine: Engine, make_visit: MakeVis
     assert "Nothing to publish: no camera had 5 or more visits on any day" in text
 
 
+def test_a_store_without_visits_publishes_nothing(engine: Engine, make_visit: MakeVisit) -> None:
+    _write(engine, _store(make_visit, 5))  # store-1: published; another store's visits stay out
+    report = build_report(engine, "nowhere", k=5)
+    assert report.total == 0
+    for p in (report.footfall, report.dwell, report.age, report.gender, report.emotion):
+        assert p == Published()
+
+
 def test_since_limits_the_report_to_whole_days(engine: Engine, make_visit: MakeVisit) -> None:
     _write(engine, _store(make_visit, 5))
     _write(engine, [make_visit(started_at=T0 + timedelta(days=3)) for _ in range(6)])

@@ -1,4 +1,4 @@
-"""storage: migrations, sink, errors, views and k-suppressed queries, on SQLite and PostgreSQL."""
+"""storage: migrations, sink, errors, views and the operator queries, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -265,12 +265,6 @@ def test_hourly_view_counts(engine: Engine, make_visit: MakeVisit) -> None:
     ]
     assert all(h.tzinfo is not None for _, h, _, _ in rows)
 
-    # Window filters compare correctly with the view's hour on both dialects.
-    hours = query.footfall_by_hour(engine, "store-1", since=at(0, 40), until=at(2, 1), k=1)
-    assert [(h.hour, h.count) for h in hours] == [(at(0, 0), 3), (at(2, 0), 1)]
-    assert hours[0].avg_dwell_s == pytest.approx(15.0)
-    assert query.footfall_by_hour(engine, "store-1", since=at(1, 0), until=at(2, 0), k=1) == []
-
 
 def test_daily_views(engine: Engine, make_visit: MakeVisit) -> None:
     _write(engine, [make_visit(started_at=T0 + timedelta(hours=h), age=a, gender=g, emotion=e)
@@ -290,103 +284,45 @@ def test_daily_views(engine: Engine, make_visit: MakeVisit) -> None:
             (day1, "happy", 2), (day2, None, 1), (day2, "sad", 1)]
 
 
-@pytest.mark.parametrize(("n_group", "suppressed"), [(4, True), (5, False), (6, False)])
-def test_breakdown_k_suppression(engine: Engine, make_visit: MakeVisit,
-                                 n_group: int, suppressed: bool) -> None:
-    visits = [make_visit(gender="male", emotion="sad", age=70) for _ in range(n_group)]
-    visits += [make_visit(gender="female", emotion="happy", age=30) for _ in range(10)]
-    _write(engine, visits)
-    expect_small = (None if suppressed else n_group)
-    for fn, key in [(query.gender_split, "male"), (query.emotion_mix, "sad"),
-                    (query.age_brackets, "65+")]:
-        groups = {g.key: g for g in fn(engine, "store-1", k=5)}
-        assert groups[key].count == expect_small and groups[key].suppressed is suppressed
-        # two groups, one hidden: the other is hidden too, else total - 10 gives it away
-        assert groups[next(k for k in groups if k != key)].count == (None if suppressed else 10)
-    assert query.visit_total(engine, "store-1") == n_group + 10
-
-
-@pytest.mark.parametrize(("sizes", "hidden"), [
-    ({"a": 4, "b": 6, "c": 10}, {"a", "b"}),  # b: secondary, the smallest shown group
-    ({"a": 4, "b": 3, "c": 10}, {"a", "b"}),  # two hidden already: nothing more to hide
-    ({"a": 5, "b": 6, "c": 10}, set()),
-    ({"a": 2, "b": 7, "c": 7}, {"a", "b"}),  # a tie breaks by label
-])
-def test_secondary_suppression(engine: Engine, make_visit: MakeVisit, sizes: dict[str, int],
-                               hidden: set[str]) -> None:
-    _write(engine, [make_visit(emotion=e) for e, n in sizes.items() for _ in range(n)])
-    groups = {g.key: g for g in query.emotion_mix(engine, "store-1", k=5)}
-    assert {key for key, g in groups.items() if g.suppressed} == hidden
-    assert all(g.count == sizes[key] for key, g in groups.items() if key not in hidden)
-
-
 @pytest.mark.parametrize(("n", "k"), [(4, 5), (1, 2), (9, 10)])
-def test_small_store_suppresses_everything(engine: Engine, make_visit: MakeVisit,
-                                           n: int, k: int) -> None:
-    # All in one hour and one group: every group would pass k... but the store does not.
+def test_visit_total_suppresses_a_small_store(engine: Engine, make_visit: MakeVisit,
+                                              n: int, k: int) -> None:
     _write(engine, [make_visit(started_at=T0 + timedelta(minutes=i)) for i in range(n)])
     assert query.visit_total(engine, "store-1", k=k) is None
-    assert query.dwell_summary(engine, "store-1", k=k) == query.DwellSummary(
-        None, None, None, suppressed=True)
-    for fn in (query.footfall_by_hour, query.age_brackets, query.gender_split,
-               query.emotion_mix):
-        rows = fn(engine, "store-1", k=k)
-        assert rows and all(r.suppressed and r.count is None for r in rows)
-    # k=1 turns suppression off.
-    assert query.visit_total(engine, "store-1", k=1) == n
+    assert query.visit_total(engine, "store-1", k=1) == n  # k=1 turns suppression off
 
 
-def test_store_level_suppression_uses_the_window(engine: Engine, make_visit: MakeVisit) -> None:
+def test_visit_total_uses_the_window(engine: Engine, make_visit: MakeVisit) -> None:
     _write(engine, [make_visit(started_at=T0 + timedelta(days=d, minutes=i))
                     for d, n in [(0, 10), (3, 3)] for i in range(n)])
     later = T0 + timedelta(days=2)
     assert query.visit_total(engine, "store-1") == 13
     assert query.visit_total(engine, "store-1", since=later) is None
     assert query.visit_total(engine, "store-1", until=later) == 10
-    assert all(g.suppressed for g in query.gender_split(engine, "store-1", since=later))
-
-
-@pytest.mark.parametrize(("dwells", "median", "mean"), [
-    ([1, 2, 3, 4, 100], 3.0, 22.0),
-    ([4, 1, 3, 2, 10, 20], 3.5, 40 / 6),
-])
-def test_dwell_summary(engine: Engine, make_visit: MakeVisit, dwells: list[float],
-                       median: float, mean: float) -> None:
-    _write(engine, [make_visit(dwell_s=float(d)) for d in dwells])
-    s = query.dwell_summary(engine, "store-1", k=5)
-    assert (s.count, s.median_s, s.mean_s, s.suppressed) == (
-        len(dwells), median, pytest.approx(mean), False)
+    # Whole UTC hours: 09:40 to 09:50 is the hour 09:00-10:00, which holds all 10.
+    assert query.visit_total(engine, "store-1", since=T0 + timedelta(minutes=40),
+                             until=T0 + timedelta(minutes=50)) == 10
 
 
 def test_empty_store_and_store_list(engine: Engine, make_visit: MakeVisit) -> None:
     assert query.stores(engine) == []
-    assert query.dwell_summary(engine, "nowhere") == query.DwellSummary(0, None, None)
     assert query.visit_total(engine, "nowhere") == 0
-    assert query.age_brackets(engine, "nowhere") == []
     _write(engine, [make_visit(store_id="b"), make_visit(store_id="a")])
     assert query.stores(engine) == ["a", "b"]
 
 
-def test_suppressed_rows_do_not_leak_their_order(engine: Engine, make_visit: MakeVisit) -> None:
-    _write(engine, [make_visit(emotion=e) for e, n in
-                    [("angry", 1), ("sad", 4), ("neutral", 2), ("happy", 9)] for _ in range(n)])
-    rows = query.emotion_mix(engine, "store-1")
-    assert [(r.key, r.count) for r in rows] == [
-        ("happy", 9), ("angry", None), ("neutral", None), ("sad", None)]
-
-
-def test_queries_validate_arguments(engine: Engine) -> None:
+def test_visit_total_validates_arguments(engine: Engine) -> None:
     with pytest.raises(ValueError, match="k must be"):
-        query.gender_split(engine, "s", k=0)
+        query.visit_total(engine, "s", k=0)
     with pytest.raises(ValueError, match="naive"):
-        query.gender_split(engine, "s", since=datetime(2024, 1, 1))
+        query.visit_total(engine, "s", since=datetime(2024, 1, 1))
 
 
-def test_queries_on_unmigrated_database(db_url: str) -> None:
+def test_visit_total_on_unmigrated_database(db_url: str) -> None:
     engine = open_engine(db_url)
     try:
         with pytest.raises(StorageError, match="audience db upgrade"):
-            query.gender_split(engine, "s")
+            query.visit_total(engine, "s")
     finally:
         engine.dispose()
 

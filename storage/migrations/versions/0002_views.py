@@ -1,10 +1,10 @@
-"""Reporting views for dashboards and storage.query, on SQLite and PostgreSQL.
+"""Reporting views of raw counts, for trusted dashboards, on SQLite and PostgreSQL.
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2024-11-22
 
-Views (raw aggregates, no k-suppression: that is applied by storage.query):
+Views (raw aggregates, no k-suppression: the report_* views of 0003/0004 are suppressed):
 
 - ``visits_hourly``: store_id, camera_id, hour (start of the UTC hour), visits, avg_dwell_s
 - ``visits_daily_age``: store_id, day (UTC date), age_bracket, visits

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import JSON, Engine, LargeBinary, func, inspect, select
+from sqlalchemy import JSON, Engine, LargeBinary, bindparam, func, inspect, select, text
 from sqlalchemy.types import ARRAY, TypeEngine
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from audience.storage import query
 from audience.storage.config import DatabaseConfig
 from audience.storage.db import (
     StorageError,
+    alembic_config,
     current_revision,
     ensure_ready,
     head_revision,
@@ -29,6 +31,7 @@ from audience.storage.schema import (
     Base,
     CameraRow,
     StoreRow,
+    UTCDateTime,
     VisitRow,
     visits_daily_age,
     visits_daily_emotion,
@@ -106,6 +109,48 @@ def test_not_migrated_database_is_refused(db_url: str) -> None:
         with pytest.raises(StorageError, match=rf"at revision 0001, need {head}"):
             ensure_ready(engine)
         assert current_revision(engine) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_0005_turns_json_null_scores_into_sql_null(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        migrate(engine, revision="0004")
+        # Raw SQL, as the sink wrote before none_as_null: no scores as the JSON value null.
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO stores (id) VALUES ('s')"))
+            conn.execute(text("INSERT INTO cameras (store_id, camera_id) VALUES ('s', 'c')"))
+            conn.execute(text(
+                "INSERT INTO visits (store_id, camera_id, track_id, started_at, ended_at, "
+                "dwell_s, n_crops, emotion_scores, ethnicity, ethnicity_scores, model_version) "
+                "VALUES ('s', 'c', :track, :t, :t, 1.0, 1, :emotion, :ethnicity, :scores, 'm')"
+            ).bindparams(bindparam("t", type_=UTCDateTime())),
+                [{"track": "old", "t": T0, "emotion": "null", "ethnicity": None,
+                  "scores": "null"},
+                 {"track": "scored", "t": T0, "emotion": '{"happy": 1.0}', "ethnicity": "x",
+                  "scores": '{"x": 0.75, "y": 0.25}'}])
+
+        def null_scores() -> list[tuple[str, bool, bool]]:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(
+                    "SELECT track_id, ethnicity_scores IS NULL, emotion_scores IS NULL "
+                    "FROM visits ORDER BY track_id"))]
+
+        assert null_scores() == [("old", False, False), ("scored", False, False)]
+        assert migrate(engine, revision="0005") == "0005"
+        assert null_scores() == [("old", True, True), ("scored", False, False)]
+        with engine.connect() as conn:
+            scored = conn.execute(select(VisitRow.ethnicity_scores, VisitRow.emotion_scores)
+                                  .where(VisitRow.track_id == "scored")).one()
+        assert tuple(scored) == ({"x": 0.75, "y": 0.25}, {"happy": 1.0})
+
+        cfg = alembic_config()  # downgrade: a no-op, the NULLs stay
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0004")
+        assert current_revision(engine) == "0004"
+        assert null_scores() == [("old", True, True), ("scored", False, False)]
     finally:
         engine.dispose()
 

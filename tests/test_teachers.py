@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 needs_teachers = pytest.mark.skipif(
     not (teachers_dir() / "human-models" / "models" / "emotion.json").is_file()
-    or not (teachers_dir() / "face-api" / "model" / "age_gender_model.bin").is_file(),
+    or not (teachers_dir() / "face-api" / "model" / "age_gender_model.bin").is_file()
+    or not (teachers_dir() / "face-api" / "model" / "face_expression_model.bin").is_file(),
     reason="teacher packages absent: run `make teachers` (npm, about 160 MB; not part of "
     "`make test`)")
 
@@ -120,6 +121,24 @@ def test_teachers_match_their_reference_outputs():
         np.testing.assert_allclose(got[key], ref[key], atol=2e-3 if key != "age" else 0.05,
                                    err_msg=key)
     assert np.allclose(got["emotion"].sum(1), 1, atol=1e-4)
+
+
+@needs_teachers
+@pytest.mark.parametrize(("module", "cls", "weights", "tensor", "match"), [
+    ("minixception", "MiniXception", "consts", "unknown_26", "constant unknown_26 has no"),
+    ("agegender", "AgeGenderNet", "w", "fc/age/bias", "tensor fc/age/bias is missing"),
+    ("expression", "FaceExpressionNet", "w", "dense2/conv3/pointwise_filter",
+     "tensor dense2/conv3/pointwise_filter is missing"),
+])
+def test_missing_teacher_tensor_is_a_one_line_teacher_error(module, cls, weights, tensor, match):
+    """Raised while the forward pass is traced: still a TeacherError of one line."""
+    import importlib
+
+    net = getattr(importlib.import_module(f"audience.models.teachers.{module}"), cls)()
+    del getattr(net, weights)[tensor]
+    with pytest.raises(TeacherError, match=match) as exc:
+        net(np.zeros((3, 48, 48), np.uint8))
+    assert "\n" not in str(exc.value)
 
 
 def test_train_with_teachers_but_no_packages_is_one_line_exit_2(tmp_path):

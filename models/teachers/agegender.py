@@ -26,10 +26,7 @@ class AgeGenderNet(FaceApiNet):
     p_female (N,))."""
 
     def __init__(self) -> None:
-        import tensorflow as tf
-
         super().__init__("age_gender_model-weights_manifest.json", NAME)
-        self._fn = tf.function(self._forward, reduce_retracing=True)
 
     def _reduction(self, x, prefix: str, activate_input: bool = True):
         import tensorflow as tf

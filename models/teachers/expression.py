@@ -34,10 +34,7 @@ class FaceExpressionNet(FaceApiNet):
     FER-2013 order."""
 
     def __init__(self) -> None:
-        import tensorflow as tf
-
         super().__init__("face_expression_model-weights_manifest.json", NAME)
-        self._fn = tf.function(self._forward, reduce_retracing=True)
 
     def _dense_block(self, x, prefix: str, first: bool = False):
         import tensorflow as tf

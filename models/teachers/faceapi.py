@@ -28,6 +28,12 @@ class FaceApiNet:
         self.name = name
         path = teacher_file("face-api", f"model/{manifest}")
         self.w = {k: tf.constant(v) for k, v in read_manifest_file(path).items()}
+        # No autograph (the forward pass has no tensor-dependent control flow): with it, a
+        # TeacherError raised while tracing would come out as a many-line StagingError.
+        self._fn = tf.function(self._forward, reduce_retracing=True, autograph=False)
+
+    def _forward(self, x):
+        raise NotImplementedError
 
     def _get(self, name: str):
         if name not in self.w:

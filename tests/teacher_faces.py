@@ -35,14 +35,18 @@ def clip_faces(size: int = 48) -> np.ndarray:
 
 
 def teacher_outputs(crops: np.ndarray) -> dict[str, np.ndarray]:
-    """Both teachers on the crops, as the training cache calls them."""
+    """Every teacher on the crops, as the training cache calls them (gray), and the face-api.js
+    nets on the BGR crops too."""
     from audience.models.teachers.agegender import AgeGenderNet
+    from audience.models.teachers.expression import FaceExpressionNet
     from audience.models.teachers.minixception import MiniXception
     from audience.models.utk import gray_crops
 
     age, p_female = AgeGenderNet()(gray_crops(crops))
+    expression = FaceExpressionNet()
     return {"emotion": MiniXception()(gray_crops(crops)), "age": age, "p_female": p_female,
-            "age_bgr": AgeGenderNet()(crops)[0]}
+            "age_bgr": AgeGenderNet()(crops)[0], "expression": expression(gray_crops(crops)),
+            "expression_bgr": expression(crops)}
 
 
 if __name__ == "__main__":  # refresh the reference: python -m tests.teacher_faces

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 needs_teachers = pytest.mark.skipif(
     not (teachers_dir() / "human-models" / "models" / "emotion.json").is_file()
-    or not (teachers_dir() / "face-api" / "model" / "age_gender_model.bin").is_file(),
+    or not (teachers_dir() / "face-api" / "model" / "age_gender_model.bin").is_file()
+    or not (teachers_dir() / "face-api" / "model" / "face_expression_model.bin").is_file(),
     reason="teacher packages absent: run `make teachers` (npm, about 160 MB; not part of "
     "`make test`)")
 
@@ -109,8 +110,9 @@ def test_unexpected_output_shape_exits_2_from_the_cli(tmp_path, monkeypatch, cap
 
 @needs_teachers
 def test_teachers_match_their_reference_outputs():
-    """Both teachers on six faces of the bundled clip against the outputs saved when the port
-    was checked (mini-Xception: 66.4% on all 3,589 FER-2013 PrivateTest rows)."""
+    """The teachers on six faces of the bundled clip against the outputs saved when the ports
+    were checked (on all 3,589 FER-2013 PrivateTest rows: mini-Xception 66.4%,
+    FaceExpressionNet 58.7%)."""
     from tests.teacher_faces import REFERENCE, clip_faces, teacher_outputs
 
     got = teacher_outputs(clip_faces())
@@ -119,7 +121,60 @@ def test_teachers_match_their_reference_outputs():
     for key in ref.files:
         np.testing.assert_allclose(got[key], ref[key], atol=2e-3 if key != "age" else 0.05,
                                    err_msg=key)
-    assert np.allclose(got["emotion"].sum(1), 1, atol=1e-4)
+    for key in ("emotion", "expression", "expression_bgr"):
+        assert got[key].shape == (6, 7) and np.allclose(got[key].sum(1), 1, atol=1e-4), key
+
+
+@needs_teachers
+def test_expression_scores_come_back_in_fer_order():
+    """face-api.js orders its scores neutral, happy, ..., surprised; the port returns FER-2013's
+    order. A logit pushed up for each face-api.js class must win in that class's FER column,
+    and a face both emotion teachers call neutral comes out neutral (face-api.js column 0,
+    FER column 6)."""
+    from audience.models.data import EMOTIONS
+    from audience.models.teachers.expression import FACE_API_LABELS, FaceExpressionNet
+    from tests.teacher_faces import REFERENCE
+
+    fer_name = {"angry": "angry", "disgusted": "disgust", "fearful": "fear", "happy": "happy",
+                "sad": "sad", "surprised": "surprise", "neutral": "neutral"}
+    net = FaceExpressionNet()
+    faces = np.full((2, 48, 48), 128, np.uint8)
+    bias = net.w["fc/bias"]
+    for k, label in enumerate(FACE_API_LABELS):
+        net.w["fc/bias"] = bias + 100.0 * np.eye(7, dtype=np.float32)[k]
+        out = net._forward(net.preprocess(faces)).numpy()  # eager: the bias is read per call
+        assert (out.argmax(1) == EMOTIONS.index(fer_name[label])).all(), label
+    ref = np.load(REFERENCE)
+    neutral = EMOTIONS.index("neutral")
+    assert ref["emotion"][2].argmax() == neutral and ref["expression"][2].argmax() == neutral
+
+
+@needs_teachers
+@pytest.mark.parametrize(("module", "cls", "weights", "tensor", "match"), [
+    ("minixception", "MiniXception", "consts", "unknown_26", "constant unknown_26 has no"),
+    ("agegender", "AgeGenderNet", "w", "fc/age/bias", "tensor fc/age/bias is missing"),
+    ("expression", "FaceExpressionNet", "w", "dense2/conv3/pointwise_filter",
+     "tensor dense2/conv3/pointwise_filter is missing"),
+])
+def test_missing_teacher_tensor_is_a_one_line_teacher_error(module, cls, weights, tensor, match):
+    """Raised while the forward pass is traced: still a TeacherError of one line."""
+    import importlib
+
+    net = getattr(importlib.import_module(f"audience.models.teachers.{module}"), cls)()
+    del getattr(net, weights)[tensor]
+    with pytest.raises(TeacherError, match=match) as exc:
+        net(np.zeros((3, 48, 48), np.uint8))
+    assert "\n" not in str(exc.value)
+
+
+@needs_teachers
+def test_expression_net_wrong_shape_is_a_one_line_teacher_error(monkeypatch):
+    from audience.models.teachers import expression
+
+    monkeypatch.setattr(expression.FaceExpressionNet, "_forward", lambda self, x: x[:, 0, :2, 0])
+    with pytest.raises(TeacherError, match=r"returned shape \(3, 2\), expected \(3, 7\)") as exc:
+        expression.FaceExpressionNet()(np.zeros((3, 48, 48), np.uint8))
+    assert "\n" not in str(exc.value)
 
 
 def test_train_with_teachers_but_no_packages_is_one_line_exit_2(tmp_path):

@@ -6,6 +6,9 @@ soft targets and pseudo-labels for ``audience train``.
 - :mod:`models.teachers.agegender`: face-api.js AgeGenderNet (TinyXception backbone), from npm
   ``@vladmandic/face-api@1.7.15`` (``model/age_gender_model*``; MIT), re-implemented in
   TensorFlow from face-api.js's source and loaded tensor by tensor by name.
+- :mod:`models.teachers.expression`: face-api.js FaceExpressionNet (same package,
+  ``model/face_expression_model*``), ported the same way; measured, not yet in the training
+  recipe. :mod:`models.teachers.faceapi` holds what the two face-api.js nets share.
 
 ``make teachers`` fetches the pinned packages into ``.teachers/`` (git-ignored). A missing
 package is a :class:`TeacherError` that says to run it.

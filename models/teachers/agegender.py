@@ -14,43 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from audience.models.teachers import TeacherError, check_shape, teacher_file
-from audience.models.teachers.tfjs import read_manifest_file
+from audience.models.teachers import check_shape
+from audience.models.teachers.faceapi import FaceApiNet
 
-SIZE = 112
-MEAN_RGB = np.array([122.782, 117.001, 104.298], np.float32)
 NAME = "AgeGenderNet (face-api 1.7.15 age_gender_model)"
 MAIN_BLOCKS = 2
 
 
-class AgeGenderNet:
+class AgeGenderNet(FaceApiNet):
     """Callable: uint8 faces (N, H, W) gray or (N, H, W, 3) BGR -> (age years (N,),
     p_female (N,))."""
 
     def __init__(self) -> None:
-        import tensorflow as tf
-
-        path = teacher_file("face-api", "model/age_gender_model-weights_manifest.json")
-        self.w = {k: tf.constant(v) for k, v in read_manifest_file(path).items()}
-        self._fn = tf.function(self._forward, reduce_retracing=True)
-
-    def _get(self, name: str):
-        if name not in self.w:
-            raise TeacherError(f"{NAME}: tensor {name} is missing from the weights")
-        return self.w[name]
-
-    def _conv(self, x, prefix: str, stride: int):
-        import tensorflow as tf
-
-        return tf.nn.conv2d(x, self._get(f"{prefix}/filters"), stride, "SAME") \
-            + self._get(f"{prefix}/bias")
-
-    def _sep(self, x, prefix: str):
-        import tensorflow as tf
-
-        return tf.nn.separable_conv2d(x, self._get(f"{prefix}/depthwise_filter"),
-                                      self._get(f"{prefix}/pointwise_filter"), [1, 1, 1, 1],
-                                      "SAME") + self._get(f"{prefix}/bias")
+        super().__init__("age_gender_model-weights_manifest.json", NAME)
 
     def _reduction(self, x, prefix: str, activate_input: bool = True):
         import tensorflow as tf
@@ -83,16 +59,6 @@ class AgeGenderNet:
         age = pooled @ self._get("fc/age/weights") + self._get("fc/age/bias")
         gender = pooled @ self._get("fc/gender/weights") + self._get("fc/gender/bias")
         return age[:, 0], tf.nn.softmax(gender)[:, 1]
-
-    @staticmethod
-    def preprocess(faces: np.ndarray) -> np.ndarray:
-        """uint8 gray (N, H, W) or BGR (N, H, W, 3) square crops -> (N, 112, 112, 3) float32,
-        RGB, bilinear resize (face-api's ``toBatchTensor``), ``(x - mean_rgb) / 255``."""
-        import tensorflow as tf
-
-        rgb = np.repeat(faces[..., None], 3, -1) if faces.ndim == 3 else faces[..., ::-1]
-        x = tf.image.resize(rgb.astype(np.float32), (SIZE, SIZE), "bilinear").numpy()
-        return (x - MEAN_RGB) / 255.0
 
     def __call__(self, faces: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
         ages, fem = [], []

@@ -41,7 +41,9 @@ class MiniXception:
         weights = read_weights(spec["weightsManifest"], path.parent)
         self.consts = {k: tf.constant(v) for k, v in weights.items()}
         self.output = "Identity"
-        self._fn = tf.function(self._graph, reduce_retracing=True)
+        # No autograph: the interpreter's branches are on Python values, and a TeacherError
+        # raised while tracing must stay one line (autograph wraps it in a StagingError).
+        self._fn = tf.function(self._graph, reduce_retracing=True, autograph=False)
 
     def _graph(self, x):
         import tensorflow as tf

@@ -123,6 +123,10 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         kd_alpha: Annotated[float, typer.Option(
             min=0.0, max=1.0, help="--teachers: share of the T^2 KL term in the emotion loss.")]
         = 0.5,
+        expression_share: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="--teachers: FaceExpressionNet's share of the emotion "
+            "teacher on FER-2013 rows (the rest is mini-Xception's); 0.15 was best on PublicTest "
+            "for the two teachers alone (models.teachers.cache).")] = 0.0,
         optimizer: Annotated[str, typer.Option(help="adamw or sgd (Nesterov momentum 0.9).")]
         = "adamw",
         warmup_epochs: Annotated[int, typer.Option(min=0, help="Linear warm-up epochs.")] = 1,
@@ -159,7 +163,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           teacher=str(teacher) if teacher else None, distill=distill,
                           channels=channels, gray=gray, utk_repeat=utk_repeat,
                           teachers=teachers, utk_dirs=tuple(str(d) for d in utk_dir),
-                          temperature=temperature, kd_alpha=kd_alpha, optimizer=optimizer,
+                          temperature=temperature, kd_alpha=kd_alpha,
+                          expression_share=expression_share, optimizer=optimizer,
                           warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
                           anneal_hours=anneal_hours)
         best = run_train(cfg)

@@ -73,6 +73,7 @@ class TrainConfig:
     temperature: float = 3.0
     kd_alpha: float = 0.5  # share of the T^2 KL term in the emotion loss
     utk_emotion_weight: float = 0.5  # mini-Xception's emotion on UTKFace chips
+    expression_share: float = 0.0  # FaceExpressionNet's share of the FER-2013 emotion teacher
     fer_gender_weight: float = 0.5  # AgeGenderNet's gender on FER-2013 faces
     fer_age_weight: float = 0.25  # AgeGenderNet's age on FER-2013 faces
     optimizer: str = "adamw"  # or sgd (Nesterov 0.9)
@@ -261,7 +262,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.teachers:  # a missing package says `make teachers` now, not after data preparation
         from audience.models.teachers import require_packages
 
-        require_packages()
+        require_packages(expression=cfg.expression_share > 0)
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -96,3 +96,13 @@ def test_age_loss_is_finite_for_any_pseudo_label():
     p = np.full((3, AGE_BINS), 1 / AGE_BINS, np.float32)
     y = np.array([[-9.3, 1.0], [-30.0, 0.0], [116.0, 1.0]], np.float32)
     assert np.isfinite(np.asarray(masked_age(y, p))).all()
+
+
+def test_two_emotion_teachers_blend_by_share():
+    from audience.models.teachers.targets import blend_teachers
+
+    mini = np.array([[0.7, 0.3], [0.0, 1.0]], np.float32)
+    expr = np.array([[0.1, 0.9], [1.0, 0.0]], np.float32)
+    np.testing.assert_allclose(blend_teachers(mini, expr, 0.0), mini)
+    np.testing.assert_allclose(blend_teachers(mini, expr, 0.15),
+                               [[0.61, 0.39], [0.15, 0.85]], atol=1e-6)

@@ -48,10 +48,13 @@ def teacher_file(package: str, relative: str) -> Path:
     return path
 
 
-def require_packages() -> None:
-    """Every file the teachers load, or a TeacherError naming the fix (``make teachers``)."""
+def require_packages(expression: bool = False) -> None:
+    """Every file the teachers load, or a TeacherError naming the fix (``make teachers``);
+    ``expression``: FaceExpressionNet's too."""
     teacher_file("human-models", "models/emotion.json")
     teacher_file("face-api", "model/age_gender_model-weights_manifest.json")
+    if expression:
+        teacher_file("face-api", "model/face_expression_model-weights_manifest.json")
 
 
 def check_shape(name: str, out: Any, expected: tuple[int | None, ...]) -> Any:

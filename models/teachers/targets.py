@@ -3,8 +3,9 @@ outputs blended into one masked target per head.
 
 Per sample and head (the mask column weighs each sample's loss; 0 = no label):
 
-- emotion: FER-2013 rows get hard = 0.8 one-hot + 0.2 FER+ votes and soft = mini-Xception at
-  temperature T (mask 1); UTKFace chips get mini-Xception as both (mask ``utk_emotion_weight``).
+- emotion: FER-2013 rows get hard = 0.8 one-hot + 0.2 FER+ votes and soft = mini-Xception
+  (blended with FaceExpressionNet at ``expression_share``, 0 by default) at temperature T
+  (mask 1); UTKFace chips get mini-Xception as both (mask ``utk_emotion_weight``).
 - gender: FER-2013 rows get AgeGenderNet's p(female) (mask ``fer_gender_weight``); UTKFace
   chips their label (mask 1).
 - age: FER-2013 rows get AgeGenderNet's age (mask ``fer_age_weight``); UTKFace chips their label.
@@ -22,7 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audience.models.data import EMOTIONS, ETHNICITIES, load_ferplus
-from audience.models.teachers.cache import fer_teacher_outputs, utk_teacher_emotion
+from audience.models.teachers.cache import (
+    fer_expression_outputs,
+    fer_teacher_outputs,
+    utk_teacher_emotion,
+)
 from audience.models.utk import aligned_crops, gray_crops, load_utk_dirs, standardize_batch
 
 if TYPE_CHECKING:
@@ -36,6 +41,11 @@ def soften(p: np.ndarray, temperature: float) -> np.ndarray:
     z = np.log(np.clip(p, 1e-7, 1.0)) / temperature
     z = np.exp(z - z.max(1, keepdims=True))
     return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+def blend_teachers(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarray:
+    """Two teachers' probabilities averaged, ``share`` on the second (the note's ensemble)."""
+    return ((1 - share) * first + share * second).astype(np.float32)
 
 
 def kd_target(hard: np.ndarray, teacher: np.ndarray, temperature: float, alpha: float,
@@ -59,6 +69,12 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
         raise ValueError("--teachers trains at 48x48 (the aligned-crop cache's size)")
     x_fer, fer = _fer_inputs(cfg.fer_csv, cfg.size)
     t_fer = fer_teacher_outputs(cfg.fer_csv, fer.images)
+    if cfg.expression_share > 0:
+        t_fer["emotion"] = blend_teachers(
+            t_fer["emotion"], fer_expression_outputs(cfg.fer_csv, fer.images),
+            cfg.expression_share)
+        log.info("emotion teacher on FER-2013: %.2f mini-Xception + %.2f FaceExpressionNet",
+                 1 - cfg.expression_share, cfg.expression_share)
     hard = np.eye(len(EMOTIONS), dtype=np.float32)[fer.labels]
     if cfg.ferplus_csv:
         votes = load_ferplus(cfg.ferplus_csv, int(fer.rows.max()) + 1)[fer.rows]

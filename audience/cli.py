@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from audience import __version__
+from audience.core.console import echo_json
 from audience.core.errors import AudienceError
 
 if TYPE_CHECKING:
@@ -124,10 +125,6 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # migration chatter ("Context impl SQLiteImpl") is not news to a user
         logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def echo_json(obj: object) -> None:
-    typer.echo(json.dumps(obj, default=str))
 
 
 @app.command()

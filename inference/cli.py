@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Protocol
 
 import typer
 
+from audience.core.console import echo_json
 from audience.core.kafka_config import KafkaConfig
 from audience.inference.config import AnalyzerConfig
 from audience.storage.config import DatabaseConfig
@@ -73,6 +73,6 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
         result = run_bench(seconds=seconds, baselines=baselines,
                            weights=str(weights) if weights else None)
         if as_json:
-            typer.echo(json.dumps(result, default=str))
+            echo_json(result)
         else:
             print_bench(result)

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
+from audience.core.console import echo_json
 from audience.core.kafka_config import KafkaConfig
 from audience.ingest.config import CameraConfig
 
@@ -104,7 +104,7 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         if publish:
             cfg = load(config, {"kafka": {"bootstrap_servers": bootstrap_servers}})
             truth["published"] = publish_plans(plans, cfg.camera, cfg.kafka, faces, realtime)
-        typer.echo(json.dumps(truth))
+        echo_json(truth)
 
     @bench.command("camera")
     def bench_camera(
@@ -120,7 +120,7 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         cfg = load(config, {})
         result = run_bench(seconds=seconds, threads=1, config=cfg.camera)
         if as_json:
-            typer.echo(json.dumps(result))
+            echo_json(result)
         else:
             typer.echo(f"camera stage: {result['fps']:.1f} frames/s on {result['resolution']} "
                        f"({result['cpu_fps']:.1f} per CPU-second; {result['threads']} thread, "
@@ -154,4 +154,4 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         cfg = load(config, {})
         labeller = genders(config) if gender and genders is not None else None
         report = run_eval(clips, cfg.camera, truth, labeller, shrink)
-        typer.echo(json.dumps(report) if as_json else table(report))
+        echo_json(report) if as_json else typer.echo(table(report))

@@ -5,17 +5,13 @@ Nothing here imports TensorFlow at start: `--help` and a typo cost no framework 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from audience.core.console import echo_json
 from audience.models.train import Backbone
-
-
-def echo_json(obj: object) -> None:
-    typer.echo(json.dumps(obj, default=str))
 
 
 def register(app: typer.Typer, evaluate: typer.Typer) -> None:

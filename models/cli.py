@@ -81,6 +81,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             min=0.0, max=1.0, help="Probability of random erasing in augmentation.")] = 0.0,
         max_hours: Annotated[float, typer.Option(help="Stop after this many hours.")] = 2.4,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
+        patience: Annotated[int, typer.Option(
+            min=1, help="Early stopping: epochs without a better validation score (counted "
+            "from the second half of --epochs) before training ends.")] = 8,
         limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
         init_from: Annotated[Path | None, typer.Option(
             help="Start from these weights with a fresh schedule: a .keras checkpoint, or a "
@@ -153,7 +156,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir[0]), out=str(out),
                           ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, erase=erase,
-                          max_hours=max_hours, seed=seed, limit=limit,
+                          max_hours=max_hours, seed=seed, limit=limit, patience=patience,
                           init_from=str(init_from) if init_from else None,
                           widths=tuple(int(w) for w in widths.split(",")), backbone=backbone.value,
                           teacher=str(teacher) if teacher else None, distill=distill,

@@ -18,11 +18,12 @@ CARD = HERE / "MODEL_CARD.md"
 EVAL = HERE / "eval"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 TRADE_START, TRADE_END = "<!-- tradeoff:start -->", "<!-- tradeoff:end -->"
+PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
 #: trade-off backbone (models/tradeoff.py) -> folders of its trained models' evaluation JSON
 #: (the shipped model's JSON sits at the top of models/eval/, earlier versions in sub-folders)
 TRAINED = {"vgg-32-256": [EVAL / "audience-mt-1.0.0"],
            "vgg-16-128": [EVAL / "audience-mt-1.1.0", EVAL / "audience-mt-1.2.0"],
-           "vgg-32-256-gap": [EVAL]}
+           "vgg-32-256-gap": [EVAL / "audience-mt-2.0.0", EVAL]}
 
 
 def _pct(x: float) -> str:
@@ -128,6 +129,30 @@ def render_tradeoff() -> str:
     return "\n".join(lines)
 
 
+def render_pilot() -> str:
+    """The input-size pilot (models/pilot.py) beside each input's ONNX speed
+    (models/tradeoff.py --size, ``tradeoff-input-size.jsonl``)."""
+    speed_path = EVAL / "tradeoff-input-size.jsonl"
+    speeds = {row["input"]: row["faces_per_s_b64"] for row in
+              map(json.loads, speed_path.read_text().splitlines())} if speed_path.is_file() \
+        else {}
+    lines = ["| input | parameters | epochs in the budget | CPU s | UTK val combined: gender / "
+             "ethnicity / age MAE | crop_part1 val: gender / ethnicity / age MAE | "
+             "faces/s, ONNX only (b64) |", "|---|---|---|---|---|---|---|"]
+
+    def trio(v: dict) -> str:
+        return f"{_pct(v['gender'])} / {_pct(v['ethnicity'])} / {v['age_mae']:.2f}"
+
+    for arm in json.loads((EVAL / "pilot-input-size.json").read_text()):
+        size = arm["size"]
+        speed = f"{speeds[size]:,.0f}" if size in speeds else "-"
+        lines.append(f"| {size}x{size} colour | {arm['parameters'] / 1e6:.2f}M | {arm['epochs']} | "
+                     f"{arm['cpu_seconds']:.0f} | {trio(arm['val_combined'])} (n "
+                     f"{arm['val_combined']['n']}) | {trio(arm['val_crop_part1'])} (n "
+                     f"{arm['val_crop_part1']['n']}) | {speed} |")
+    return "\n".join(lines)
+
+
 def _replace(text: str, start: str, end: str, body: str) -> str:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
@@ -144,6 +169,8 @@ def rendered_card() -> str:
     text = _replace(CARD.read_text(), START, END, body)
     if TRADE_START in text:
         text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())
+    if PILOT_START in text and (EVAL / "pilot-input-size.json").is_file():
+        text = _replace(text, PILOT_START, PILOT_END, render_pilot())
     return text
 
 

@@ -1,12 +1,14 @@
 """Input-size pilot (issue 12, item 3): does a larger colour face help age, gender and
 ethnicity, at equal training time?
 
-Each arm trains the shipped network shape (vgg2 backbone, GAP heads) on the de-duplicated
-UTKFace training split only, at one input size, for the same budget of **CPU time** (the
-process's own CPU seconds, so a shared machine does not favour the arm that ran while it was
-quiet), with a cosine learning rate that reaches 0 when the budget is spent. Then each arm is
-measured on the UTKFace validation splits (combined and crop_part1's), never on a test
-split, and its inference speed is timed back to back with the other arms'.
+Each arm trains one network (the ``vgg2`` variant of the shipped network: widths 32-256, GAP
+heads, one more 3x3 conv at full resolution than the shipped ``vgg``; the same for every arm)
+on the de-duplicated UTKFace training split only, at one input size, for the same budget of
+**CPU time** (the process's own CPU seconds, so a shared machine does not favour the arm that
+ran while it was quiet), with a cosine learning rate that reaches 0 when the budget is spent.
+Each arm is then measured on the UTKFace validation splits (combined and crop_part1's, both
+de-duplicated), never on a test split. Speed is not timed here (a pilot shares the machine):
+``python -m audience.models.tradeoff --only vgg2-32-256-gap --size N`` times each input.
 
     python -m audience.models.pilot --size 48 --size 64 --cpu-minutes 20 --json runs/pilot.json
 
@@ -55,19 +57,6 @@ def _sets(size: int, dirs: tuple[str, ...]) -> dict[str, tuple[np.ndarray, dict,
         }
         out[name] = (x_all[u].astype(np.float32), y, first[u])
     return out
-
-
-def _faces_per_second(model, size: int, batch: int = 64, seconds: float = 8.0) -> float:
-    import tensorflow as tf
-
-    x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
-    infer = tf.function(lambda t: model(t, training=False))
-    infer(x)
-    n, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        infer(x)
-        n += batch
-    return n / (time.perf_counter() - started)
 
 
 def run_arm(size: int, cpu_seconds: float, dirs: tuple[str, ...], seed: int = 1234,
@@ -125,16 +114,11 @@ def run_arm(size: int, cpu_seconds: float, dirs: tuple[str, ...], seed: int = 12
         return {"n": int(rows.sum()), "gender": float(hit_g[rows].mean()),
                 "ethnicity": float(hit_e[rows].mean()), "age_mae": float(err[rows].mean())}
 
-    keras.mixed_precision.set_global_policy("float32")
-    f32 = build_model(size, (32, 64, 128, 256), 0.4, backbone="vgg2", channels=3,
-                      head_type="gap")
-    f32.set_weights(model.get_weights())
     return {
         "size": size, "parameters": int(model.count_params()), "epochs": epochs,
         "cpu_seconds": round(cpu_used, 1), "wall_seconds": round(time.monotonic() - wall, 1),
         "val_combined": figures(np.ones(len(first), bool)),
         "val_crop_part1": figures(first),
-        "faces_per_second_b64_keras": round(_faces_per_second(f32, size), 1),
     }
 
 

@@ -24,6 +24,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "sep-48-384": {"widths": (48, 96, 192, 384), "backbone": "sep"},
     # 2.0.0: the teachers recipe's network (global average pooling, colour input)
     "vgg-32-256-gap": {"widths": (32, 64, 128, 256), "head_type": "gap", "channels": 3},
+    # the input-size pilot's network (models/pilot.py): two convs at full resolution
+    "vgg2-32-256-gap": {"widths": (32, 64, 128, 256), "backbone": "vgg2", "head_type": "gap",
+                        "channels": 3},
 }
 
 

@@ -80,12 +80,9 @@ def test_bundled_clip_gives_three_visits(db_url, crops_seen, caplog):
             assert needle not in everything
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "models audience-mt-1.0.0, 1.1.0, 1.2.0 and 2.0.0 label the short-haired woman with glasses "
-    "as male (1.2.0 with confidence 0.64): a model defect tracked in issue 6. Strict: remove this "
-    "marker when a model gets it right"))
 def test_bundled_clip_genders_match_a_count_by_eye(tmp_path):
-    """Counted by eye: two women and one man walk toward the camera."""
+    """Counted by eye: two women and one man walk toward the camera. Models 1.0.0 to 2.0.0
+    labelled the short-haired woman with glasses male; 2.1.0 is the first to get all three."""
     db = f"sqlite:///{tmp_path / 'g.db'}"
     runner.run_pipeline(_config(db), progress=False)
     genders = sorted(v["gender"] for v in _rows(db)["visits"])

@@ -113,7 +113,7 @@ def test_teachers_match_their_reference_outputs():
     """The teachers on six faces of the bundled clip against the outputs saved when the ports
     were checked (on all 3,589 FER-2013 PrivateTest rows: mini-Xception 66.4%,
     FaceExpressionNet 58.7%)."""
-    from tests.teacher_faces import REFERENCE, clip_faces, teacher_outputs
+    from teacher_faces import REFERENCE, clip_faces, teacher_outputs
 
     got = teacher_outputs(clip_faces())
     ref = np.load(REFERENCE)
@@ -131,9 +131,10 @@ def test_expression_scores_come_back_in_fer_order():
     order. A logit pushed up for each face-api.js class must win in that class's FER column,
     and a face both emotion teachers call neutral comes out neutral (face-api.js column 0,
     FER column 6)."""
+    from teacher_faces import REFERENCE
+
     from audience.models.data import EMOTIONS
     from audience.models.teachers.expression import FACE_API_LABELS, FaceExpressionNet
-    from tests.teacher_faces import REFERENCE
 
     fer_name = {"angry": "angry", "disgusted": "disgust", "fearful": "fear", "happy": "happy",
                 "sad": "sad", "surprised": "surprise", "neutral": "neutral"}

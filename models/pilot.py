@@ -64,7 +64,8 @@ def run_arm(size: int, cpu_seconds: float, dirs: tuple[str, ...], seed: int = 12
     import keras
     import tensorflow as tf
 
-    from audience.models.net import AGE_BINS, build_model, compile_model
+    from audience.inference.analyzer import expected_age
+    from audience.models.net import build_model, compile_model
     from audience.models.schedule import CosineByProgress
 
     keras.utils.set_random_seed(seed)
@@ -105,7 +106,7 @@ def run_arm(size: int, cpu_seconds: float, dirs: tuple[str, ...], seed: int = 12
     cpu_used = anneal.elapsed()
 
     pred = model.predict(x_val, batch_size=256, verbose=0)
-    age = (pred["age"] * np.arange(AGE_BINS)).sum(1)
+    age = expected_age(pred["age"])
     hit_g = (pred["gender"][:, 0] > 0.5) == (y_val["gender"][:, 0] > 0.5)
     hit_e = pred["ethnicity"].argmax(1) == y_val["ethnicity"][:, :5].argmax(1)
     err = np.abs(age - y_val["age"][:, 0])

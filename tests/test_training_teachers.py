@@ -99,10 +99,10 @@ def test_age_loss_is_finite_for_any_pseudo_label():
 
 
 def test_two_emotion_teachers_blend_by_share():
-    from audience.models.teachers.targets import blend_teachers
+    from audience.models.teachers.cache import blend
 
     mini = np.array([[0.7, 0.3], [0.0, 1.0]], np.float32)
     expr = np.array([[0.1, 0.9], [1.0, 0.0]], np.float32)
-    np.testing.assert_allclose(blend_teachers(mini, expr, 0.0), mini)
-    np.testing.assert_allclose(blend_teachers(mini, expr, 0.15),
+    np.testing.assert_allclose(blend(mini, expr, 0.0), mini)
+    np.testing.assert_allclose(blend(mini, expr, 0.15),
                                [[0.61, 0.39], [0.15, 0.85]], atol=1e-6)

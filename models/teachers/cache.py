@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,30 @@ def _key(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, (CACHE_VERSION, *parts))).encode()).hexdigest()[:16]
 
 
+def _fer_path(prefix: str, csv_path: str | Path, images: np.ndarray, ext: str) -> Path:
+    """One cache file per FER-2013 file, row count and (a sample of) pixel content."""
+    return cache_dir() / (f"{prefix}_{_key(Path(csv_path).resolve(), len(images))}"
+                          f"_{int(images[::97].sum())}.{ext}")
+
+
+def _cached(path: Path, run: Callable[[], np.ndarray], teacher: str, what: str) -> np.ndarray:
+    """One teacher's outputs as float32: from ``path`` if cached, else ``run()`` saved there."""
+    if path.is_file():
+        return np.load(path)
+    out = run().astype(np.float32)
+    np.save(path, out)
+    log.info("%s labelled %d %s (cached in %s)", teacher, len(out), what, path)
+    return out
+
+
+def blend(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarray:
+    """Two teachers' probabilities averaged, ``share`` on the second (the note's ensemble)."""
+    return ((1 - share) * first + share * second).astype(np.float32)
+
+
 def fer_teacher_outputs(csv_path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
     """``emotion`` (N, 7), ``age`` (N,), ``p_female`` (N,) for every FER-2013 row given."""
-    path = cache_dir() / (f"teachers_fer_{_key(Path(csv_path).resolve(), len(images))}"
-                          f"_{int(images[::97].sum())}.npz")
+    path = _fer_path("teachers_fer", csv_path, images, "npz")
     if path.is_file():
         return dict(np.load(path))
     from audience.models.teachers.agegender import AgeGenderNet
@@ -49,16 +70,13 @@ def fer_teacher_outputs(csv_path: str | Path, images: np.ndarray) -> dict[str, n
 
 def fer_expression_outputs(csv_path: str | Path, images: np.ndarray) -> np.ndarray:
     """FaceExpressionNet emotion probabilities (N, 7), FER-2013 order, for every row given."""
-    path = cache_dir() / (f"teachers_fer_expression_{_key(Path(csv_path).resolve(), len(images))}"
-                          f"_{int(images[::97].sum())}.npy")
-    if path.is_file():
-        return np.load(path)
-    from audience.models.teachers.expression import FaceExpressionNet
+    def run() -> np.ndarray:
+        from audience.models.teachers.expression import FaceExpressionNet
 
-    out = FaceExpressionNet()(images).astype(np.float32)
-    np.save(path, out)
-    log.info("FaceExpressionNet labelled %d FER-2013 rows (cached in %s)", len(out), path)
-    return out
+        return FaceExpressionNet()(images)
+
+    return _cached(_fer_path("teachers_fer_expression", csv_path, images, "npy"), run,
+                   "FaceExpressionNet", "FER-2013 rows")
 
 
 def best_blend(first: np.ndarray, second: np.ndarray, labels: np.ndarray,
@@ -71,22 +89,20 @@ def best_blend(first: np.ndarray, second: np.ndarray, labels: np.ndarray,
         return float((p[keep].argmax(1) == labels[keep]).mean())
 
     weights = [round(0.5 + 0.05 * i, 2) for i in range(11)]
-    public = [acc(w * first + (1 - w) * second, "PublicTest") for w in weights]
+    public = [acc(blend(first, second, 1 - w), "PublicTest") for w in weights]
     w = weights[int(np.argmax(public))]  # the first best: ties go to the smaller weight
-    return w, max(public), acc(w * first + (1 - w) * second, "PrivateTest")
+    return w, max(public), acc(blend(first, second, 1 - w), "PrivateTest")
 
 
 def utk_teacher_emotion(gray_crops: np.ndarray, names: list[str]) -> np.ndarray:
     """mini-Xception emotion probabilities (N, 7) for aligned gray UTKFace crops."""
-    path = cache_dir() / f"teachers_utk_{_key('|'.join(names), gray_crops.shape)}.npy"
-    if path.is_file():
-        return np.load(path)
-    from audience.models.teachers.minixception import MiniXception
+    def run() -> np.ndarray:
+        from audience.models.teachers.minixception import MiniXception
 
-    out = MiniXception()(gray_crops).astype(np.float32)
-    np.save(path, out)
-    log.info("mini-Xception labelled %d UTKFace chips (cached in %s)", len(out), path)
-    return out
+        return MiniXception()(gray_crops)
+
+    return _cached(cache_dir() / f"teachers_utk_{_key('|'.join(names), gray_crops.shape)}.npy",
+                   run, "mini-Xception", "UTKFace chips")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from audience.models.data import EMOTIONS, ETHNICITIES, load_ferplus
 from audience.models.teachers.cache import (
+    blend,
     fer_expression_outputs,
     fer_teacher_outputs,
     utk_teacher_emotion,
@@ -41,11 +42,6 @@ def soften(p: np.ndarray, temperature: float) -> np.ndarray:
     z = np.log(np.clip(p, 1e-7, 1.0)) / temperature
     z = np.exp(z - z.max(1, keepdims=True))
     return (z / z.sum(1, keepdims=True)).astype(np.float32)
-
-
-def blend_teachers(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarray:
-    """Two teachers' probabilities averaged, ``share`` on the second (the note's ensemble)."""
-    return ((1 - share) * first + share * second).astype(np.float32)
 
 
 def kd_target(hard: np.ndarray, teacher: np.ndarray, temperature: float, alpha: float,
@@ -70,7 +66,7 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
     x_fer, fer = _fer_inputs(cfg.fer_csv, cfg.size)
     t_fer = fer_teacher_outputs(cfg.fer_csv, fer.images)
     if cfg.expression_share > 0:
-        t_fer["emotion"] = blend_teachers(
+        t_fer["emotion"] = blend(
             t_fer["emotion"], fer_expression_outputs(cfg.fer_csv, fer.images),
             cfg.expression_share)
         log.info("emotion teacher on FER-2013: %.2f mini-Xception + %.2f FaceExpressionNet",

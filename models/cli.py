@@ -136,6 +136,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         anneal_hours: Annotated[float, typer.Option(
             min=0.0, help="If > 0, the cosine schedule reaches 0 after this much training time "
             "even if epochs remain (models.schedule), so a slow machine still anneals.")] = 0.0,
+        keep_epochs_from: Annotated[int, typer.Option(
+            min=0, help="If > 0, save each epoch's weights from this epoch on into "
+            "<out>/epochs/, for weight averaging (python -m audience.models.soup).")] = 0,
     ) -> None:
         """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
         Resumable: run the same command again to continue from the last finished epoch."""
@@ -165,7 +168,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           temperature=temperature, kd_alpha=kd_alpha,
                           expression_share=expression_share, optimizer=optimizer,
                           warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
-                          anneal_hours=anneal_hours)
+                          anneal_hours=anneal_hours, keep_epochs_from=keep_epochs_from)
         best = run_train(cfg)
         typer.echo(f"best checkpoint: {best}")
         if export_version:

@@ -82,6 +82,7 @@ class TrainConfig:
     dropout: float = 0.3
     bf16: bool = False  # mixed bfloat16 training (the export is float32)
     anneal_hours: float = 0.0  # >0: the cosine also ends when this much training time is spent
+    keep_epochs_from: int = 0  # >0: save epochs/epoch-NNN.weights.h5 from this epoch on (soup)
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -357,6 +358,9 @@ def train(cfg: TrainConfig) -> Path:
                 log.warning("time budget of %.1f h reached after epoch %d: stopping",
                             cfg.max_hours, epoch + 1)
                 self.model.stop_training = True
+            if cfg.keep_epochs_from and epoch + 1 >= cfg.keep_epochs_from:  # models.soup
+                (out / "epochs").mkdir(exist_ok=True)
+                self.model.save_weights(out / "epochs" / f"epoch-{epoch + 1:03d}.weights.h5")
 
     model.fit(
         train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2,

@@ -149,3 +149,28 @@ def test_model_comparison_is_paired_and_honest_about_noise():
     counts = discordant(base, better)
     assert counts["emotion"]["only_base"] == 0 and counts["gender"] == {
         "only_base": 0, "only_candidate": 0}
+
+
+def test_weight_averaging_takes_the_mean_of_the_kept_epochs(tmp_path):
+    from audience.models.soup import epoch_files, mean_weights, pick
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    (tmp_path / "epochs").mkdir()
+    for epoch, value in [(9, 1.0), (10, 2.0), (11, 6.0)]:
+        model.set_weights([np.full(w.shape, value, np.float32) for w in model.get_weights()])
+        model.save_weights(tmp_path / "epochs" / f"epoch-{epoch:03d}.weights.h5")
+    files = epoch_files(tmp_path)
+    assert [e for e, _ in files] == [9, 10, 11]  # numeric order
+    assert [p.name for p in pick(files, last=2)] == ["epoch-010.weights.h5",
+                                                     "epoch-011.weights.h5"]
+    assert len(pick(files, last=2, first=9)) == 3
+    mean = mean_weights(model, pick(files, last=3))
+    assert all(np.allclose(w, 3.0) for w in mean)
+
+
+def test_weight_averaging_needs_two_epochs(tmp_path):
+    from audience.core.errors import InputError
+    from audience.models.soup import epoch_files, pick
+
+    with pytest.raises(InputError, match="--keep-epochs-from"):
+        pick(epoch_files(tmp_path), last=8)

@@ -19,6 +19,35 @@ class BrokerError(ServiceError):
     """Kafka is unreachable or refused a request; one line saying what to do."""
 
 
+class _ClosedSocketRead(logging.Filter):
+    """Drops kafka-python 3's traceback for a read on a socket it has already closed.
+
+    ``KafkaTCPTransport._close`` (called by ``consumer.close()`` on our thread) sets its socket
+    to None without a lock while the client's IO thread may already be inside the read task it
+    is about to cancel; ``_sock_recv`` then logs "Error receiving network data" at ERROR with
+    an AttributeError traceback. Nothing is lost (the transport is closed, the error is
+    handled by the library), but a worker that stops cleanly must not print a traceback. Any
+    other read error still reaches the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (isinstance(exc, AttributeError) and "'NoneType'" in str(exc)
+                and str(record.msg).endswith("Error receiving network data closing socket")):
+            log.debug("kafka client read on a socket it had just closed (ignored)")
+            return False
+        return True
+
+
+_CLOSED_SOCKET_READ = _ClosedSocketRead()
+
+
+def quiet_close_race() -> None:
+    """Installs :class:`_ClosedSocketRead` on kafka-python's transport logger (idempotent)."""
+    transport = logging.getLogger("kafka.net.transport")
+    if _CLOSED_SOCKET_READ not in transport.filters:
+        transport.addFilter(_CLOSED_SOCKET_READ)
+
+
 def _servers(cfg: KafkaConfig) -> list[str]:
     return [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()]
 
@@ -34,6 +63,7 @@ def ensure_topics(cfg: KafkaConfig, topics: list[str]) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    quiet_close_race()
     # The client logs every failed connection attempt; we report the outcome in one line.
     kafka_log = logging.getLogger("kafka")
     level = kafka_log.level
@@ -71,6 +101,7 @@ def make_producer(cfg: KafkaConfig, client_id: str) -> Any:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    quiet_close_race()
     try:
         return KafkaProducer(
             bootstrap_servers=_servers(cfg), client_id=client_id, acks="all",
@@ -85,6 +116,7 @@ def make_consumer(cfg: KafkaConfig, client_id: str) -> Any:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    quiet_close_race()
     try:
         return KafkaConsumer(
             bootstrap_servers=_servers(cfg), client_id=client_id, group_id=cfg.group_id,

@@ -20,7 +20,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from audience.core.face import Track
 from audience.core.kafka_config import KafkaConfig
-from audience.core.kafka_io import BrokerError, ensure_topics, make_consumer, make_producer
+from audience.core.kafka_io import (
+    BrokerError,
+    closing_quietly,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from audience.core.signals import StopEvent
 from audience.core.wire import MessageError, decode_message
 from audience.inference.aggregate import label_tracks
@@ -402,9 +408,11 @@ class InferenceWorker:
     def close(self) -> None:
         try:
             self.producer.flush(timeout=10)
-            self.producer.close(timeout=10)
+            with closing_quietly():
+                self.producer.close(timeout=10)
         finally:
-            self.consumer.close(autocommit=False)
+            with closing_quietly():
+                self.consumer.close(autocommit=False)
         log.info("inference worker closed: %d visits stored, %d dead-lettered", self.stored,
                  self.dead)
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from audience.core.face import Track
 from audience.core.kafka_config import KafkaConfig
-from audience.core.kafka_io import BrokerError, ensure_topics, make_producer
+from audience.core.kafka_io import BrokerError, closing_quietly, ensure_topics, make_producer
 from audience.core.signals import StopEvent, install_sigterm
 from audience.core.wire import encode_track
 from audience.ingest.camera import CameraStage
@@ -101,7 +101,8 @@ class TrackPublisher:
         try:
             self.flush()
         finally:
-            self.producer.close(timeout=10)
+            with closing_quietly():
+                self.producer.close(timeout=10)
 
     def __enter__(self) -> Self:
         return self

@@ -70,6 +70,8 @@ def soup(run: Path, last: int = 8, first: int | None = None) -> tuple[Path, floa
 
     paths = pick(epoch_files(run), last, first)
     best = run / "best.keras"
+    if (run / "best-recalibrated.keras").is_file():  # what the run itself chose (train.finish)
+        best = run / "best-recalibrated.keras"
     config = run / "config.json"
     if not best.is_file() or not config.is_file():
         raise InputError(f"{run} is not a finished `audience train` run (no best.keras or "

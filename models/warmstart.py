@@ -84,8 +84,13 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     outs = probe.predict(calibration, batch_size=256, verbose=0)
     for conv, y in zip(convs, outs, strict=True):
         bn = model.get_layer(conv.name.replace("c", "bn", 1))  # b1c0 -> b1bn0
-        y = y.reshape(-1, y.shape[-1])
-        mu, sigma = y.mean(0), y.std(0) + 1e-6
+        # In float64: under --bf16 the probe returns bfloat16, and numpy's bfloat16 sums over
+        # millions of values are garbage. Inference mode hides it (the statistics cancel); in
+        # training mode (batch statistics) it wrecked every warm start under --bf16 until
+        # stop 7: gender at chance on the first training batches.
+        y = np.asarray(y, np.float64).reshape(-1, y.shape[-1])
+        mu, sigma = (y.mean(0).astype(np.float32),
+                     (y.std(0) + 1e-6).astype(np.float32))
         bias = weights[f"{bn.name}/bias"]
         bn.set_weights([sigma, mu + bias, mu, np.maximum(sigma**2 - bn.epsilon, 1e-9)])
     log.info("warm start from %s (%s): %s backbone, %s head, widths %s, %d channels",

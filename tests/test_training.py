@@ -109,6 +109,25 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, cha
         np.testing.assert_allclose(np.asarray(got[head]), value, atol=1e-4, err_msg=head)
 
 
+def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
+    """Batch statistics (training mode) must give the function the calibration measured.
+    Under --bf16 the calibration was once summed in bfloat16 by numpy: inference mode hid it,
+    training started from a wrecked network (stop 7)."""
+    from audience.models.warmstart import keras_from_manifest
+
+    x = np.random.default_rng(0).normal(size=(256, 48, 48, 3)).astype(np.float32)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = keras_from_manifest("models/weights/audience-mt.json", 3, x)
+        features = keras.Model(model.input, model.get_layer("gap").output)
+        trained = np.asarray(features(x, training=True), np.float32)
+        served = np.asarray(features(x, training=False), np.float32)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    error = np.abs(trained - served).mean() / np.abs(served).mean()
+    assert error < 0.05, f"training mode differs by {error:.0%}"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--channels", "2"], "1 (gray) or 3 (colour)"),
     (["--backbone", "sep", "--init-from", "models/weights/audience-mt.json"],

@@ -16,11 +16,10 @@ score of the mean and of the run's best epoch are printed side by side.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -66,41 +65,25 @@ def soup(run: Path, last: int = 8, first: int | None = None) -> tuple[Path, floa
     import keras
 
     from audience.models.net import CUSTOM_OBJECTS
-    from audience.models.train import TrainConfig, recalibrate_batchnorm, val_score
+    from audience.models.train import load_config, recalibrate_batchnorm, run_sets, score_on_val
 
     paths = pick(epoch_files(run), last, first)
     best = run / "best.keras"
     if (run / "best-recalibrated.keras").is_file():  # what the run itself chose (train.finish)
         best = run / "best-recalibrated.keras"
-    config = run / "config.json"
-    if not best.is_file() or not config.is_file():
+    if not best.is_file() or not (run / "config.json").is_file():
         raise InputError(f"{run} is not a finished `audience train` run (no best.keras or "
                          "config.json)")
-    raw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                           for k, v in json.loads(config.read_text()).items()}
-    cfg = TrainConfig(**raw)
+    cfg = load_config(run)
     if cfg.bf16:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    if cfg.teachers:
-        from audience.models.teachers.targets import build_teacher_sets
-
-        sets = build_teacher_sets(cfg)
-    else:
-        from audience.models.train import build_sets
-
-        sets = build_sets(cfg)
-    x_val, y_val = sets["val"]
+    sets = run_sets(cfg)
     model = keras.models.load_model(best, custom_objects=CUSTOM_OBJECTS)
-
-    def score() -> float:
-        logs = model.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
-        return val_score({f"val_{k}": v for k, v in logs.items()})
-
-    best_score = score()
+    best_score = score_on_val(model, sets)
     log.info("averaging %d epochs: %s", len(paths), ", ".join(p.name for p in paths))
     model.set_weights(mean_weights(model, paths))
     recalibrate_batchnorm(model, sets["train"][0])
-    mean_score = score()
+    mean_score = score_on_val(model, sets)
     name = f"soup-from{first}" if first is not None else f"soup-last{len(paths)}"
     out = run / f"{name}.keras"
     model.save(out)

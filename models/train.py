@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -227,6 +228,29 @@ def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> None:
         layer.momentum = m
 
 
+def score_on_val(model, sets: dict) -> float:
+    """``val_score`` of ``model`` on the validation set of ``sets``."""
+    x_val, y_val = sets["val"]
+    logs = model.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
+    return val_score({f"val_{k}": v for k, v in logs.items()})
+
+
+def load_config(run: Path) -> TrainConfig:
+    """The configuration a run trained with (``config.json``, written by ``train``)."""
+    raw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                           for k, v in json.loads((Path(run) / "config.json").read_text()).items()}
+    return TrainConfig(**raw)
+
+
+def run_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Training and validation arrays for ``cfg``: the teachers recipe's or the plain ones."""
+    if cfg.teachers:
+        from audience.models.teachers.targets import build_teacher_sets
+
+        return build_teacher_sets(cfg)
+    return build_sets(cfg)
+
+
 def finish(model_path: Path, sets: dict, out: Path) -> Path:
     """Recalibrate BatchNorm on the best checkpoint; keep it only if validation improves."""
     import keras
@@ -234,15 +258,9 @@ def finish(model_path: Path, sets: dict, out: Path) -> Path:
     from audience.models.net import CUSTOM_OBJECTS
 
     model = keras.models.load_model(model_path, custom_objects=CUSTOM_OBJECTS)
-    x_val, y_val = sets["val"]
-
-    def score() -> float:
-        logs = model.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
-        return val_score({f"val_{k}": v for k, v in logs.items()})
-
-    before = score()
+    before = score_on_val(model, sets)
     recalibrate_batchnorm(model, sets["train"][0])
-    after = score()
+    after = score_on_val(model, sets)
     log.info("BatchNorm recalibration: validation score %.4f -> %.4f", before, after)
     if after <= before:
         return model_path
@@ -271,12 +289,7 @@ def train(cfg: TrainConfig) -> Path:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.bf16:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    if cfg.teachers:
-        from audience.models.teachers.targets import build_teacher_sets
-
-        sets = build_teacher_sets(cfg)
-    else:
-        sets = build_sets(cfg)
+    sets = run_sets(cfg)
     x_train, y_train = sets["train"]
     x_val, y_val = sets["val"]
 

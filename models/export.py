@@ -52,8 +52,11 @@ def run_config(checkpoint: str | Path) -> dict:
 
 def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
            metrics: dict | None = None, training: dict | None = None,
-           name: str = "audience-mt") -> Path:
+           name: str = "audience-mt", int8: bool = False, flip_average: bool = True) -> Path:
     """Write ``<name>-<version>.onnx`` and ``<name>.json`` into ``out_dir``.
+
+    ``int8``: also write ``<name>-<version>-int8.onnx`` (``models.quantize``, calibrated on the
+    training faces the run's config names) and serve it, with ``flip_average``, as shipped.
 
     ``audience-mt`` is the model inference loads by default; another name (a faster trade-off
     point, say) is chosen with ``analyzer.weights: models/weights/<name>.json``.
@@ -86,6 +89,13 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     }
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
+    if int8:
+        from audience.models.quantize import FER_CSV, UTK_DIRS, quantize_manifest
+
+        cfg = manifest["training"]
+        quantize_manifest(path, Path(cfg.get("fer_csv") or FER_CSV),
+                          [Path(d) for d in cfg.get("utk_dirs") or UTK_DIRS],
+                          flip_average=flip_average)
     log.info("exported %s (%.1f MB, sha256 %s)", onnx_path, onnx_path.stat().st_size / 1e6,
              manifest["sha256"][:12])
     return path

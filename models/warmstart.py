@@ -48,7 +48,7 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     from audience.inference.analyzer import load_manifest
     from audience.models.net import build_model
 
-    manifest, onnx_path = load_manifest(Path(manifest_path))
+    manifest, onnx_path = load_manifest(Path(manifest_path), float32=True)
     weights = _onnx_weights(onnx_path)
     if "b0c0/kernel" not in weights:
         raise ValueError(f"{manifest_path}: only the vgg and vgg2 backbones can be warm-started")

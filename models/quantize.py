@@ -51,7 +51,8 @@ def calibration_faces(fer_csv: Path, utk_dirs: Sequence[Path], n: int = 512, siz
     fi = rng.choice(len(fer.labels), min(n, len(fer.labels)), replace=False)
     ui = rng.choice(len(utk.paths), min(n, len(utk.paths)), replace=False)
     utk = utk.take(np.sort(ui))
-    images, marks = read_utk_chips(utk)
+    images, found = read_utk_chips(utk)
+    marks: list[np.ndarray | None] = list(found)
     x = np.concatenate([prepare_batch([fer.images[i] for i in np.sort(fi)], size=size,
                                       channels=channels),
                         prepare_batch(images, marks, size, channels)]).astype(np.float32)

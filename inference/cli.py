@@ -65,13 +65,16 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
                                                 "environment (.venv-bench) exists.")] = True,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        tta: Annotated[bool | None, typer.Option(
+            "--tta/--no-tta", help="Average each face with its mirror, or not; default: what "
+            "the model's manifest says.")] = None,
     ) -> None:
         """Faces/s of the full analyzer (all four heads) at batch 1, 8 and 64."""
         from audience.inference.bench import bench_analyzer as run_bench
         from audience.inference.bench import print_bench
 
         result = run_bench(seconds=seconds, baselines=baselines,
-                           weights=str(weights) if weights else None)
+                           weights=str(weights) if weights else None, flip_average=tta)
         if as_json:
             echo_json(result)
         else:

@@ -23,7 +23,7 @@ PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
 #: (the shipped model's JSON sits at the top of models/eval/, earlier versions in sub-folders)
 TRAINED = {"vgg-32-256": [EVAL / "audience-mt-1.0.0"],
            "vgg-16-128": [EVAL / "audience-mt-1.1.0", EVAL / "audience-mt-1.2.0"],
-           "vgg-32-256-gap": [EVAL / "audience-mt-2.0.0", EVAL]}
+           "vgg-32-256-gap": [EVAL / "audience-mt-2.0.0", EVAL / "audience-mt-2.1.0", EVAL]}
 
 
 def _pct(x: float) -> str:

@@ -105,7 +105,7 @@ train: setup teachers ## the shipped model 2.2.0: 2.0.0 trained on in two runs (
 	  --init-from runs/mt-2.1/best.keras
 	@# 2.2.0 is that network (2.1.0) in int8, one pass per face: export writes the float32 file,
 	@# quantizes it on training faces and serves the int8 one (models/quantize.py).
-	$(BIN)/audience export runs/mt-2.1b/best-recalibrated.keras --version 2.2.0 --no-flip \
+	$(BIN)/audience export runs/mt-2.1b/best-recalibrated.keras --version 2.2.0 \
 	  --out runs/mt-2.1b/export
 
 train-2.0: setup teachers ## the previous model 2.0.0: the teachers recipe from scratch (about 100 min of training on 2 shared cores)

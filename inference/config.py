@@ -42,8 +42,8 @@ class AnalyzerConfig(Strict):
         0, ge=0, description="ONNX Runtime intra-op threads (0: one per core).")
     batch_size: int = Field(64, ge=1, le=1024, description="Faces per inference batch.")
     flip_average: bool | None = Field(
-        None, description="Also label the mirrored face and average the two (more accurate; "
-        "twice the network work). Default: what the model's manifest says (the shipped int8 "
-        "model does it, and its speed figures include it).")
+        None, description="Also label the mirrored face and average the two (better on the "
+        "validation splits; twice the network work). Default: what the model's manifest says "
+        "(the shipped 2.2.0: no; the model card says why).")
     crops_per_visit: int = Field(
         5, ge=1, le=50, description="Best crops analysed per track; their results are averaged.")

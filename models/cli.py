@@ -196,7 +196,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         = True,
         flip: Annotated[bool, typer.Option(
             "--flip/--no-flip", help="With --int8: the analyzer averages each face with its "
-            "mirror (the manifest's flip_average).")] = True,
+            "mirror (the manifest's flip_average; off in the shipped 2.2.0).")] = False,
     ) -> None:
         """Export a checkpoint to ONNX with a manifest (version, sha256) for inference."""
         from audience.core.weights import WEIGHTS_DIR

@@ -52,7 +52,7 @@ def run_config(checkpoint: str | Path) -> dict:
 
 def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
            metrics: dict | None = None, training: dict | None = None,
-           name: str = "audience-mt", int8: bool = False, flip_average: bool = True) -> Path:
+           name: str = "audience-mt", int8: bool = False, flip_average: bool = False) -> Path:
     """Write ``<name>-<version>.onnx`` and ``<name>.json`` into ``out_dir``.
 
     ``int8``: also write ``<name>-<version>-int8.onnx`` (``models.quantize``, calibrated on the

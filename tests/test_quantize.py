@@ -71,7 +71,7 @@ def test_quantizing_keeps_the_answers_and_rewrites_the_manifest(tmp_path):
     path = _float32_copy(tmp_path)
     before = FaceAnalyzer(AnalyzerConfig(weights=str(path)), HEADS)
     quantize_manifest(path, SHARED / "fer2013" / "fer2013.csv.gz",
-                      [SHARED / "utkface" / "crop_part1"], n=64)
+                      [SHARED / "utkface" / "crop_part1"], flip_average=True, n=64)
     manifest = json.loads(path.read_text())
     assert manifest["file"].endswith("-int8.onnx") and manifest["flip_average"] is True
     assert (tmp_path / manifest["float32"]["file"]).is_file()

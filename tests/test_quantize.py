@@ -1,5 +1,5 @@
-"""The served model: int8 (models.quantize) and averaged with the mirrored face, as its
-manifest says; the float32 network kept beside it for warm starts."""
+"""The served model: int8 (models.quantize), averaged with the mirrored face where its
+manifest says so, and the float32 network kept beside it for warm starts."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """Speed side of the backbone trade-off: ONNX Runtime faces/s of candidate backbones.
 
 ``python -m audience.models.tradeoff`` builds each candidate (untrained: speed does not depend on
-the weights), exports it exactly as ``models.export`` does and times batch 64 with all four heads.
-Accuracy needs a training run per candidate; the model card pairs both where measured.
+the weights), exports it exactly as ``models.export`` does and times batch 64 with all four heads;
+``--int8`` also times it quantized as ``models.quantize`` does (calibrated on random inputs:
+the speed of int8 kernels does not depend on the ranges). Accuracy needs a training run per
+candidate; the model card pairs both where measured.
 """
 
 from __future__ import annotations
@@ -27,11 +29,24 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # the input-size pilot's network (models/pilot.py): two convs at full resolution
     "vgg2-32-256-gap": {"widths": (32, 64, 128, 256), "backbone": "vgg2", "head_type": "gap",
                         "channels": 3},
+    # wider networks the int8 speed-up (2.2.0) could pay for
+    "vgg-48-384-gap": {"widths": (48, 96, 192, 384), "head_type": "gap", "channels": 3},
+    "vgg-64-512-gap": {"widths": (64, 128, 256, 512), "head_type": "gap", "channels": 3},
 }
 
 
+def _rate(sess, x: np.ndarray, seconds: float) -> float:
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: x})
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sess.run(None, {name: x})
+        n += len(x)
+    return round(n / (time.perf_counter() - start), 1)
+
+
 def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg",
-            head_type: str = "flatten", channels: int = 1) -> dict:
+            head_type: str = "flatten", channels: int = 1, int8: bool = False) -> dict:
     import onnxruntime as ort
 
     from audience.models.net import build_model
@@ -41,16 +56,16 @@ def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
         model.export(str(path), format="onnx", verbose=False)
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         x = np.random.default_rng(0).standard_normal((64, size, size, channels), np.float32)
-        name = sess.get_inputs()[0].name
-        sess.run(None, {name: x})
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            sess.run(None, {name: x})
-            n += 64
-        rate = n / (time.perf_counter() - start)
-    return {"params": int(model.count_params()), "faces_per_s_b64": round(rate, 1)}
+        out = {"params": int(model.count_params()), "faces_per_s_b64": _rate(
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), x, seconds)}
+        if int8:
+            from audience.models.quantize import quantize_onnx
+
+            quantize_onnx(path, Path(tmp) / "int8.onnx", np.concatenate([x, x]))
+            out["faces_per_s_b64_int8"] = _rate(ort.InferenceSession(
+                str(Path(tmp) / "int8.onnx"), providers=["CPUExecutionProvider"]), x, seconds)
+    return out
 
 
 def main() -> None:
@@ -59,12 +74,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--only", choices=sorted(CANDIDATES), action="append",
                         help="measure only this candidate (repeatable)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time each candidate quantized to int8 (models.quantize)")
     args = parser.parse_args()
     for name, spec in CANDIDATES.items():  # each spec is measure()'s keyword arguments
         if args.only and name not in args.only:
             continue
         print(json.dumps({"backbone": name, "input": args.size,
-                          **measure(args.size, args.seconds, **spec)}))
+                          **measure(args.size, args.seconds, int8=args.int8, **spec)}))
 
 
 if __name__ == "__main__":

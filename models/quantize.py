@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from audience.core.errors import InputError
 from audience.core.weights import sha256
 from audience.models.data import DatasetError
 
@@ -98,10 +100,12 @@ def quantize_manifest(manifest_path: Path, fer_csv: Path = FER_CSV,
                       n: int = 512) -> Path:
     """Quantize the model a manifest names and rewrite the manifest to serve the int8 file
     (``file``), keeping the float32 one under ``float32``; idempotent on a float32 manifest."""
-    manifest = json.loads(manifest_path.read_text())
+    from audience.inference.analyzer import load_manifest
+
+    manifest, src = load_manifest(manifest_path)  # a missing or altered file: WeightsError
     if "float32" in manifest:
-        raise ValueError(f"{manifest_path} already serves an int8 model")
-    src = manifest_path.parent / manifest["file"]
+        raise InputError(f"{manifest_path} already serves an int8 model: quantize the "
+                         "float32 model's own manifest")
     dst = src.with_name(f"{src.stem}-int8.onnx")
     size = int(manifest["input"]["size"])
     channels = int(manifest["input"].get("channels", 1))
@@ -130,8 +134,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="make the analyzer average each face with its mirror (flip_average)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(quantize_manifest(args.manifest, args.fer_csv, args.utk_dir or list(UTK_DIRS),
-                            flip_average=args.flip))
+    try:
+        print(quantize_manifest(args.manifest, args.fer_csv, args.utk_dir or list(UTK_DIRS),
+                                flip_average=args.flip))
+    except InputError as exc:  # one line and exit 2, as every command
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audience.core.errors import InputError
 from audience.inference.analyzer import DEFAULT_MANIFEST, FaceAnalyzer, load_manifest
 from audience.inference.config import AnalyzerConfig, AttributePolicy
 
@@ -82,5 +83,20 @@ def test_quantizing_keeps_the_answers_and_rewrites_the_manifest(tmp_path):
     assert (a["emotion"].argmax(1) == b["emotion"].argmax(1)).mean() > 0.9
     assert ((a["gender"] >= 0.5) == (b["gender"] >= 0.5)).mean() > 0.9
     assert np.abs(a["emotion"] - b["emotion"]).mean() < 0.05
-    with pytest.raises(ValueError, match="already serves an int8 model"):
+    with pytest.raises(InputError, match="already serves an int8 model"):
         quantize_manifest(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/nonexistent/audience-mt.json"], "not found"),
+    ([str(DEFAULT_MANIFEST)], "already serves an int8 model"),
+], ids=["missing-manifest", "already-int8"])
+def test_quantize_errors_are_one_line_and_exit_2(args, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "audience.models.quantize", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -27,7 +27,9 @@ BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 BATCHES = (1, 8, 64)
 
 
-def _rate(fn, n_per_call: int, seconds: float) -> float:
+def rate(fn, n_per_call: int, seconds: float) -> float:
+    """Items per second of ``fn`` (``n_per_call`` items a call) over ``seconds``, after a
+    warm-up call."""
     fn()  # warm-up
     calls, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
@@ -55,7 +57,7 @@ def bench_analyzer(seconds: float = 5.0, baselines: bool = True,
                             AttributePolicy.from_names("emotion,age,gender,ethnicity"))
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(max(BATCHES))]
-    ours = {str(b): round(_rate(lambda b=b: analyzer.analyze(crops[:b]), b, seconds), 1)
+    ours = {str(b): round(rate(lambda b=b: analyzer.analyze(crops[:b]), b, seconds), 1)
             for b in BATCHES}
     result: dict[str, Any] = {"machine": machine(), "model": analyzer.version, "heads": 4,
               "flip_average": analyzer.flip_average,

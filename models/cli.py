@@ -93,7 +93,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         init_from: Annotated[Path | None, typer.Option(
             help="Start from these weights with a fresh schedule: a .keras checkpoint, or a "
             "shipped manifest (.json, vgg or vgg2 backbone, read from its weights) such as "
-            "models/weights/audience-mt.json.")]
+            "models/weights/audience-mt.json. With a manifest, --widths wider than the "
+            "shipped model's (same backbone and head) grow it: the wider network starts out "
+            "computing the shipped model's function (models.warmstart.widen).")]
         = None,
         export_version: Annotated[str | None, typer.Option(
             "--export", help="After training, export the best checkpoint as this version into "

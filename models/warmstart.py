@@ -105,3 +105,55 @@ def structure(model) -> tuple[tuple[int, ...], str, str]:
     widths = tuple(layer.filters for layer in model.layers if layer.name.endswith("c0"))
     return (widths, "vgg2" if "b0c1" in names else "vgg",
             "gap" if "gap" in names else "flatten")
+
+
+def _split(rng: np.random.Generator, copy_of: np.ndarray, outputs: int) -> np.ndarray:
+    """For each new input unit and each output, the share of its old unit's weight it carries:
+    random, summing to 1 over the copies of an old unit, so the function is kept exactly while
+    the copies receive different gradients from the first step (equal shares would keep them
+    twins forever: BatchNorm cancels a copy's scale)."""
+    share = rng.uniform(0.5, 1.5, size=(len(copy_of), outputs))
+    total = np.zeros((int(copy_of.max()) + 1, outputs))
+    np.add.at(total, copy_of, share)
+    return (share / total[copy_of]).astype(np.float32)
+
+
+def widen(model, widths: tuple[int, ...], dropout: float = 0.3, seed: int = 0):
+    """A wider copy of a ``models.net.build_model`` vgg/vgg2 network computing the same function
+    (Net2WiderNet, Chen, Goodfellow and Shlens, 2016): each new channel copies a random old
+    channel (its kernel and BatchNorm), and the next layer splits the old channel's outgoing
+    weights among its copies. A narrow shipped model thus starts a wider network's training."""
+    import keras
+
+    from audience.models.net import build_model
+
+    old, backbone, head = structure(model)
+    if len(widths) != len(old) or any(n < o for n, o in zip(widths, old, strict=True)):
+        raise ValueError(f"cannot widen {old} to {widths}: give as many blocks, none narrower")
+    wide = build_model(int(model.input.shape[1]), tuple(widths), dropout, backbone=backbone,
+                       channels=int(model.input.shape[-1]), head_type=head)
+    rng = np.random.default_rng(seed)
+    copy_of = np.arange(int(model.input.shape[-1]))  # input channels stay as they are
+    for layer in wide.layers:
+        src = model.get_layer(layer.name)
+        if isinstance(layer, keras.layers.Conv2D):
+            (k,) = src.get_weights()
+            n = layer.filters
+            out = np.concatenate([np.arange(k.shape[3]),
+                                  rng.integers(0, k.shape[3], n - k.shape[3])])
+            share = _split(rng, copy_of, n)
+            layer.set_weights([k[:, :, copy_of][..., out] * share[None, None]])
+            copy_of = out
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([w[copy_of] for w in src.get_weights()])
+        elif isinstance(layer, keras.layers.Dense):
+            kernel, bias = src.get_weights()
+            rows = layer.kernel.shape[0]
+            if rows != kernel.shape[0]:  # reads the backbone: (positions x) old channels
+                channels = len(copy_of)
+                old_channels = kernel.shape[0] * channels // rows
+                kernel = kernel.reshape(-1, old_channels, kernel.shape[1])[:, copy_of]
+                kernel = (kernel * _split(rng, copy_of, kernel.shape[2])).reshape(rows, -1)
+            layer.set_weights([kernel, bias])
+    log.info("widened %s to %s (function kept; Net2WiderNet)", old, tuple(widths))
+    return wide

@@ -135,6 +135,43 @@ def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
     assert error < 0.05, f"training mode differs by {error:.0%}"
 
 
+@pytest.mark.parametrize("manifest, widths", [
+    ("models/weights/audience-mt.json", (48, 96, 192, 384)),
+    ("models/weights/audience-mt-1.1.0.json", (16, 40, 64, 160)),
+], ids=["shipped-gap", "1.1.0-flatten"])
+def test_a_widened_model_computes_what_the_narrow_one_computes(manifest, widths):
+    """Net2WiderNet: new channels copy old ones and the next layer splits their weights, so
+    the wider network starts from the narrow one's function, in inference and in training
+    mode (batch statistics), while the copies are no longer twins."""
+    from audience.models.warmstart import keras_from_manifest, structure, widen
+
+    x = np.random.default_rng(0).normal(size=(256, 48, 48, 3)).astype(np.float32)
+    narrow = keras_from_manifest(manifest, 3, x, dropout=0.0)
+    wide = widen(narrow, widths, dropout=0.0)
+    assert structure(wide)[0] == widths
+    assert wide.count_params() > narrow.count_params()
+    for training in (False, True):
+        want, got = narrow(x, training=training), wide(x, training=training)
+        for head in ("emotion", "age", "gender", "ethnicity"):
+            np.testing.assert_allclose(np.asarray(got[head]), np.asarray(want[head]),
+                                       atol=2e-4, err_msg=f"{head}, training={training}")
+    # The last convolution's new channels copy old ones, but read widened inputs with
+    # different shares: no two of its channels are twins.
+    kernel = wide.get_layer("b3c1").get_weights()[0]
+    flat = kernel.reshape(-1, kernel.shape[-1]).T.round(5)
+    assert len(np.unique(flat, axis=0)) == widths[-1]
+
+
+def test_widening_refuses_a_narrower_or_shorter_network():
+    from audience.models.warmstart import keras_from_manifest, widen
+
+    x = np.zeros((8, 48, 48, 3), np.float32)
+    narrow = keras_from_manifest("models/weights/audience-mt.json", 3, x)
+    for widths in ((16, 64, 128, 256), (32, 64, 128)):
+        with pytest.raises(ValueError, match="cannot widen"):
+            widen(narrow, widths)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--channels", "2"], "1 (gray) or 3 (colour)"),
     (["--backbone", "sep", "--init-from", "models/weights/audience-mt.json"],

@@ -269,13 +269,6 @@ def finish(model_path: Path, sets: dict, out: Path) -> Path:
     return path
 
 
-def _wider(asked: tuple, shipped: tuple) -> bool:
-    """Whether the command asks for the shipped (widths, backbone, head) made wider."""
-    (want, *rest), (have, *kind) = asked, shipped
-    return (rest == kind and len(want) == len(have) and want != have
-            and all(w >= h for w, h in zip(want, have, strict=True)))
-
-
 def train(cfg: TrainConfig) -> Path:
     import keras
     import tensorflow as tf
@@ -342,14 +335,15 @@ def train(cfg: TrainConfig) -> Path:
         schedule = cfg.lr / 20
     from_manifest = cfg.init_from is not None and cfg.init_from.endswith(".json")
     if from_manifest and cfg.init_from is not None:
-        from audience.models.warmstart import keras_from_manifest, structure, widen
+        from audience.models.warmstart import grows, keras_from_manifest, structure, widen
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
         model = keras_from_manifest(cfg.init_from, cfg.channels, calibration,
                                     cfg.dropout)
         shape = structure(model)
         asked = (tuple(cfg.widths), cfg.backbone, cfg.head)
-        if _wider(asked, shape):  # a wider network starts from the shipped one's function
+        # The shipped network made wider: it starts out computing the shipped function.
+        if asked[1:] == shape[1:] and asked[0] != shape[0] and grows(shape[0], asked[0]):
             model = widen(model, asked[0], cfg.dropout, seed=cfg.seed)
             shape = structure(model)
         if shape != asked:  # the run's record (config.json, the manifest) says what trained

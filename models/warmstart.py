@@ -107,6 +107,12 @@ def structure(model) -> tuple[tuple[int, ...], str, str]:
             "gap" if "gap" in names else "flatten")
 
 
+def grows(have: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    """Whether ``widen`` can take block widths ``have`` to ``want``: as many blocks, none
+    narrower."""
+    return len(want) == len(have) and all(w >= h for w, h in zip(want, have, strict=True))
+
+
 def _split(rng: np.random.Generator, copy_of: np.ndarray, outputs: int) -> np.ndarray:
     """For each new input unit and each output, the share of its old unit's weight it carries:
     random, summing to 1 over the copies of an old unit, so the function is kept exactly while
@@ -128,7 +134,7 @@ def widen(model, widths: tuple[int, ...], dropout: float = 0.3, seed: int = 0):
     from audience.models.net import build_model
 
     old, backbone, head = structure(model)
-    if len(widths) != len(old) or any(n < o for n, o in zip(widths, old, strict=True)):
+    if not grows(old, tuple(widths)):
         raise ValueError(f"cannot widen {old} to {widths}: give as many blocks, none narrower")
     wide = build_model(int(model.input.shape[1]), tuple(widths), dropout, backbone=backbone,
                        channels=int(model.input.shape[-1]), head_type=head)

@@ -49,6 +49,9 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     from audience.models.net import build_model
 
     manifest, onnx_path = load_manifest(Path(manifest_path), float32=True)
+    if "ensemble" in manifest:
+        raise ValueError(f"{manifest_path} is an ensemble of {len(manifest['ensemble'])} "
+                         "networks (models.ensemble): warm-start from one member's manifest")
     weights = _onnx_weights(onnx_path)
     if "b0c0/kernel" not in weights:
         raise ValueError(f"{manifest_path}: only the vgg and vgg2 backbones can be warm-started")

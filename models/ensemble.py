@@ -1,0 +1,134 @@
+"""Average several exported models in one ONNX graph: an ensemble the analyzer serves as one model.
+
+Two networks trained apart (a different seed and a warm restart) make partly different mistakes,
+so the mean of their outputs is usually better than either. Every head's output is a probability
+distribution (emotion, age over 0..100, ethnicity) or a probability (gender), so the mean is again
+one, and the age expectation of the mean is the mean of the members' expectations. The members
+share the input; the merged graph holds each member's nodes under a prefix and one ``Mean`` node
+per head, so the analyzer, the benchmark and ``models.compare`` need no change. The cost is the
+members' together (both run on every face), the same as averaging one model with the mirrored
+face; the model card weighs the two on the validation splits.
+
+    python -m audience.models.ensemble models/weights/audience-mt-2.1.0.json \\
+        runs/mt-2.3e/export/audience-mt.json --version 2.3.0 --out runs/ens
+
+reads each member's float32 network (the ``float32`` entry of an int8 manifest), writes
+``<out>/audience-mt-<version>.onnx`` and its manifest, then quantizes the merged graph to int8
+(``models.quantize``; ``--float32`` skips it). Warm starts refuse an ensemble: start from a member.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from audience.core.errors import InputError
+from audience.core.weights import sha256
+
+log = logging.getLogger(__name__)
+
+
+def merge(sources: list[Path], dst: Path) -> None:
+    """Write one ONNX graph that runs every source graph on the same input and averages each
+    output across them. The sources must agree on the input and on the output names."""
+    import onnx
+    from onnx import compose, helper
+
+    models = [onnx.load(str(p)) for p in sources]
+    first = models[0].graph
+    inp = first.input[0]
+    names = [o.name for o in first.output]
+    for path, m in zip(sources[1:], models[1:], strict=True):
+        if [o.name for o in m.graph.output] != names or len(m.graph.input) != 1:
+            raise InputError(f"{path} has other outputs ({[o.name for o in m.graph.output]}) "
+                             f"than {sources[0]} ({names}): only models of one manifest layout "
+                             "can be averaged")
+    nodes, inits, infos = [], [], []
+    for i, m in enumerate(models):
+        m = compose.add_prefix(m, f"m{i}/")
+        g = m.graph
+        nodes.append(helper.make_node("Identity", [inp.name], [g.input[0].name],
+                                      name=f"m{i}/input"))
+        nodes.extend(g.node)
+        inits.extend(g.initializer)
+        infos.extend(g.value_info)
+    for name in names:
+        nodes.append(helper.make_node("Mean", [f"m{i}/{name}" for i in range(len(models))],
+                                      [name], name=f"mean/{name}"))
+    graph = helper.make_graph(nodes, "ensemble", [copy.deepcopy(inp)],
+                              [copy.deepcopy(o) for o in first.output], inits, value_info=infos)
+    merged = helper.make_model(graph, opset_imports=list(models[0].opset_import),
+                               producer_name="audience.models.ensemble")
+    merged.ir_version = models[0].ir_version
+    onnx.checker.check_model(merged)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(merged, str(dst))
+
+
+def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True,
+             flip_average: bool = False, name: str = "audience-mt") -> Path:
+    """Merge the members' float32 networks into ``<name>-<version>.onnx`` with a manifest that
+    names each member; quantize it unless ``int8`` is false. Returns the manifest path."""
+    from audience.inference.analyzer import load_manifest
+
+    if len(members) < 2:
+        raise InputError("an ensemble needs at least two member manifests")
+    loaded = [load_manifest(p, float32=True) for p in members]  # each hash checked
+    base: dict[str, Any] = copy.deepcopy(loaded[0][0])
+    for path, (manifest, _) in zip(members[1:], loaded[1:], strict=True):
+        if manifest["input"] != base["input"] or manifest["outputs"] != base["outputs"]:
+            raise InputError(f"{path} takes another input or gives other outputs than "
+                             f"{members[0]}: only models of one layout can be averaged")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}-{version}.onnx"
+    merge([w for _, w in loaded], onnx_path)
+    manifest = {k: v for k, v in base.items()
+                if k not in ("float32", "quantization", "flip_average", "metrics", "ensemble")}
+    manifest.update(
+        name=name, version=version, file=onnx_path.name, sha256=sha256(onnx_path),
+        parameters=sum(int(m.get("parameters", 0)) for m, _ in loaded), metrics={},
+        ensemble=[{"name": m["name"], "version": m["version"], "file": w.name,
+                   "sha256": sha256(w), "training": m.get("training", {})}
+                  for m, w in loaded])
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("merged %s into %s (%.1f MB)", ", ".join(f"{m['name']}-{m['version']}"
+                                                      for m, _ in loaded),
+             onnx_path.name, onnx_path.stat().st_size / 1e6)
+    if int8:
+        from audience.models.quantize import FER_CSV, UTK_DIRS, quantize_manifest
+
+        cfg = base.get("training", {})
+        quantize_manifest(path, Path(cfg.get("fer_csv") or FER_CSV),
+                          [Path(d) for d in cfg.get("utk_dirs") or UTK_DIRS],
+                          flip_average=flip_average)
+    return path
+
+
+def main(
+    members: Annotated[list[Path], typer.Argument(help="manifests of the models to average "
+                                                       "(two or more; an int8 manifest gives "
+                                                       "its float32 network)")],
+    version: Annotated[str, typer.Option(help="version of the merged model")],
+    out: Annotated[Path, typer.Option(help="folder for the merged ONNX file and manifest")],
+    float32: Annotated[bool, typer.Option("--float32", help="skip the int8 quantization")] = False,
+    flip: Annotated[bool, typer.Option("--flip", help="also average each face with its "
+                                                      "mirror (flip_average)")] = False,
+) -> None:
+    """Average exported models in one ONNX graph, served as one model."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        print(ensemble(members, version, out, int8=not float32, flip_average=flip))
+    except InputError as exc:  # one line and exit 2, as every command
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    typer.run(main)

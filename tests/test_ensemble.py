@@ -1,0 +1,90 @@
+"""models.ensemble: several exported networks averaged in one ONNX graph, served as one model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audience.core.errors import InputError
+from audience.core.weights import sha256
+from audience.inference.analyzer import DEFAULT_MANIFEST, FaceAnalyzer, load_manifest
+from audience.inference.config import AnalyzerConfig, AttributePolicy
+from audience.models.ensemble import ensemble
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADS = AttributePolicy.from_names("emotion,age,gender,ethnicity")
+
+
+def _member(tmp_path: Path, name: str, noise: float, **input_changes) -> Path:
+    """The shipped float32 network under a manifest of its own, its weights perturbed by
+    ``noise`` (relative) so that two members answer differently."""
+    import onnx
+    from onnx import numpy_helper
+
+    full, _ = load_manifest(DEFAULT_MANIFEST)
+    _, src = load_manifest(DEFAULT_MANIFEST, float32=True)
+    model = onnx.load(str(src))
+    rng = np.random.default_rng(len(name))
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and w.size > 1:
+            w = w * (1 + noise * rng.standard_normal(w.shape)).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+    folder = tmp_path / name
+    folder.mkdir()
+    onnx.save(model, str(folder / "net.onnx"))
+    manifest = {k: v for k, v in full.items() if k not in ("float32", "quantization",
+                                                           "flip_average")}
+    manifest.update(version=name, file="net.onnx", sha256=sha256(folder / "net.onnx"))
+    manifest["input"] = {**manifest["input"], **input_changes}
+    path = folder / "audience-mt.json"
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def test_the_merged_graph_answers_the_mean_of_its_members(tmp_path):
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.2)
+    path = ensemble([a, b], "9.0.0", tmp_path / "ens", int8=False)
+    manifest = json.loads(path.read_text())
+    assert [m["version"] for m in manifest["ensemble"]] == ["a", "bb"]
+    assert manifest["parameters"] == 2 * json.loads(a.read_text())["parameters"]
+    x = np.random.default_rng(3).normal(size=(9, 48, 48, 3)).astype(np.float32)
+    out = {}
+    for key, weights in (("a", a), ("b", b), ("ens", path)):
+        out[key] = FaceAnalyzer(AnalyzerConfig(weights=str(weights), flip_average=False),
+                                HEADS).predict(x)
+    for head in out["ens"]:
+        assert not np.allclose(out["a"][head], out["b"][head], atol=1e-3), head
+        np.testing.assert_allclose(out["ens"][head], (out["a"][head] + out["b"][head]) / 2,
+                                   atol=1e-5, err_msg=head)
+
+
+def test_members_of_another_layout_are_refused(tmp_path):
+    a, gray = _member(tmp_path, "a", 0.0), _member(tmp_path, "gray", 0.0, channels=1)
+    with pytest.raises(InputError, match="another input"):
+        ensemble([a, gray], "9.0.0", tmp_path / "ens", int8=False)
+    with pytest.raises(InputError, match="at least two"):
+        ensemble([a], "9.0.0", tmp_path / "ens", int8=False)
+
+
+def test_a_warm_start_from_an_ensemble_is_refused(tmp_path):
+    from audience.models.warmstart import keras_from_manifest
+
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.1)
+    path = ensemble([a, b], "9.0.0", tmp_path / "ens", int8=False)
+    with pytest.raises(ValueError, match="ensemble of 2 networks"):
+        keras_from_manifest(path, 3, np.zeros((4, 48, 48, 3), np.float32))
+
+
+def test_ensemble_errors_are_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "audience.models.ensemble", str(DEFAULT_MANIFEST),
+                           "--version", "9.0.0", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "at least two" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -12,9 +12,10 @@ face; the model card weighs the two on the validation splits.
     python -m audience.models.ensemble models/weights/audience-mt-2.1.0.json \\
         runs/mt-2.3e/export/audience-mt.json --version 2.3.0 --out runs/ens
 
-reads each member's float32 network (the ``float32`` entry of an int8 manifest), writes
-``<out>/audience-mt-<version>.onnx`` and its manifest, then quantizes the merged graph to int8
-(``models.quantize``; ``--float32`` skips it). Warm starts refuse an ensemble: start from a member.
+reads each member's float32 network (the ``float32`` entry of an int8 manifest), merges them,
+quantizes the merged graph to int8 (``models.quantize``) and writes
+``<out>/audience-mt-<version>-int8.onnx`` and its manifest; ``--float32`` keeps the float32
+``<out>/audience-mt-<version>.onnx`` instead. Warm starts refuse an ensemble: start from a member.
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ def merge(sources: list[Path], dst: Path) -> None:
 
 
 def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True,
-             flip_average: bool = False, name: str = "audience-mt") -> Path:
+             flip_average: bool = False, name: str = "audience-mt", calibration: int = 512) -> Path:
     """Merge the members' float32 networks into ``<name>-<version>.onnx`` with a manifest that
-    names each member; quantize it unless ``int8`` is false. Returns the manifest path."""
+    names each member; quantize it (on ``calibration`` training faces of each dataset) unless
+    ``int8`` is false. Returns the manifest path."""
     from audience.inference.analyzer import load_manifest
 
     if len(members) < 2:
@@ -107,7 +109,13 @@ def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True
         cfg = base.get("training", {})
         quantize_manifest(path, Path(cfg.get("fer_csv") or FER_CSV),
                           [Path(d) for d in cfg.get("utk_dirs") or UTK_DIRS],
-                          flip_average=flip_average)
+                          flip_average=flip_average, n=calibration)
+        # The merged float32 graph serves nothing (warm starts refuse an ensemble) and
+        # ``--float32`` rebuilds it exactly from the members, so only the int8 one is kept.
+        manifest = json.loads(path.read_text())
+        onnx_path.unlink()
+        manifest.pop("float32")
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
 
 

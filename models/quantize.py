@@ -103,7 +103,7 @@ def quantize_manifest(manifest_path: Path, fer_csv: Path = FER_CSV,
     from audience.inference.analyzer import load_manifest
 
     manifest, src = load_manifest(manifest_path)  # a missing or altered file: WeightsError
-    if "float32" in manifest:
+    if "float32" in manifest or "quantization" in manifest:
         raise InputError(f"{manifest_path} already serves an int8 model: quantize the "
                          "float32 model's own manifest")
     dst = src.with_name(f"{src.stem}-int8.onnx")

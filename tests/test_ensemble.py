@@ -17,6 +17,7 @@ from audience.inference.config import AnalyzerConfig, AttributePolicy
 from audience.models.ensemble import ensemble
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
 HEADS = AttributePolicy.from_names("emotion,age,gender,ethnicity")
 
 
@@ -88,3 +89,23 @@ def test_ensemble_errors_are_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "at least two" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared datasets not present")
+def test_an_int8_ensemble_keeps_only_the_int8_graph_and_answers_as_the_float32_one(tmp_path):
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.1)
+    float32 = ensemble([a, b], "9.0.0", tmp_path / "f32", int8=False)
+    int8 = ensemble([a, b], "9.0.0", tmp_path / "q", calibration=32)
+    manifest = json.loads(int8.read_text())
+    assert manifest["file"].endswith("-int8.onnx") and "float32" not in manifest
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == [
+        "audience-mt-9.0.0-int8.onnx", "audience-mt.json"]
+    x = np.random.default_rng(4).normal(size=(64, 48, 48, 3)).astype(np.float32)
+    want = FaceAnalyzer(AnalyzerConfig(weights=str(float32)), HEADS).predict(x)
+    got = FaceAnalyzer(AnalyzerConfig(weights=str(int8)), HEADS).predict(x)
+    assert ((want["gender"] >= 0.5) == (got["gender"] >= 0.5)).mean() > 0.85
+    assert np.abs(want["emotion"] - got["emotion"]).mean() < 0.05
+    with pytest.raises(InputError, match="already serves an int8 model"):
+        from audience.models.quantize import quantize_manifest
+
+        quantize_manifest(int8)

@@ -18,17 +18,17 @@ from audience.models.ensemble import ensemble
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
+FLOAT32 = DEFAULT_MANIFEST.parent / "audience-mt-2.1.0.json"  # a float32 network in the tree
 HEADS = AttributePolicy.from_names("emotion,age,gender,ethnicity")
 
 
 def _member(tmp_path: Path, name: str, noise: float, **input_changes) -> Path:
-    """The shipped float32 network under a manifest of its own, its weights perturbed by
+    """2.1.0's float32 network under a manifest of its own, its weights perturbed by
     ``noise`` (relative) so that two members answer differently."""
     import onnx
     from onnx import numpy_helper
 
-    full, _ = load_manifest(DEFAULT_MANIFEST)
-    _, src = load_manifest(DEFAULT_MANIFEST, float32=True)
+    full, src = load_manifest(FLOAT32)
     model = onnx.load(str(src))
     rng = np.random.default_rng(len(name))
     for init in model.graph.initializer:

@@ -17,18 +17,20 @@ from audience.inference.config import AnalyzerConfig, AttributePolicy
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 HEADS = AttributePolicy.from_names("emotion,age,gender,ethnicity")
+#: a float32 network in the tree (the shipped 2.3.0 is an int8 ensemble with none beside it)
+FLOAT32 = DEFAULT_MANIFEST.parent / "audience-mt-2.1.0.json"
 
 
 def _float32_copy(tmp_path: Path, flip: bool | None = None) -> Path:
-    """The shipped model's float32 network under a manifest of its own in ``tmp_path``."""
-    full = json.loads(DEFAULT_MANIFEST.read_text())
+    """A float32 network from the tree under a manifest of its own in ``tmp_path``."""
+    full = json.loads(FLOAT32.read_text())
     entry = full.get("float32", full)
     manifest = {k: v for k, v in full.items() if k not in ("float32", "quantization",
                                                            "flip_average")}
     manifest.update(file=entry["file"], sha256=entry["sha256"])
     if flip is not None:
         manifest["flip_average"] = flip
-    shutil.copy(DEFAULT_MANIFEST.parent / entry["file"], tmp_path / entry["file"])
+    shutil.copy(FLOAT32.parent / entry["file"], tmp_path / entry["file"])
     path = tmp_path / "audience-mt.json"
     path.write_text(json.dumps(manifest))
     return path
@@ -52,13 +54,20 @@ def test_the_manifest_turns_on_mirror_averaging_and_the_config_can_turn_it_off(t
         np.testing.assert_allclose(off.predict(x)[head], a[head], atol=1e-6, err_msg=head)
 
 
-def test_the_shipped_model_is_int8_with_its_float32_network_beside_it():
+def test_the_shipped_model_is_int8_and_names_its_float32_sources():
+    """An int8 model keeps its float32 network beside it (warm starts read it); an ensemble
+    names its members' float32 networks instead (models.ensemble rebuilds the merged graph)."""
     manifest, served = load_manifest()
-    _, float32 = load_manifest(float32=True)
     assert isinstance(manifest["flip_average"], bool)
-    assert served.name.endswith("-int8.onnx") and served != float32
-    assert served.stat().st_size < float32.stat().st_size / 2
+    assert served.name.endswith("-int8.onnx")
     assert "Training" in manifest["quantization"]["calibration"]
+    if "ensemble" in manifest:
+        assert "float32" not in manifest and len(manifest["ensemble"]) >= 2
+        assert all(len(m["sha256"]) == 64 and m["file"].endswith(".onnx")
+                   for m in manifest["ensemble"])
+    else:
+        _, float32 = load_manifest(float32=True)
+        assert served != float32 and served.stat().st_size < float32.stat().st_size / 2
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared datasets not present")

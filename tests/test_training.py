@@ -87,8 +87,8 @@ def test_the_cli_offers_exactly_the_backbones_the_network_builds():
 @pytest.mark.parametrize("manifest, channels, shipped_structure", [
     ("models/weights/audience-mt-1.1.0.json", 1, ((16, 32, 64, 128), "vgg", "flatten")),
     ("models/weights/audience-mt-1.1.0.json", 3, ((16, 32, 64, 128), "vgg", "flatten")),
-    ("models/weights/audience-mt.json", 3, ((32, 64, 128, 256), "vgg", "gap")),
-], ids=["1.1.0-gray", "1.1.0-colour", "shipped-gap-colour"])
+    ("models/weights/audience-mt-2.1.0.json", 3, ((32, 64, 128, 256), "vgg", "gap")),
+], ids=["1.1.0-gray", "1.1.0-colour", "2.1.0-gap-colour"])
 def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, channels,
                                                                    shipped_structure):
     """The ONNX weights (BatchNorm folded in) come back into a trainable Keras model with the
@@ -125,7 +125,7 @@ def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
     x = np.random.default_rng(0).normal(size=(256, 48, 48, 3)).astype(np.float32)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = keras_from_manifest("models/weights/audience-mt.json", 3, x)
+        model = keras_from_manifest("models/weights/audience-mt-2.1.0.json", 3, x)
         features = keras.Model(model.input, model.get_layer("gap").output)
         trained = np.asarray(features(x, training=True), np.float32)
         served = np.asarray(features(x, training=False), np.float32)
@@ -136,9 +136,9 @@ def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
 
 
 @pytest.mark.parametrize("manifest, widths", [
-    ("models/weights/audience-mt.json", (48, 96, 192, 384)),
+    ("models/weights/audience-mt-2.1.0.json", (48, 96, 192, 384)),
     ("models/weights/audience-mt-1.1.0.json", (16, 40, 64, 160)),
-], ids=["shipped-gap", "1.1.0-flatten"])
+], ids=["2.1.0-gap", "1.1.0-flatten"])
 def test_a_widened_model_computes_what_the_narrow_one_computes(manifest, widths):
     """Net2WiderNet: new channels copy old ones and the next layer splits their weights, so
     the wider network starts from the narrow one's function, in inference and in training
@@ -166,7 +166,7 @@ def test_widening_refuses_a_narrower_or_shorter_network():
     from audience.models.warmstart import keras_from_manifest, widen
 
     x = np.zeros((8, 48, 48, 3), np.float32)
-    narrow = keras_from_manifest("models/weights/audience-mt.json", 3, x)
+    narrow = keras_from_manifest("models/weights/audience-mt-2.1.0.json", 3, x)
     for widths in ((16, 64, 128, 256), (32, 64, 128)):
         with pytest.raises(ValueError, match="cannot widen"):
             widen(narrow, widths)
@@ -174,7 +174,7 @@ def test_widening_refuses_a_narrower_or_shorter_network():
 
 @pytest.mark.parametrize("args, message", [
     (["--channels", "2"], "1 (gray) or 3 (colour)"),
-    (["--backbone", "sep", "--init-from", "models/weights/audience-mt.json"],
+    (["--backbone", "sep", "--init-from", "models/weights/audience-mt-2.1.0.json"],
      "starts a vgg or vgg2 backbone only"),
 ])
 def test_train_usage_errors_come_before_any_work(args, message):

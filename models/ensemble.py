@@ -24,6 +24,7 @@ import copy
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,9 +75,9 @@ def merge(sources: list[Path], dst: Path) -> None:
 
 def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True,
              flip_average: bool = False, name: str = "audience-mt", calibration: int = 512) -> Path:
-    """Merge the members' float32 networks into ``<name>-<version>.onnx`` with a manifest that
-    names each member; quantize it (on ``calibration`` training faces of each dataset) unless
-    ``int8`` is false. Returns the manifest path."""
+    """Merge the members' float32 networks into ``<name>-<version>-int8.onnx``, quantized on
+    ``calibration`` training faces of each dataset (``<name>-<version>.onnx`` in float32 where
+    ``int8`` is false), with a manifest that names each member. Returns the manifest path."""
     from audience.inference.analyzer import load_manifest
 
     if len(members) < 2:
@@ -88,10 +89,31 @@ def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True
             raise InputError(f"{path} takes another input or gives other outputs than "
                              f"{members[0]}: only models of one layout can be averaged")
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / f"{name}-{version}.onnx"
-    merge([w for _, w in loaded], onnx_path)
+    sources = [w for _, w in loaded]
     manifest = {k: v for k, v in base.items()
                 if k not in ("float32", "quantization", "flip_average", "metrics", "ensemble")}
+    if int8:
+        # Only the int8 graph is kept: the merged float32 one serves nothing (warm starts
+        # refuse an ensemble) and ``--float32`` rebuilds it exactly from the members.
+        from audience.models.quantize import (
+            calibration_faces,
+            quantization_entry,
+            quantize_onnx,
+            training_sources,
+        )
+
+        onnx_path = out_dir / f"{name}-{version}-int8.onnx"
+        faces = calibration_faces(*training_sources(base.get("training", {})), n=calibration,
+                                  size=int(base["input"]["size"]),
+                                  channels=int(base["input"].get("channels", 1)))
+        with tempfile.TemporaryDirectory() as tmp:
+            merged = Path(tmp) / "merged.onnx"
+            merge(sources, merged)
+            quantize_onnx(merged, onnx_path, faces)
+        manifest.update(quantization=quantization_entry(calibration), flip_average=flip_average)
+    else:
+        onnx_path = out_dir / f"{name}-{version}.onnx"
+        merge(sources, onnx_path)
     manifest.update(
         name=name, version=version, file=onnx_path.name, sha256=sha256(onnx_path),
         parameters=sum(int(m.get("parameters", 0)) for m, _ in loaded), metrics={},
@@ -103,19 +125,6 @@ def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True
     log.info("merged %s into %s (%.1f MB)", ", ".join(f"{m['name']}-{m['version']}"
                                                       for m, _ in loaded),
              onnx_path.name, onnx_path.stat().st_size / 1e6)
-    if int8:
-        from audience.models.quantize import FER_CSV, UTK_DIRS, quantize_manifest
-
-        cfg = base.get("training", {})
-        quantize_manifest(path, Path(cfg.get("fer_csv") or FER_CSV),
-                          [Path(d) for d in cfg.get("utk_dirs") or UTK_DIRS],
-                          flip_average=flip_average, n=calibration)
-        # The merged float32 graph serves nothing (warm starts refuse an ensemble) and
-        # ``--float32`` rebuilds it exactly from the members, so only the int8 one is kept.
-        manifest = json.loads(path.read_text())
-        onnx_path.unlink()
-        manifest.pop("float32")
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
 
 

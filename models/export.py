@@ -92,10 +92,8 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     log.info("exported %s (%.1f MB, sha256 %s)", onnx_path, onnx_path.stat().st_size / 1e6,
              manifest["sha256"][:12])
     if int8:
-        from audience.models.quantize import FER_CSV, UTK_DIRS, quantize_manifest
+        from audience.models.quantize import quantize_manifest, training_sources
 
-        cfg = manifest["training"]
-        quantize_manifest(path, Path(cfg.get("fer_csv") or FER_CSV),
-                          [Path(d) for d in cfg.get("utk_dirs") or UTK_DIRS],
+        quantize_manifest(path, *training_sources(manifest["training"]),
                           flip_average=flip_average)
     return path

@@ -36,6 +36,20 @@ METHOD = ("static int8 (ONNX Runtime QDQ): int8 weights per output channel, uint
           "min-max calibration")
 
 
+def training_sources(training: dict) -> tuple[Path, list[Path]]:
+    """The FER-2013 CSV and UTKFace folders a manifest's training configuration names, to
+    calibrate on (the shared datasets where it names none)."""
+    return (Path(training.get("fer_csv") or FER_CSV),
+            [Path(d) for d in training.get("utk_dirs") or UTK_DIRS])
+
+
+def quantization_entry(n: int) -> dict[str, str]:
+    """The manifest's record of how its int8 file was made."""
+    return {"method": METHOD,
+            "calibration": f"{n} FER-2013 Training faces and {n} UTKFace train chips (seed 0), "
+                           "each with its mirror"}
+
+
 def calibration_faces(fer_csv: Path, utk_dirs: Sequence[Path], n: int = 512, size: int = 48,
                       channels: int = 3, seed: int = 0) -> np.ndarray:
     """``n`` FER-2013 Training faces and ``n`` UTKFace train chips, and their mirrors."""
@@ -113,10 +127,7 @@ def quantize_manifest(manifest_path: Path, fer_csv: Path = FER_CSV,
     quantize_onnx(src, dst, faces)
     manifest["float32"] = {"file": manifest["file"], "sha256": manifest["sha256"]}
     manifest["file"], manifest["sha256"] = dst.name, sha256(dst)
-    manifest["quantization"] = {
-        "method": METHOD,
-        "calibration": f"{n} FER-2013 Training faces and {n} UTKFace train chips (seed 0), "
-                       "each with its mirror"}
+    manifest["quantization"] = quantization_entry(n)
     manifest["flip_average"] = flip_average
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("quantized %s -> %s (%.1f MB)", src.name, dst.name, dst.stat().st_size / 1e6)

@@ -146,6 +146,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         keep_epochs_from: Annotated[int, typer.Option(
             min=0, help="If > 0, save each epoch's weights from this epoch on into "
             "<out>/epochs/, for weight averaging (python -m audience.models.soup).")] = 0,
+        tasks: Annotated[str, typer.Option(
+            help="Heads whose losses train, comma separated (the others keep their outputs at "
+            "loss weight 0). 'emotion' trains an emotion specialist, which "
+            "python -m audience.models.ensemble uses for the emotion head only.")]
+        = "emotion,age,gender,ethnicity",
     ) -> None:
         """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
         Resumable: run the same command again to continue from the last finished epoch."""
@@ -160,8 +165,13 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             raise typer.BadParameter("flatten or gap", param_hint="--head")
         if len(utk_dir) > 1 and not teachers:
             raise typer.BadParameter("several folders need --teachers", param_hint="--utk-dir")
-        from audience.models.train import TrainConfig
+        from audience.models.train import TrainConfig, check_tasks
         from audience.models.train import train as run_train
+
+        try:
+            trained = check_tasks(tuple(t.strip() for t in tasks.split(",") if t.strip()))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--tasks") from None
 
         cfg = TrainConfig(fer_csv=str(fer_csv), utk_dir=str(utk_dir[0]), out=str(out),
                           ferplus_csv=str(ferplus_csv) if ferplus_csv else None, epochs=epochs,
@@ -175,7 +185,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           temperature=temperature, kd_alpha=kd_alpha,
                           expression_share=expression_share, optimizer=optimizer,
                           warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
-                          anneal_hours=anneal_hours, keep_epochs_from=keep_epochs_from)
+                          anneal_hours=anneal_hours, keep_epochs_from=keep_epochs_from,
+                          tasks=trained)
         best = run_train(cfg)
         typer.echo(f"best checkpoint: {best}")
         if export_version:

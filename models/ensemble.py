@@ -12,6 +12,10 @@ face; the model card weighs the two on the validation splits.
     python -m audience.models.ensemble models/weights/audience-mt-2.1.0.json \\
         runs/mt-2.3e/export/audience-mt.json --version 2.3.0 --out runs/ens
 
+Each head is the mean over the members that trained it (a member's ``training.tasks``, all four
+when absent): an emotion specialist (``audience train --tasks emotion``) counts for emotion
+only. ``--use 2:age,gender,ethnicity`` narrows what a member (counted from 1) is used for.
+
 reads each member's float32 network (the ``float32`` entry of an int8 manifest), merges them,
 quantizes the merged graph to int8 (``models.quantize``) and writes
 ``<out>/audience-mt-<version>-int8.onnx`` and its manifest; ``--float32`` keeps the float32
@@ -36,9 +40,10 @@ from audience.core.weights import sha256
 log = logging.getLogger(__name__)
 
 
-def merge(sources: list[Path], dst: Path) -> None:
+def merge(sources: list[Path], dst: Path, uses: list[tuple[str, ...]] | None = None) -> None:
     """Write one ONNX graph that runs every source graph on the same input and averages each
-    output across them. The sources must agree on the input and on the output names."""
+    output across the sources whose ``uses`` name it (all of them by default). The sources must
+    agree on the input and on the output names."""
     import onnx
     from onnx import compose, helper
 
@@ -61,8 +66,10 @@ def merge(sources: list[Path], dst: Path) -> None:
         inits.extend(g.initializer)
         infos.extend(g.value_info)
     for name in names:
-        nodes.append(helper.make_node("Mean", [f"m{i}/{name}" for i in range(len(models))],
-                                      [name], name=f"mean/{name}"))
+        used = [f"m{i}/{name}" for i in range(len(models)) if uses is None or name in uses[i]]
+        if not used:
+            raise InputError(f"no member is used for the {name} head: every head needs one")
+        nodes.append(helper.make_node("Mean", used, [name], name=f"mean/{name}"))
     graph = helper.make_graph(nodes, "ensemble", [copy.deepcopy(inp)],
                               [copy.deepcopy(o) for o in first.output], inits, value_info=infos)
     merged = helper.make_model(graph, opset_imports=list(models[0].opset_import),
@@ -73,16 +80,48 @@ def merge(sources: list[Path], dst: Path) -> None:
     onnx.save(merged, str(dst))
 
 
+def member_uses(training: dict, narrowed: str | None = None) -> tuple[str, ...]:
+    """The heads a member counts for: those it trained (``training.tasks``; all four when
+    absent), narrowed to ``narrowed`` (comma separated) where given."""
+    from audience.models.train import TASKS
+
+    trained = tuple(training.get("tasks") or TASKS)
+    if narrowed is None:
+        return trained
+    asked = tuple(t.strip() for t in narrowed.split(",") if t.strip())
+    if not asked or set(asked) - set(trained):
+        raise InputError(f"--use {narrowed!r}: a member can be used only for heads it trained "
+                         f"({', '.join(trained)})")
+    return asked
+
+
+def parse_use(items: list[str], n: int) -> dict[int, str]:
+    """``["2:age,gender"]`` -> ``{1: "age,gender"}`` (members counted from 1 on the command
+    line)."""
+    out: dict[int, str] = {}
+    for item in items:
+        index, sep, heads = item.partition(":")
+        if not sep or not index.isdigit() or not 1 <= int(index) <= n:
+            raise InputError(f"--use {item!r}: write MEMBER:HEADS with MEMBER 1 to {n}, "
+                             "e.g. --use 2:age,gender,ethnicity")
+        out[int(index) - 1] = heads
+    return out
+
+
 def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True,
-             flip_average: bool = False, name: str = "audience-mt", calibration: int = 512) -> Path:
+             flip_average: bool = False, name: str = "audience-mt", calibration: int = 512,
+             use: dict[int, str] | None = None) -> Path:
     """Merge the members' float32 networks into ``<name>-<version>-int8.onnx``, quantized on
     ``calibration`` training faces of each dataset (``<name>-<version>.onnx`` in float32 where
-    ``int8`` is false), with a manifest that names each member. Returns the manifest path."""
+    ``int8`` is false), with a manifest that names each member and the heads it is used for.
+    ``use`` narrows a member (index from 0) to some heads. Returns the manifest path."""
     from audience.inference.analyzer import load_manifest
 
     if len(members) < 2:
         raise InputError("an ensemble needs at least two member manifests")
     loaded = [load_manifest(p, float32=True) for p in members]  # each hash checked
+    uses = [member_uses(m.get("training", {}), (use or {}).get(i))
+            for i, (m, _) in enumerate(loaded)]
     base: dict[str, Any] = copy.deepcopy(loaded[0][0])
     for path, (manifest, _) in zip(members[1:], loaded[1:], strict=True):
         if manifest["input"] != base["input"] or manifest["outputs"] != base["outputs"]:
@@ -108,18 +147,18 @@ def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True
                                   channels=int(base["input"].get("channels", 1)))
         with tempfile.TemporaryDirectory() as tmp:
             merged = Path(tmp) / "merged.onnx"
-            merge(sources, merged)
+            merge(sources, merged, uses)
             quantize_onnx(merged, onnx_path, faces)
         manifest.update(quantization=quantization_entry(calibration), flip_average=flip_average)
     else:
         onnx_path = out_dir / f"{name}-{version}.onnx"
-        merge(sources, onnx_path)
+        merge(sources, onnx_path, uses)
     manifest.update(
         name=name, version=version, file=onnx_path.name, sha256=sha256(onnx_path),
         parameters=sum(int(m.get("parameters", 0)) for m, _ in loaded), metrics={},
         ensemble=[{"name": m["name"], "version": m["version"], "file": w.name,
-                   "sha256": sha256(w), "training": m.get("training", {})}
-                  for m, w in loaded])
+                   "sha256": sha256(w), "used_for": list(u), "training": m.get("training", {})}
+                  for (m, w), u in zip(loaded, uses, strict=True)])
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("merged %s into %s (%.1f MB)", ", ".join(f"{m['name']}-{m['version']}"
@@ -137,11 +176,17 @@ def main(
     float32: Annotated[bool, typer.Option("--float32", help="skip the int8 quantization")] = False,
     flip: Annotated[bool, typer.Option("--flip", help="also average each face with its "
                                                       "mirror (flip_average)")] = False,
+    use: Annotated[list[str] | None, typer.Option(
+        help="MEMBER:HEADS (members counted from 1): use that member for these heads only, "
+        "e.g. --use 2:age,gender,ethnicity; repeatable. By default a member counts for the "
+        "heads it trained (audience train --tasks).")] = None,
 ) -> None:
-    """Average exported models in one ONNX graph, served as one model."""
+    """Average exported models in one ONNX graph, served as one model: each head is the mean
+    over the members used for it."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        print(ensemble(members, version, out, int8=not float32, flip_average=flip))
+        print(ensemble(members, version, out, int8=not float32, flip_average=flip,
+                       use=parse_use(use or [], len(members))))
     except InputError as exc:  # one line and exit 2, as every command
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

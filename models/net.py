@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras import layers
 
 from audience.models.data import EMOTIONS, ETHNICITIES
-from audience.models.train import Backbone
+from audience.models.train import TASKS, Backbone
 
 AGE_BINS = 101  # 0..100 years, DEX-style expectation over a softmax
 
@@ -205,9 +205,11 @@ CUSTOM_OBJECTS = {
 
 def compile_model(model: keras.Model, schedule: keras.optimizers.schedules.LearningRateSchedule
                   | float, weight_decay: float = 1e-4, optimizer: str = "adamw",
-                  kd: bool = False) -> None:
+                  kd: bool = False, tasks: tuple[str, ...] = TASKS) -> None:
     """``optimizer``: ``adamw`` or ``sgd`` (Nesterov momentum 0.9, decoupled weight decay:
-    the teachers recipe). ``kd``: the emotion target is ``masked_kd``'s."""
+    the teachers recipe). ``kd``: the emotion target is ``masked_kd``'s. Heads not in ``tasks``
+    get loss weight 0 (they keep their outputs, so the exported layout is the same)."""
+    weights = {"emotion": 1.0, "age": 0.5, "gender": 1.0, "ethnicity": 1.0}
     if optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, nesterov=True,
                                    weight_decay=weight_decay)
@@ -218,7 +220,7 @@ def compile_model(model: keras.Model, schedule: keras.optimizers.schedules.Learn
         loss={"emotion": masked_kd if kd else masked_categorical, "age": masked_age,
               "gender": masked_binary,
               "ethnicity": masked_categorical},
-        loss_weights={"emotion": 1.0, "age": 0.5, "gender": 1.0, "ethnicity": 1.0},
+        loss_weights={k: w if k in tasks else 0.0 for k, w in weights.items()},
         metrics={"emotion": [MaskedAccuracy(name="acc")], "age": [MaskedAgeMAE(name="mae")],
                  "gender": [MaskedAccuracy(binary=True, name="acc")],
                  "ethnicity": [MaskedAccuracy(name="acc")]},

@@ -32,6 +32,9 @@ from audience.models.data import (
 
 log = logging.getLogger(__name__)
 
+#: The network's outputs, each trained by its own masked loss (``TrainConfig.tasks``).
+TASKS = ("emotion", "age", "gender", "ethnicity")
+
 
 class Backbone(StrEnum):
     """Backbone families of ``models.net`` (defined here, without TensorFlow, so `--help` and a
@@ -84,6 +87,10 @@ class TrainConfig:
     bf16: bool = False  # mixed bfloat16 training (the export is float32)
     anneal_hours: float = 0.0  # >0: the cosine also ends when this much training time is spent
     keep_epochs_from: int = 0  # >0: save epochs/epoch-NNN.weights.h5 from this epoch on (soup)
+    # The heads whose losses train (the rest get weight 0 and are left out of the validation
+    # score): ``("emotion",)`` trains an emotion specialist for an ensemble (models.ensemble
+    # averages each head over the members that trained it).
+    tasks: tuple[str, ...] = TASKS
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -197,10 +204,20 @@ def distill(y: dict[str, np.ndarray], teacher: dict[str, np.ndarray], n_fer: int
     mix("ethnicity", utk, teacher["ethnicity"])
 
 
-def val_score(logs: dict) -> float:
-    """One number to pick the best epoch: accuracies up, age error (in decades) down."""
-    return (logs.get("val_emotion_acc", 0) + logs.get("val_gender_acc", 0)
-            + logs.get("val_ethnicity_acc", 0) - logs.get("val_age_mae", 0) / 10)
+def check_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    """``tasks`` in the network's order; a ValueError names an unknown or missing one."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be some of {', '.join(TASKS)} (got {', '.join(tasks)})")
+    return tuple(t for t in TASKS if t in tasks)
+
+
+def val_score(logs: dict, tasks: tuple[str, ...] = TASKS) -> float:
+    """One number to pick the best epoch: accuracies up, age error (in decades) down, over the
+    heads that train (an untrained head's figures are noise)."""
+    score = sum(logs.get(f"val_{t}_acc", 0) for t in ("emotion", "gender", "ethnicity")
+                if t in tasks)
+    return score - (logs.get("val_age_mae", 0) / 10 if "age" in tasks else 0)
 
 
 def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> None:
@@ -228,11 +245,11 @@ def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> None:
         layer.momentum = m
 
 
-def score_on_val(model, sets: dict) -> float:
+def score_on_val(model, sets: dict, tasks: tuple[str, ...] = TASKS) -> float:
     """``val_score`` of ``model`` on the validation set of ``sets``."""
     x_val, y_val = sets["val"]
     logs = model.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
-    return val_score({f"val_{k}": v for k, v in logs.items()})
+    return val_score({f"val_{k}": v for k, v in logs.items()}, tasks)
 
 
 def load_config(run: Path) -> TrainConfig:
@@ -251,16 +268,16 @@ def run_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str, np.ndarr
     return build_sets(cfg)
 
 
-def finish(model_path: Path, sets: dict, out: Path) -> Path:
+def finish(model_path: Path, sets: dict, out: Path, tasks: tuple[str, ...] = TASKS) -> Path:
     """Recalibrate BatchNorm on the best checkpoint; keep it only if validation improves."""
     import keras
 
     from audience.models.net import CUSTOM_OBJECTS
 
     model = keras.models.load_model(model_path, custom_objects=CUSTOM_OBJECTS)
-    before = score_on_val(model, sets)
+    before = score_on_val(model, sets, tasks)
     recalibrate_batchnorm(model, sets["train"][0])
-    after = score_on_val(model, sets)
+    after = score_on_val(model, sets, tasks)
     log.info("BatchNorm recalibration: validation score %.4f -> %.4f", before, after)
     if after <= before:
         return model_path
@@ -276,6 +293,7 @@ def train(cfg: TrainConfig) -> Path:
     from audience.models.net import build_model, check_backbone, compile_model
 
     check_backbone(cfg.backbone)  # before minutes of data preparation, not after
+    cfg.tasks = check_tasks(tuple(cfg.tasks))
     if cfg.teachers and not cfg.utk_dirs:
         cfg.utk_dirs = (cfg.utk_dir,)
     if cfg.teachers:  # a missing package says `make teachers` now, not after data preparation
@@ -354,7 +372,8 @@ def train(cfg: TrainConfig) -> Path:
     else:
         model = build_model(cfg.size, cfg.widths, cfg.dropout, backbone=cfg.backbone,
                             channels=cfg.channels, head_type=cfg.head)
-    compile_model(model, schedule, cfg.weight_decay, cfg.optimizer, kd=cfg.teachers)
+    compile_model(model, schedule, cfg.weight_decay, cfg.optimizer, kd=cfg.teachers,
+                  tasks=cfg.tasks)
     if cfg.init_from and not from_manifest:
         from audience.models.net import CUSTOM_OBJECTS
 
@@ -369,7 +388,7 @@ def train(cfg: TrainConfig) -> Path:
     class Score(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if logs is not None:
-                logs["val_score"] = val_score(logs)
+                logs["val_score"] = val_score(logs, cfg.tasks)
             hours = (time.monotonic() - started) / 3600
             if hours > cfg.max_hours:
                 log.warning("time budget of %.1f h reached after epoch %d: stopping",
@@ -398,4 +417,4 @@ def train(cfg: TrainConfig) -> Path:
     )
     log.info("training finished in %.1f min; best checkpoint %s",
              (time.monotonic() - started) / 60, out / "best.keras")
-    return finish(out / "best.keras", sets, out)
+    return finish(out / "best.keras", sets, out, cfg.tasks)

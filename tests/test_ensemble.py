@@ -22,7 +22,8 @@ FLOAT32 = DEFAULT_MANIFEST.parent / "audience-mt-2.1.0.json"  # a float32 networ
 HEADS = AttributePolicy.from_names("emotion,age,gender,ethnicity")
 
 
-def _member(tmp_path: Path, name: str, noise: float, **input_changes) -> Path:
+def _member(tmp_path: Path, name: str, noise: float, tasks: list[str] | None = None,
+            **input_changes) -> Path:
     """2.1.0's float32 network under a manifest of its own, its weights perturbed by
     ``noise`` (relative) so that two members answer differently."""
     import onnx
@@ -43,6 +44,8 @@ def _member(tmp_path: Path, name: str, noise: float, **input_changes) -> Path:
                                                            "flip_average")}
     manifest.update(version=name, file="net.onnx", sha256=sha256(folder / "net.onnx"))
     manifest["input"] = {**manifest["input"], **input_changes}
+    if tasks is not None:
+        manifest["training"] = {**manifest.get("training", {}), "tasks": tasks}
     path = folder / "audience-mt.json"
     path.write_text(json.dumps(manifest))
     return path
@@ -63,6 +66,41 @@ def test_the_merged_graph_answers_the_mean_of_its_members(tmp_path):
         assert not np.allclose(out["a"][head], out["b"][head], atol=1e-3), head
         np.testing.assert_allclose(out["ens"][head], (out["a"][head] + out["b"][head]) / 2,
                                    atol=1e-5, err_msg=head)
+
+
+def _predict(weights: Path) -> dict[str, np.ndarray]:
+    x = np.random.default_rng(5).normal(size=(6, 48, 48, 3)).astype(np.float32)
+    return FaceAnalyzer(AnalyzerConfig(weights=str(weights), flip_average=False),
+                        HEADS).predict(x)
+
+
+@pytest.mark.parametrize("tasks, use", [
+    (["emotion"], None),  # a specialist counts for the heads it trained
+    (None, {1: "emotion"}),  # --use 2:emotion narrows a full member
+])
+def test_each_head_is_the_mean_of_the_members_used_for_it(tmp_path, tasks, use):
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.2, tasks=tasks)
+    path = ensemble([a, b], "9.0.0", tmp_path / "ens", int8=False, use=use)
+    assert [m["used_for"] for m in json.loads(path.read_text())["ensemble"]] == [
+        ["emotion", "age", "gender", "ethnicity"], ["emotion"]]
+    pa, pb, ens = _predict(a), _predict(b), _predict(path)
+    np.testing.assert_allclose(ens["emotion"], (pa["emotion"] + pb["emotion"]) / 2, atol=1e-5)
+    for head in ("age", "gender", "ethnicity"):
+        np.testing.assert_allclose(ens[head], pa[head], atol=1e-5, err_msg=head)
+
+
+def test_a_member_is_used_only_for_heads_it_trained(tmp_path):
+    from audience.models.ensemble import parse_use
+
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.1, tasks=["emotion"])
+    with pytest.raises(InputError, match="only for heads it trained"):
+        ensemble([a, b], "9.0.0", tmp_path / "ens", int8=False, use={1: "gender"})
+    with pytest.raises(InputError, match="no member is used for the age head"):
+        ensemble([b, b], "9.0.0", tmp_path / "ens", int8=False)
+    for bad in ("3:emotion", "emotion", "x:age"):
+        with pytest.raises(InputError, match="MEMBER:HEADS"):
+            parse_use([bad], 2)
+    assert parse_use(["2:age,gender"], 2) == {1: "age,gender"}
 
 
 def test_members_of_another_layout_are_refused(tmp_path):

@@ -176,6 +176,8 @@ def test_widening_refuses_a_narrower_or_shorter_network():
     (["--channels", "2"], "1 (gray) or 3 (colour)"),
     (["--backbone", "sep", "--init-from", "models/weights/audience-mt-2.1.0.json"],
      "starts a vgg or vgg2 backbone only"),
+    (["--tasks", "emotion,mood"], "tasks must be some of emotion, age, gender, ethnicity"),
+    (["--tasks", ","], "tasks must be some of"),
 ])
 def test_train_usage_errors_come_before_any_work(args, message):
     from typer.testing import CliRunner
@@ -185,6 +187,34 @@ def test_train_usage_errors_come_before_any_work(args, message):
     result = CliRunner().invoke(app, ["train", *args])
     text = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
     assert result.exit_code == 2 and message in text
+
+
+def test_a_specialist_is_scored_and_trained_on_its_own_heads_only():
+    import keras
+
+    from audience.models.net import build_model, compile_model
+    from audience.models.train import check_tasks, val_score
+
+    assert check_tasks(("gender", "emotion")) == ("emotion", "gender")  # the network's order
+    logs = {"val_emotion_acc": 0.7, "val_gender_acc": 0.9, "val_ethnicity_acc": 0.8,
+            "val_age_mae": 5.0}
+    assert val_score(logs) == pytest.approx(0.7 + 0.9 + 0.8 - 0.5)
+    assert val_score(logs, ("emotion",)) == pytest.approx(0.7)
+    assert val_score(logs, ("age", "gender")) == pytest.approx(0.9 - 0.5)
+    model = build_model(48, (8, 16, 32, 64), 0.0, channels=3, head_type="gap")
+    compile_model(model, 1e-3, tasks=("emotion",))
+    x = np.random.default_rng(0).normal(size=(8, 48, 48, 3)).astype(np.float32)
+    before = [w.copy() for w in model.get_layer("gender").get_weights()]
+    y = {name: np.concatenate([np.random.default_rng(1).random((8, n)),
+                               np.ones((8, 1))], 1).astype(np.float32)
+         for name, n in (("emotion", 7), ("age", 1), ("gender", 1), ("ethnicity", 5))}
+    y["emotion"][:, :7] /= y["emotion"][:, :7].sum(1, keepdims=True)
+    model.fit(x, y, epochs=2, verbose=0)
+    after = model.get_layer("gender").get_weights()
+    # The gender head gets no gradient (AdamW's weight decay still shrinks it a little).
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-5)
+    assert isinstance(model, keras.Model)
 
 
 def _hits(emotion, gender, ethnicity, age_error):

@@ -83,7 +83,8 @@ def test_bundled_clip_gives_three_visits(db_url, crops_seen, caplog):
 def test_bundled_clip_genders_match_a_count_by_eye(tmp_path):
     """Counted by eye: two women and one man walk toward the camera. Models 1.0.0 to 2.0.0
     labelled the short-haired woman with glasses male; 2.1.0 is the first to get all three,
-    2.2.0 (its int8 version) and 2.3.0 (an ensemble of 2.1.0 and a second network) keep them.
+    2.2.0 (its int8 version), 2.3.0 (an ensemble of 2.1.0 and a second network) and 2.4.0 (2.1.0
+    with an emotion specialist) keep them.
     Averaging with the mirrored face would not: her mirror image reads male (the model card)."""
     db = f"sqlite:///{tmp_path / 'g.db'}"
     runner.run_pipeline(_config(db), progress=False)

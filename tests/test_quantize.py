@@ -17,7 +17,7 @@ from audience.inference.config import AnalyzerConfig, AttributePolicy
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 HEADS = AttributePolicy.from_names("emotion,age,gender,ethnicity")
-#: a float32 network in the tree (the shipped 2.3.0 is an int8 ensemble with none beside it)
+#: a float32 network in the tree (the shipped 2.4.0 is an int8 ensemble with none beside it)
 FLOAT32 = DEFAULT_MANIFEST.parent / "audience-mt-2.1.0.json"
 
 

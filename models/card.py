@@ -21,8 +21,8 @@ TRADE_START, TRADE_END = "<!-- tradeoff:start -->", "<!-- tradeoff:end -->"
 PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
 #: trade-off backbone (models/tradeoff.py) -> folders of its trained models' evaluation JSON
 #: (the shipped model's JSON sits at the top of models/eval/, earlier versions in sub-folders;
-#: the shipped 2.4.0 (like 2.3.0) is two vgg-32-256-gap networks in one graph, a point of no single backbone, so
-#: its figures are in the metrics section and its speed beside 2.2.0's in the card's prose)
+#: the shipped 2.4.0, like 2.3.0, is two vgg-32-256-gap networks in one graph, a point of no
+#: single backbone, so its figures are in the metrics section and its speed in the card's prose)
 TRAINED = {"vgg-32-256": [EVAL / "audience-mt-1.0.0"],
            "vgg-16-128": [EVAL / "audience-mt-1.1.0", EVAL / "audience-mt-1.2.0"],
            "vgg-32-256-gap": [EVAL / "audience-mt-2.0.0", EVAL / "audience-mt-2.1.0",

@@ -89,6 +89,13 @@ class FaceAnalyzer:
         self._outputs = self.policy.enabled()
         if not self._outputs:
             raise ValueError("the attribute policy enables no attribute: enable at least one")
+        trained = self.manifest.get("training", {}).get("tasks")
+        untrained = [h for h in self._outputs if trained and "ensemble" not in self.manifest
+                     and h not in trained]
+        if untrained:  # a specialist (audience train --tasks) belongs in an ensemble
+            log.warning("%s was trained for %s only: its %s output is not a trained answer "
+                        "(serve it in an ensemble: python -m audience.models.ensemble)",
+                        self.version, ", ".join(trained), ", ".join(untrained))
         log.info("loaded %s (%s) with heads: %s%s", self.version, weights.name,
                  ", ".join(self._outputs), "; averaged with the mirrored face"
                  if self.flip_average else "")

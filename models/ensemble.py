@@ -12,14 +12,14 @@ face; the model card weighs the two on the validation splits.
     python -m audience.models.ensemble models/weights/audience-mt-2.1.0.json \\
         runs/mt-2.3e/export/audience-mt.json --version 2.3.0 --out runs/ens
 
-Each head is the mean over the members that trained it (a member's ``training.tasks``, all four
-when absent): an emotion specialist (``audience train --tasks emotion``) counts for emotion
-only. ``--use 2:age,gender,ethnicity`` narrows what a member (counted from 1) is used for.
-
 reads each member's float32 network (the ``float32`` entry of an int8 manifest), merges them,
 quantizes the merged graph to int8 (``models.quantize``) and writes
 ``<out>/audience-mt-<version>-int8.onnx`` and its manifest; ``--float32`` keeps the float32
 ``<out>/audience-mt-<version>.onnx`` instead. Warm starts refuse an ensemble: start from a member.
+
+Each head is the mean over the members that trained it (a member's ``training.tasks``, all four
+when absent): an emotion specialist (``audience train --tasks emotion``) counts for emotion
+only. ``--use 2:age,gender,ethnicity`` narrows what a member (counted from 1) is used for.
 """
 
 from __future__ import annotations

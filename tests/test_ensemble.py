@@ -89,6 +89,18 @@ def test_each_head_is_the_mean_of_the_members_used_for_it(tmp_path, tasks, use):
         np.testing.assert_allclose(ens[head], pa[head], atol=1e-5, err_msg=head)
 
 
+def test_a_specialist_served_alone_says_which_heads_it_never_trained(tmp_path, caplog):
+    b = _member(tmp_path, "bb", 0.0, tasks=["emotion"])
+    FaceAnalyzer(AnalyzerConfig(weights=str(b)), AttributePolicy.from_names("emotion"))
+    assert "trained for" not in caplog.text
+    FaceAnalyzer(AnalyzerConfig(weights=str(b)), HEADS)
+    assert "trained for emotion only: its age, gender, ethnicity output" in caplog.text
+    caplog.clear()
+    FaceAnalyzer(AnalyzerConfig(weights=str(ensemble([_member(tmp_path, "a", 0.0), b], "9.0.0",
+                                                      tmp_path / "ens", int8=False))), HEADS)
+    assert "trained for" not in caplog.text
+
+
 def test_a_member_is_used_only_for_heads_it_trained(tmp_path):
     from audience.models.ensemble import parse_use
 

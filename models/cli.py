@@ -169,7 +169,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         from audience.models.train import train as run_train
 
         try:
-            trained = check_tasks(tuple(t.strip() for t in tasks.split(",") if t.strip()))
+            trained = check_tasks(tasks)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--tasks") from None
 

@@ -40,10 +40,10 @@ from audience.core.weights import sha256
 log = logging.getLogger(__name__)
 
 
-def merge(sources: list[Path], dst: Path, uses: list[tuple[str, ...]] | None = None) -> None:
+def merge(sources: list[Path], dst: Path, uses: list[tuple[str, ...]]) -> None:
     """Write one ONNX graph that runs every source graph on the same input and averages each
-    output across the sources whose ``uses`` name it (all of them by default). The sources must
-    agree on the input and on the output names."""
+    output across the sources whose ``uses`` name it. The sources must agree on the input and
+    on the output names."""
     import onnx
     from onnx import compose, helper
 
@@ -66,7 +66,7 @@ def merge(sources: list[Path], dst: Path, uses: list[tuple[str, ...]] | None = N
         inits.extend(g.initializer)
         infos.extend(g.value_info)
     for name in names:
-        used = [f"m{i}/{name}" for i in range(len(models)) if uses is None or name in uses[i]]
+        used = [f"m{i}/{name}" for i in range(len(models)) if name in uses[i]]
         if not used:
             raise InputError(f"no member is used for the {name} head: every head needs one")
         nodes.append(helper.make_node("Mean", used, [name], name=f"mean/{name}"))
@@ -83,12 +83,15 @@ def merge(sources: list[Path], dst: Path, uses: list[tuple[str, ...]] | None = N
 def member_uses(training: dict, narrowed: str | None = None) -> tuple[str, ...]:
     """The heads a member counts for: those it trained (``training.tasks``; all four when
     absent), narrowed to ``narrowed`` (comma separated) where given."""
-    from audience.models.train import TASKS
+    from audience.models.train import TASKS, check_tasks
 
     trained = tuple(training.get("tasks") or TASKS)
     if narrowed is None:
         return trained
-    asked = tuple(t.strip() for t in narrowed.split(",") if t.strip())
+    try:
+        asked = check_tasks(narrowed)
+    except ValueError:
+        asked = ()
     if not asked or set(asked) - set(trained):
         raise InputError(f"--use {narrowed!r}: a member can be used only for heads it trained "
                          f"({', '.join(trained)})")

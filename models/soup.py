@@ -79,11 +79,11 @@ def soup(run: Path, last: int = 8, first: int | None = None) -> tuple[Path, floa
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     sets = run_sets(cfg)
     model = keras.models.load_model(best, custom_objects=CUSTOM_OBJECTS)
-    best_score = score_on_val(model, sets, tuple(cfg.tasks))
+    best_score = score_on_val(model, sets, cfg.tasks)
     log.info("averaging %d epochs: %s", len(paths), ", ".join(p.name for p in paths))
     model.set_weights(mean_weights(model, paths))
     recalibrate_batchnorm(model, sets["train"][0])
-    mean_score = score_on_val(model, sets, tuple(cfg.tasks))
+    mean_score = score_on_val(model, sets, cfg.tasks)
     name = f"soup-from{first}" if first is not None else f"soup-last{len(paths)}"
     out = run / f"{name}.keras"
     model.save(out)

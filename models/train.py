@@ -204,12 +204,19 @@ def distill(y: dict[str, np.ndarray], teacher: dict[str, np.ndarray], n_fer: int
     mix("ethnicity", utk, teacher["ethnicity"])
 
 
-def check_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
-    """``tasks`` in the network's order; a ValueError names an unknown or missing one."""
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown or not tasks:
-        raise ValueError(f"tasks must be some of {', '.join(TASKS)} (got {', '.join(tasks)})")
-    return tuple(t for t in TASKS if t in tasks)
+def check_tasks(tasks: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The heads named (``"emotion,age"`` or a tuple) in the network's order, parsed as the
+    analyzer's attribute policy parses them; a ValueError names an unknown or missing one."""
+    from audience.inference.config import AttributePolicy
+
+    try:
+        chosen = AttributePolicy.from_names(tasks if isinstance(tasks, str) else list(tasks))
+    except ValueError:
+        chosen = AttributePolicy.from_names([])
+    if not chosen.enabled():
+        got = tasks if isinstance(tasks, str) else ", ".join(tasks)
+        raise ValueError(f"tasks must be some of {', '.join(TASKS)} (got {got})")
+    return tuple(chosen.enabled())
 
 
 def val_score(logs: dict, tasks: tuple[str, ...] = TASKS) -> float:
@@ -293,7 +300,7 @@ def train(cfg: TrainConfig) -> Path:
     from audience.models.net import build_model, check_backbone, compile_model
 
     check_backbone(cfg.backbone)  # before minutes of data preparation, not after
-    cfg.tasks = check_tasks(tuple(cfg.tasks))
+    cfg.tasks = check_tasks(cfg.tasks)
     if cfg.teachers and not cfg.utk_dirs:
         cfg.utk_dirs = (cfg.utk_dir,)
     if cfg.teachers:  # a missing package says `make teachers` now, not after data preparation

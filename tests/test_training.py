@@ -264,3 +264,17 @@ def test_weight_averaging_needs_two_epochs(tmp_path):
 
     with pytest.raises(InputError, match="--keep-epochs-from"):
         pick(epoch_files(tmp_path), last=8)
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse avx512f avx512_vnni avx512_bf16", True),  # AMD EPYC (Zen 4), where --bf16 was used
+    ("fpu sse avx512f amx_bf16 amx_tile", True),
+    ("fpu sse avx512f avx512_vnni", False),  # Xeon without bf16: emulated, several times slower
+])
+def test_bf16_is_native_only_with_its_instructions(tmp_path, flags, native):
+    from audience.models.train import cpu_has_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_has_bf16(info) is native
+    assert cpu_has_bf16(tmp_path / "absent") is True

@@ -72,12 +72,45 @@ def merge(sources: list[Path], dst: Path, uses: list[tuple[str, ...]]) -> None:
         nodes.append(helper.make_node("Mean", used, [name], name=f"mean/{name}"))
     graph = helper.make_graph(nodes, "ensemble", [copy.deepcopy(inp)],
                               [copy.deepcopy(o) for o in first.output], inits, value_info=infos)
+    prune(graph)
     merged = helper.make_model(graph, opset_imports=list(models[0].opset_import),
                                producer_name="audience.models.ensemble")
     merged.ir_version = models[0].ir_version
     onnx.checker.check_model(merged)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(merged, str(dst))
+
+
+def prune(graph) -> int:
+    """Drop the nodes, weights and shape records no output needs (a specialist's untrained
+    heads, a member's network used for no head); returns how many nodes went. ONNX keeps nodes
+    in topological order, so one backward pass finds everything the outputs read."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    dropped = len(graph.node) - len(keep)
+    for field, kept in ((graph.node, keep[::-1]),
+                        (graph.initializer, [i for i in graph.initializer if i.name in needed]),
+                        (graph.value_info, [v for v in graph.value_info if v.name in needed])):
+        kept = list(kept)
+        del field[:]
+        field.extend(kept)
+    return dropped
+
+
+def used_parameters(manifest: dict, uses: tuple[str, ...]) -> int:
+    """Parameters a member brings to the ensemble: all of a single network's; of an ensemble
+    member, only its networks used for one of ``uses`` (the others are pruned away). Entries
+    written before they carried ``parameters`` count an equal share of the whole."""
+    members = manifest.get("ensemble")
+    total = int(manifest.get("parameters", 0))
+    if not members:
+        return total
+    return sum(int(m.get("parameters", total // len(members))) for m in members
+               if set(m.get("used_for", ())) & set(uses))
 
 
 def member_uses(training: dict, narrowed: str | None = None) -> tuple[str, ...]:
@@ -113,16 +146,18 @@ def parse_use(items: list[str], n: int) -> dict[int, str]:
 
 def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True,
              flip_average: bool = False, name: str = "audience-mt", calibration: int = 512,
-             use: dict[int, str] | None = None) -> Path:
+             use: dict[int, str] | None = None, quantized: bool = False) -> Path:
     """Merge the members' float32 networks into ``<name>-<version>-int8.onnx``, quantized on
     ``calibration`` training faces of each dataset (``<name>-<version>.onnx`` in float32 where
     ``int8`` is false), with a manifest that names each member and the heads it is used for.
-    ``use`` narrows a member (index from 0) to some heads. Returns the manifest path."""
+    ``use`` narrows a member (index from 0) to some heads. ``quantized``: merge the members'
+    int8 graphs as they are, quantized alike (see ``compose_quantized``). Returns the manifest
+    path."""
     from audience.inference.analyzer import load_manifest
 
     if len(members) < 2:
         raise InputError("an ensemble needs at least two member manifests")
-    loaded = [load_manifest(p, float32=True) for p in members]  # each hash checked
+    loaded = [load_manifest(p, float32=not quantized) for p in members]  # each hash checked
     uses = [member_uses(m.get("training", {}), (use or {}).get(i))
             for i, (m, _) in enumerate(loaded)]
     base: dict[str, Any] = copy.deepcopy(loaded[0][0])
@@ -134,7 +169,12 @@ def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True
     sources = [w for _, w in loaded]
     manifest = {k: v for k, v in base.items()
                 if k not in ("float32", "quantization", "flip_average", "metrics", "ensemble")}
-    if int8:
+    if quantized:
+        onnx_path = out_dir / f"{name}-{version}-int8.onnx"
+        merge(sources, onnx_path, uses)
+        manifest.update(quantization=compose_quantized(members, [m for m, _ in loaded]),
+                        flip_average=flip_average)
+    elif int8:
         # Only the int8 graph is kept: the merged float32 one serves nothing (warm starts
         # refuse an ensemble) and ``--float32`` rebuilds it exactly from the members.
         from audience.models.quantize import (
@@ -158,16 +198,47 @@ def ensemble(members: list[Path], version: str, out_dir: Path, int8: bool = True
         merge(sources, onnx_path, uses)
     manifest.update(
         name=name, version=version, file=onnx_path.name, sha256=sha256(onnx_path),
-        parameters=sum(int(m.get("parameters", 0)) for m, _ in loaded), metrics={},
-        ensemble=[{"name": m["name"], "version": m["version"], "file": w.name,
-                   "sha256": sha256(w), "used_for": list(u), "training": m.get("training", {})}
-                  for (m, w), u in zip(loaded, uses, strict=True)])
+        parameters=sum(used_parameters(m, u) for (m, _), u in zip(loaded, uses, strict=True)),
+        metrics={}, ensemble=[member_entry(m, w, u) for (m, w), u in zip(loaded, uses,
+                                                                         strict=True)])
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("merged %s into %s (%.1f MB)", ", ".join(f"{m['name']}-{m['version']}"
                                                       for m, _ in loaded),
              onnx_path.name, onnx_path.stat().st_size / 1e6)
     return path
+
+
+def compose_quantized(paths: list[Path], manifests: list[dict]) -> dict:
+    """The quantization record of an ensemble merged from int8 members. Static QDQ quantization
+    gives each tensor its own range from the calibration faces, so members quantized alike (the
+    same method and calibration faces) merge into the graph that quantizing their float32
+    merge gives, up to the calibration of the shared input. This lets a member whose float32
+    network is not kept (a shipped ensemble's specialist) serve in a new ensemble unchanged."""
+    entries = [m.get("quantization") for m in manifests]
+    for path, entry in zip(paths, entries, strict=True):
+        if entry is None:
+            raise InputError(f"{path} is not an int8 model: --quantized merges int8 members "
+                             "only (drop --quantized to quantize float32 members together)")
+        if [entry.get(k) for k in ("method", "calibration")] != [
+                entries[0].get(k) for k in ("method", "calibration")]:
+            raise InputError(f"{path} was quantized otherwise ({entry.get('calibration')}) than "
+                             f"{paths[0]} ({entries[0].get('calibration')}): re-quantize it "
+                             "alike (python -m audience.models.quantize)")
+    return {"method": entries[0]["method"], "calibration": entries[0]["calibration"],
+            "composed": "the members' int8 graphs merged as they are"}
+
+
+def member_entry(manifest: dict, weights: Path, uses: tuple[str, ...]) -> dict[str, Any]:
+    """The ensemble manifest's record of one member; a member that is itself an ensemble keeps
+    its own members' records."""
+    entry: dict[str, Any] = {
+        "name": manifest["name"], "version": manifest["version"], "file": weights.name,
+        "sha256": sha256(weights), "used_for": list(uses),
+        "parameters": used_parameters(manifest, uses), "training": manifest.get("training", {})}
+    if manifest.get("ensemble"):
+        entry["ensemble"] = manifest["ensemble"]
+    return entry
 
 
 def main(
@@ -179,6 +250,10 @@ def main(
     float32: Annotated[bool, typer.Option("--float32", help="skip the int8 quantization")] = False,
     flip: Annotated[bool, typer.Option("--flip", help="also average each face with its "
                                                       "mirror (flip_average)")] = False,
+    quantized: Annotated[bool, typer.Option(
+        "--quantized", help="merge the members' int8 graphs as they are (each quantized alike) "
+        "instead of quantizing their float32 networks together; for a member whose float32 "
+        "network is not kept, such as a shipped ensemble")] = False,
     use: Annotated[list[str] | None, typer.Option(
         help="MEMBER:HEADS (members counted from 1): use that member for these heads only, "
         "e.g. --use 2:age,gender,ethnicity; repeatable. By default a member counts for the "
@@ -189,7 +264,7 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         print(ensemble(members, version, out, int8=not float32, flip_average=flip,
-                       use=parse_use(use or [], len(members))))
+                       use=parse_use(use or [], len(members)), quantized=quantized))
     except InputError as exc:  # one line and exit 2, as every command
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -159,3 +159,49 @@ def test_an_int8_ensemble_keeps_only_the_int8_graph_and_answers_as_the_float32_o
         from audience.models.quantize import quantize_manifest
 
         quantize_manifest(int8)
+
+
+def test_merging_drops_what_no_output_needs(tmp_path):
+    import onnx
+
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.1, tasks=["emotion"])
+    one = len(onnx.load(str(load_manifest(a)[1])).graph.node)
+    full = ensemble([a, b], "9.0.0", tmp_path / "full", int8=False)
+    graph = onnx.load(str(load_manifest(full)[1])).graph
+    # b's age, gender and ethnicity layers feed nothing: gone, and every weight left is read
+    assert len(graph.node) < 2 * one + 4
+    assert not [n.name for n in graph.node if n.name.startswith("m1/") and "gender" in n.name]
+    read = {i for n in graph.node for i in n.input}
+    assert all(init.name in read for init in graph.initializer)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared datasets not present")
+def test_int8_members_compose_into_what_quantizing_their_merge_gives(tmp_path):
+    from audience.models.quantize import quantize_manifest
+
+    a, b = _member(tmp_path, "a", 0.0), _member(tmp_path, "bb", 0.1, tasks=["emotion"])
+    c = _member(tmp_path, "c", 0.15, tasks=["age", "gender", "ethnicity"])
+    together = ensemble([a, b], "9.0.0", tmp_path / "together", calibration=32)
+    for member in (a, b, c):
+        quantize_manifest(member, n=32)
+    composed = ensemble([a, b], "9.0.0", tmp_path / "composed", quantized=True)
+    assert json.loads(composed.read_text())["quantization"]["calibration"].startswith("32 ")
+    want, got = _predict(together), _predict(composed)
+    for head in want:
+        np.testing.assert_allclose(got[head], want[head], atol=2e-3, err_msg=head)
+    # A shipped ensemble serves as a member for some heads: only the networks it used for them
+    # stay in the graph, and they answer exactly as before.
+    shipped = ensemble([a, b], "9.1.0", tmp_path / "shipped", quantized=True,
+                       use={0: "age,gender,ethnicity"})
+    nested = ensemble([shipped, c], "9.2.0", tmp_path / "nested", quantized=True,
+                      use={0: "emotion"})
+    manifest = json.loads(nested.read_text())
+    assert manifest["parameters"] == 2 * json.loads(a.read_text())["parameters"]
+    assert [m["version"] for m in manifest["ensemble"][0]["ensemble"]] == ["a", "bb"]
+    ps, pc, pn = _predict(shipped), _predict(c), _predict(nested)
+    np.testing.assert_array_equal(pn["emotion"], ps["emotion"])
+    for head in ("age", "gender", "ethnicity"):
+        np.testing.assert_array_equal(pn[head], pc[head], err_msg=head)
+    with pytest.raises(InputError, match="not an int8 model"):
+        ensemble([together, _member(tmp_path, "d", 0.0)], "9.3.0", tmp_path / "x",
+                 quantized=True)

@@ -215,17 +215,19 @@ def compose_quantized(paths: list[Path], manifests: list[dict]) -> dict:
     same method and calibration faces) merge into the graph that quantizing their float32
     merge gives, up to the calibration of the shared input. This lets a member whose float32
     network is not kept (a shipped ensemble's specialist) serve in a new ensemble unchanged."""
-    entries = [m.get("quantization") for m in manifests]
-    for path, entry in zip(paths, entries, strict=True):
+    first: dict | None = None
+    for path, manifest in zip(paths, manifests, strict=True):
+        entry = manifest.get("quantization")
         if entry is None:
             raise InputError(f"{path} is not an int8 model: --quantized merges int8 members "
                              "only (drop --quantized to quantize float32 members together)")
-        if [entry.get(k) for k in ("method", "calibration")] != [
-                entries[0].get(k) for k in ("method", "calibration")]:
-            raise InputError(f"{path} was quantized otherwise ({entry.get('calibration')}) than "
-                             f"{paths[0]} ({entries[0].get('calibration')}): re-quantize it "
-                             "alike (python -m audience.models.quantize)")
-    return {"method": entries[0]["method"], "calibration": entries[0]["calibration"],
+        first = first or entry
+        if (entry["method"], entry["calibration"]) != (first["method"], first["calibration"]):
+            raise InputError(f"{path} was quantized otherwise ({entry['calibration']}) than "
+                             f"{paths[0]} ({first['calibration']}): re-quantize it alike "
+                             "(python -m audience.models.quantize)")
+    assert first is not None  # ensemble() refuses fewer than two members
+    return {"method": first["method"], "calibration": first["calibration"],
             "composed": "the members' int8 graphs merged as they are"}
 
 

@@ -69,6 +69,9 @@ def query_context(params: dict[str, Any]) -> dict[str, Any]:
             "form_data": params, "result_format": "json", "result_type": "full"}
 
 
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest date ZIP can hold
+
+
 def build(db_url: str, assets: dict[str, dict[str, Any]] | None = None) -> Bundle:
     """The ZIP to import, pointing Superset's `audience` database at ``db_url``
     (``assets``: the bundle as ``load_assets()`` returns it, if already loaded)."""
@@ -80,7 +83,12 @@ def build(db_url: str, assets: dict[str, dict[str, Any]] | None = None) -> Bundl
                 doc = {**doc, "sqlalchemy_uri": uri}
             elif rel.startswith("charts/"):
                 doc = {**doc, "query_context": json.dumps(query_context(doc["params"]))}
-            zf.writestr(f"{ROOT}/{rel}", yaml.safe_dump(doc, sort_keys=False))
+            # A fixed timestamp: writestr(name) stamps the clock, so two builds straddling a
+            # second differed (a flaky test, and a bundle that is not reproducible).
+            info = zipfile.ZipInfo(f"{ROOT}/{rel}", date_time=FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16  # rw-r--r-- once unpacked
+            zf.writestr(info, yaml.safe_dump(doc, sort_keys=False))
     # Keys are paths inside the root folder: Superset strips the root before matching.
     passwords = {DATABASE_FILE: password} if password else {}
     return Bundle(buf.getvalue(), passwords)

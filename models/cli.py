@@ -90,6 +90,10 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             min=1, help="Early stopping: epochs without a better validation score (counted "
             "from the second half of --epochs) before training ends.")] = 8,
         limit: Annotated[int, typer.Option(help="Use only N samples per set (smoke test).")] = 0,
+        size: Annotated[int, typer.Option(
+            min=32, max=128, help="Input side in pixels. 48 is the shipped networks' (and "
+            "FER-2013's); a larger side is the same framing at a higher resolution (FER-2013 rows "
+            "are upscaled); a warm start from a gap-head manifest takes any side.")] = 48,
         init_from: Annotated[Path | None, typer.Option(
             help="Start from these weights with a fresh schedule: a .keras checkpoint, or a "
             "shipped manifest (.json, vgg or vgg2 backbone, read from its weights) such as "
@@ -186,7 +190,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           expression_share=expression_share, optimizer=optimizer,
                           warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
                           anneal_hours=anneal_hours, keep_epochs_from=keep_epochs_from,
-                          tasks=trained)
+                          tasks=trained, size=size)
         best = run_train(cfg)
         typer.echo(f"best checkpoint: {best}")
         if export_version:

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from audience.core.preprocess import INPUT_SIZE, TEMPLATE
+from audience.core.errors import MissingFileError
+from audience.core.preprocess import TEMPLATE
 from audience.core.weights import WEIGHTS_DIR, sha256
 from audience.models.data import EMOTIONS, ETHNICITIES, GENDERS
 
@@ -61,13 +62,16 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
     ``audience-mt`` is the model inference loads by default; another name (a faster trade-off
     point, say) is chosen with ``analyzer.weights: models/weights/<name>.json``.
     """
+    if not Path(checkpoint).is_file():
+        raise MissingFileError(f"{checkpoint} does not exist: pass a .keras checkpoint of an "
+                               "`audience train` run (its folder holds best.keras)")
     import keras
 
     from audience.models.net import AGE_BINS, CUSTOM_OBJECTS
 
     model = float32_model(keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS))
-    channels = int(model.inputs[0].shape[-1])  # 1 gray, 3 BGR
-    model(np.zeros((1, INPUT_SIZE, INPUT_SIZE, channels), np.float32), training=False)  # build
+    size, channels = int(model.inputs[0].shape[1]), int(model.inputs[0].shape[-1])  # 3: BGR
+    model(np.zeros((1, size, size, channels), np.float32), training=False)  # build
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}-{version}.onnx"
     model.export(str(onnx_path), format="onnx", verbose=False)
@@ -77,7 +81,7 @@ def export(checkpoint: str | Path, version: str, out_dir: Path = WEIGHTS_DIR,
         "file": onnx_path.name,
         "sha256": sha256(onnx_path),
         "runtime": "onnxruntime",
-        "input": {"name": "face", "size": INPUT_SIZE, "channels": channels,
+        "input": {"name": "face", "size": size, "channels": channels,
                   "preprocess": "audience.core.preprocess.prepare_face",
                   "template": np.round(TEMPLATE, 4).tolist()},
         "outputs": {"emotion": list(EMOTIONS), "age": {"bins": AGE_BINS, "decode": "expectation"},

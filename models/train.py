@@ -379,7 +379,7 @@ def train(cfg: TrainConfig) -> Path:
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
         model = keras_from_manifest(cfg.init_from, cfg.channels, calibration,
-                                    cfg.dropout)
+                                    cfg.dropout, size=cfg.size)
         shape = structure(model)
         asked = (tuple(cfg.widths), cfg.backbone, cfg.head)
         # The shipped network made wider: it starts out computing the shipped function.

@@ -40,9 +40,11 @@ def _onnx_weights(onnx_path: Path) -> dict[str, np.ndarray]:
 
 
 def keras_from_manifest(manifest_path: str | Path, channels: int,
-                        calibration: np.ndarray, dropout: float = 0.3):
+                        calibration: np.ndarray, dropout: float = 0.3, size: int | None = None):
     """A Keras model (same architecture as ``models.net.build_model``) holding a shipped
-    model's weights; ``calibration`` is a few thousand prepared training inputs."""
+    model's weights; ``calibration`` is a few thousand prepared training inputs. ``size``:
+    the input side to build (default the manifest's); a gap head takes any size, since its
+    weights do not depend on it."""
     import keras
 
     from audience.inference.analyzer import load_manifest
@@ -57,11 +59,15 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
         raise ValueError(f"{manifest_path}: only the vgg and vgg2 backbones can be warm-started")
     blocks = sum(f"b{i}c0/kernel" in weights for i in range(16))
     widths = tuple(int(weights[f"b{i}c0/kernel"].shape[0]) for i in range(blocks))
-    size = int(manifest["input"]["size"])
+    shipped = int(manifest["input"]["size"])
     # The structure is read off the weights: two convolutions in the first block is the
     # vgg2 backbone; no hidden emotion layer is the global-average-pooling head.
     backbone = "vgg2" if "b0c1/kernel" in weights else "vgg"
     head = "flatten" if "emotion_fc/kernel" in weights else "gap"
+    size = size or shipped
+    if size != shipped and head == "flatten":
+        raise ValueError(f"{manifest_path} has a flatten head, which fixes its input at "
+                         f"{shipped}x{shipped}: start a {size}x{size} model from a gap-head model")
     model = build_model(size, widths, dropout, backbone=backbone, channels=channels,
                         head_type=head)
     for layer in model.layers:

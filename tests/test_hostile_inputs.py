@@ -117,6 +117,9 @@ CASES: list[tuple[str, Setup, int, str]] = [
                                        str(_write(t / "f.csv.gz", gzip.compress(bytes(range(256))
                                                                                 * 4)))], {}),
      2, "is not a FER-2013 CSV"),
+    ("export a missing checkpoint", lambda t: (["export", str(t / "best.keras"), "--version",
+                                                "9.9.9", "--out", str(t / "out")], {}),
+     2, "pass a .keras checkpoint"),
     ("utkface empty folder", lambda t: (["evaluate", "utkface", "--dir", str(t)], {}),
      2, "no UTKFace images"),
     ("utkface unknown split", lambda t: (["evaluate", "utkface", "--dir", str(t), "--split",

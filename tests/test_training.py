@@ -278,3 +278,46 @@ def test_bf16_is_native_only_with_its_instructions(tmp_path, flags, native):
     info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     assert cpu_has_bf16(info) is native
     assert cpu_has_bf16(tmp_path / "absent") is True
+
+
+def test_a_gap_head_warm_start_builds_a_larger_face_with_the_same_weights():
+    """``audience train --size 64 --init-from <gap manifest>``: the convolutions and heads are
+    the shipped ones (a gap head's weights do not depend on the input side)."""
+    from audience.models.warmstart import keras_from_manifest
+
+    manifest = "models/weights/audience-mt-2.1.0.json"
+    rng = np.random.default_rng(0)
+    small = keras_from_manifest(manifest, 3, rng.normal(size=(32, 48, 48, 3)).astype(np.float32))
+    large = keras_from_manifest(manifest, 3, rng.normal(size=(32, 64, 64, 3)).astype(np.float32),
+                                size=64)
+    assert tuple(large.inputs[0].shape[1:]) == (64, 64, 3)
+    kernels = {w.path: w.numpy() for w in small.weights if w.path.endswith("kernel")}
+    assert kernels
+    for w in large.weights:
+        if w.path in kernels:
+            np.testing.assert_array_equal(w.numpy(), kernels[w.path], err_msg=w.path)
+
+
+def test_a_flatten_head_cannot_change_its_input_side():
+    from audience.models.warmstart import keras_from_manifest
+
+    x = np.zeros((4, 64, 64, 1), np.float32)
+    with pytest.raises(ValueError, match="flatten head, which fixes its input at 48x48"):
+        keras_from_manifest("models/weights/audience-mt-1.1.0.json", 1, x, size=64)
+
+
+def test_a_64_pixel_model_exports_its_side_and_the_analyzer_feeds_it(tmp_path):
+    from audience.inference.analyzer import FaceAnalyzer
+    from audience.inference.config import AnalyzerConfig
+    from audience.models.export import export
+    from audience.models.net import build_model
+
+    model = build_model(64, (8, 8, 16, 16), 0.0, backbone="vgg", channels=3, head_type="gap")
+    model.save(tmp_path / "best.keras")
+    manifest = export(tmp_path / "best.keras", "0.0.1", tmp_path / "out", training={})
+    analyzer = FaceAnalyzer(AnalyzerConfig(weights=str(manifest)))
+    assert (analyzer.size, analyzer.channels) == (64, 3)
+    face = np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)
+    marks = np.array([[70, 80], [130, 80], [100, 110], [75, 140], [125, 140]], np.float32)
+    [labels] = analyzer.analyze([face], [marks])
+    assert labels.gender in analyzer.genders

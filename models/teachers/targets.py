@@ -61,8 +61,6 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
     from audience.core.preprocess import to_channels
     from audience.models.train import _fer_inputs, class_weights
 
-    if cfg.size != 48:
-        raise ValueError("--teachers trains at 48x48 (the aligned-crop cache's size)")
     x_fer, fer = _fer_inputs(cfg.fer_csv, cfg.size)
     t_fer = fer_teacher_outputs(cfg.fer_csv, fer.images)
     if cfg.expression_share > 0:
@@ -80,7 +78,9 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
 
     utk_all = load_utk_dirs(cfg.utk_dirs)
     crops, ok = aligned_crops(utk_all, cfg.size)
-    t_utk = utk_teacher_emotion(gray_crops(crops), [str(p) for p in utk_all.paths])
+    # A specialist without emotion gives it no loss: no need to run the teacher on its crops.
+    t_utk = (utk_teacher_emotion(gray_crops(crops), [str(p) for p in utk_all.paths])
+             if "emotion" in cfg.tasks else np.zeros((len(crops), len(EMOTIONS)), np.float32))
     x_utk = to_channels(standardize_batch(crops), cfg.channels)
     from audience.models.data import utk_split
 

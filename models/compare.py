@@ -9,13 +9,19 @@ picks checkpoints by (``models.train.val_score``: accuracies minus age MAE in de
 paired bootstrap of the score difference over the images (both models scored on the same
 resample), with its 95% interval, so a gain within noise is seen as such. Test splits are never
 touched here: they are measured after a model is chosen.
+
+``--emotion-from-base`` scores a demographics specialist (``audience train --tasks
+age,gender,ethnicity``) as if it served beside the base's emotion, as an ensemble would: the
+candidate's emotion is the base's, so the difference is that of the other three heads. It is
+how a specialist whose input differs from the base's (another ``--size``) is chosen before any
+ensemble of the two exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +95,10 @@ def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
 
 
 def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
-            utk_dir: Path | list[Path] = UTK_DIR, resamples: int = 2000) -> dict:
-    """``utk_dir``: one folder, or several (combined, de-duplicated: ``models.utk``)."""
+            utk_dir: Path | list[Path] = UTK_DIR, resamples: int = 2000,
+            emotion_from_base: bool = False) -> dict:
+    """``utk_dir``: one folder, or several (combined, de-duplicated: ``models.utk``).
+    ``emotion_from_base``: the candidate's emotion is the base's (a demographics specialist)."""
     fer = load_fer2013(fer_csv, splits=("PublicTest",))
     if isinstance(utk_dir, list) and len(utk_dir) > 1:
         from audience.models.utk import load_utk_dirs
@@ -100,6 +108,8 @@ def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
         utk = load_utkface(utk_dir[0] if isinstance(utk_dir, list) else utk_dir, split="val")
     images, marks = read_utk_chips(utk)
     (name_a, a), (name_b, b) = (label(w, fer, utk, images, marks) for w in (base, candidate))
+    if emotion_from_base:
+        b, name_b = replace(b, emotion=a.emotion), f"{name_b} (emotion: {name_a})"
     return {"base": {"model": name_a, **a.figures()},
             "candidate": {"model": name_b, **b.figures()},
             "paired_bootstrap": paired_bootstrap(a, b, resamples),
@@ -116,11 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--utk-dir", type=Path, action="append", default=None,
                    help="UTKFace image folder (default crop_part1); repeat it for the combined "
                    "val split of several folders, de-duplicated")
+    p.add_argument("--emotion-from-base", action="store_true",
+                   help="the candidate is a demographics specialist: score it with the base's "
+                   "emotion, as an ensemble of the two would serve")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     r = compare(args.base, args.candidate, args.fer_csv, args.utk_dir or [UTK_DIR],
-                args.resamples)
+                args.resamples, args.emotion_from_base)
     if args.json:
         print(json.dumps(r))
         return

@@ -321,3 +321,23 @@ def test_a_64_pixel_model_exports_its_side_and_the_analyzer_feeds_it(tmp_path):
     marks = np.array([[70, 80], [130, 80], [100, 110], [75, 140], [125, 140]], np.float32)
     [labels] = analyzer.analyze([face], [marks])
     assert labels.gender in analyzer.genders
+
+
+def test_a_specialist_is_compared_with_the_base_emotion(monkeypatch):
+    """--emotion-from-base: the score difference is the other heads' alone."""
+    from types import SimpleNamespace
+
+    from audience.models import compare as cmp
+
+    base = _hits([1, 1, 0, 0], [1, 0], [1, 0], [2.0, 4.0])
+    specialist = _hits([0, 0, 0, 0], [1, 1], [1, 0], [2.0, 4.0])  # untrained emotion
+    monkeypatch.setattr(cmp, "load_fer2013", lambda *a, **k: SimpleNamespace(labels=[0] * 4))
+    monkeypatch.setattr(cmp, "load_utkface", lambda *a, **k: SimpleNamespace(age=[1, 2]))
+    monkeypatch.setattr(cmp, "read_utk_chips", lambda utk: ([], []))
+    monkeypatch.setattr(cmp, "label", lambda w, *a: (w, base if w == "b" else specialist))
+    plain = cmp.compare("b", "s", resamples=50)
+    paired = cmp.compare("b", "s", resamples=50, emotion_from_base=True)
+    assert plain["paired_bootstrap"]["difference"] == pytest.approx(-0.5 + 0.5)
+    assert paired["paired_bootstrap"]["difference"] == pytest.approx(0.5)
+    assert paired["candidate"]["model"] == "s (emotion: b)"
+    assert paired["discordant"]["emotion"] == {"only_base": 0, "only_candidate": 0}

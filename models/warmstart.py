@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audience.core.errors import InputError
 from audience.core.preprocess import LUMA_BGR
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     head = "flatten" if "emotion_fc/kernel" in weights else "gap"
     size = size or shipped
     if size != shipped and head == "flatten":
-        raise ValueError(f"{manifest_path} has a flatten head, which fixes its input at "
+        raise InputError(f"{manifest_path} has a flatten head, which fixes its input at "
                          f"{shipped}x{shipped}: start a {size}x{size} model from a gap-head model")
     model = build_model(size, widths, dropout, backbone=backbone, channels=channels,
                         head_type=head)

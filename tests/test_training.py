@@ -299,10 +299,11 @@ def test_a_gap_head_warm_start_builds_a_larger_face_with_the_same_weights():
 
 
 def test_a_flatten_head_cannot_change_its_input_side():
+    from audience.core.errors import InputError
     from audience.models.warmstart import keras_from_manifest
 
     x = np.zeros((4, 64, 64, 1), np.float32)
-    with pytest.raises(ValueError, match="flatten head, which fixes its input at 48x48"):
+    with pytest.raises(InputError, match="flatten head, which fixes its input at 48x48"):
         keras_from_manifest("models/weights/audience-mt-1.1.0.json", 1, x, size=64)
 
 

@@ -14,10 +14,13 @@ hair"): the model card's section on stop 13 quotes the table.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from audience.core.errors import AudienceError
 
 DEFAULT_DIRS = ("../shared/datasets/utkface/crop_part1", "../shared/datasets/utkface/more")
 ZOOMS = (1.0, 0.85, 0.75, 2 / 3)
@@ -49,19 +52,18 @@ def measure(dirs: list[Path], n: int, seed: int = 0) -> dict[float, np.ndarray]:
     """(n, 3) outside shares per zoom, for ``n`` chips drawn with ``seed`` from ``dirs``."""
     from tqdm import tqdm
 
-    from audience.ingest.detect import chip_detector, chip_landmarks
+    from audience.models.data import utk_chips
     from audience.models.utk import load_utk_dirs
 
     data = load_utk_dirs(dirs)
     pick = np.random.default_rng(seed).choice(len(data.paths), min(n, len(data.paths)),
                                               replace=False)
-    det = chip_detector()
+    sample = data.take(np.sort(pick))
     shares: dict[float, list[tuple[float, float, float]]] = {z: [] for z in ZOOMS}
-    for i in tqdm(np.sort(pick), desc="chips", unit="chip"):
-        img = cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR)
-        if img is None:
+    for img, marks, _ in tqdm(utk_chips(sample), total=len(sample.paths), desc="chips",
+                              unit="chip"):
+        if img is None or marks is None:  # an unreadable chip
             continue
-        marks, _ = chip_landmarks(img, det)
         for z in ZOOMS:
             shares[z].append(outside(img.shape[:2], marks, z))
     return {z: np.array(v) for z, v in shares.items()}
@@ -75,11 +77,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="chips to sample (default 1000)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    dirs = args.utk_dir or [Path(d) for d in DEFAULT_DIRS]
-    for d in dirs:
-        if not d.is_dir():
-            raise SystemExit(f"error: {d} is not a directory: pass UTKFace folders with --utk-dir")
-    result = measure(dirs, args.n, args.seed)
+    try:  # a missing or empty folder: the loader's one line, and its exit code
+        result = measure(args.utk_dir or [Path(d) for d in DEFAULT_DIRS], args.n, args.seed)
+    except AudienceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     n = len(next(iter(result.values())))
     print(f"share of the aligned crop outside the chip ({n} chips):\n")
     print("| zoom | eye distance, share of the side | whole crop | top eighth | side eighths |")

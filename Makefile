@@ -43,12 +43,37 @@ demo: demo-env ## the bundled clip through the real pipeline + a synthetic demo 
 kafka: $(KAFKA_STAMP) ## a local Kafka-protocol broker (tansu, in memory) on 127.0.0.1:9092 until Ctrl-C
 	$(BIN)/audience broker --port 9092
 
-services: ## start the PostgreSQL server the tests use, if it is not running
-	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
-	  command -v pg_ctlcluster >/dev/null || { echo "PostgreSQL is not installed: apt-get install postgresql"; exit 1; }; \
-	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start; \
-	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
-	@pg_isready -h 127.0.0.1 -p 5432
+# Debian's layout (postgresql-common); overridable so that tests can point the recipe elsewhere.
+PG_ETC ?= /etc/postgresql
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+
+services: ## install (Debian's postgresql, with sudo when not root) and start the PostgreSQL server the tests use
+	@pg_isready -q -h $(PG_HOST) -p $(PG_PORT) || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); fresh=; \
+	  command -v pg_ctlcluster >/dev/null || { fresh=1; \
+	    echo "PostgreSQL is not installed: installing Debian's postgresql$${SUDO:+ with sudo}"; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null || exit 1; }; \
+	  ver=$$(ls $(PG_ETC) 2>/dev/null | sort -V | tail -n1); \
+	  [ -n "$$ver" ] || { echo "No PostgreSQL cluster in $(PG_ETC): create one with pg_createcluster VERSION main"; exit 1; }; \
+	  if [ -n "$$fresh" ]; then \
+	    echo "Letting user postgres in from 127.0.0.1 without a password (trust), as the tests expect"; \
+	    $$SUDO sed -i '1i host all postgres 127.0.0.1/32 trust' $(PG_ETC)/$$ver/main/pg_hba.conf || exit 1; \
+	  fi; \
+	  if $$SUDO pg_ctlcluster $$ver main status >/dev/null 2>&1; then \
+	    $$SUDO pg_ctlcluster $$ver main reload; \
+	  else \
+	    echo "Starting PostgreSQL $$ver (cluster main)"; \
+	    $$SUDO pg_ctlcluster --skip-systemctl-redirect $$ver main start || exit 1; \
+	  fi; \
+	  for i in $$(seq 30); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && break; sleep 1; done; }
+	@pg_isready -h $(PG_HOST) -p $(PG_PORT)
+	@# The tests connect as AUDIENCE_TEST_PG_ADMIN_URL (default: user postgres, no password).
+	@psql "$${AUDIENCE_TEST_PG_ADMIN_URL:-postgresql://postgres@$(PG_HOST):$(PG_PORT)/postgres}" \
+	  -w -Atqc 'select 1' >/dev/null 2>&1 || { \
+	  echo "PostgreSQL at $(PG_HOST):$(PG_PORT) is up but refuses the tests' login: let user postgres in from 127.0.0.1 (trust in pg_hba.conf) or set AUDIENCE_TEST_PG_ADMIN_URL to a URL with its password"; \
+	  exit 1; }
 
 superset-env: demo-env ## Superset's own virtualenv from reports/dashboards/superset.lock (idempotent)
 	$(BIN)/python -c "from audience.reports.dashboards.serve import Local, ensure_env; ensure_env(Local())"

@@ -8,7 +8,7 @@ KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-2.3 train-2.1 train-2.0 train-1.2 evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-2.3 train-2.1 train-2.0 train-1.2 evaluate explain-figures clean
 
 .PHONY: demo-env kafka
 
@@ -177,6 +177,10 @@ train-1.2: setup ## the previous model 1.2.0: 1.1.0 fine-tuned on colour, distil
 evaluate: setup ## accuracy of the shipped model on the named splits
 	$(BIN)/audience evaluate fer2013 --csv ../shared/datasets/fer2013/fer2013.csv.gz --split PrivateTest
 	$(BIN)/audience evaluate utkface --dir ../shared/datasets/utkface/crop_part1 --split test
+
+# The shipped weights and the validation splits only: no `make teachers`.
+explain-figures: setup ## the model card's "where each head looks" figures, models/figures/explain-<head>.png (about 2 min on 2 cores)
+	$(BIN)/python -m audience.models.explain_figures --out models/figures
 
 clean:
 	rm -rf out reports/out .pytest_cache

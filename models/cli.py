@@ -199,6 +199,43 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             typer.echo(f"exported: {export(best, export_version, int8=True)}")
 
 
+    @app.command("explain")
+    def explain_cmd(
+        images: Annotated[list[Path], typer.Argument(help="Images with faces.")],
+        head: Annotated[str, typer.Option(
+            help="The head to explain: emotion, age, gender or ethnicity.")],
+        out: Annotated[Path, typer.Option(help="Folder for the PNGs (one per face).")],
+        method: Annotated[str, typer.Option(
+            help="guided (guided back-propagation: the pixels the answer is most sensitive "
+            "to) or gradcam (Grad-CAM on the last convolution block: the regions it weighs).")]
+        = "guided",
+        aligned: Annotated[bool, typer.Option(
+            "--aligned", help="Each image is one face chip (as `audience analyze --aligned`).")]
+        = False,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to explain instead of the shipped model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Where a head looks: for each face (found as `audience analyze` finds it), the face
+        as the model frames it, its label and the map of where the head looked, side by side
+        in one PNG. Training environment only (TensorFlow). Gradients need a float network:
+        the shipped 2.4.0 is int8, so the maps are computed on the float network it serves
+        the head from, rebuilt in Keras from its ONNX weights: 2.1.0 for age, gender and
+        ethnicity; for emotion, 2.4.0 serves 2.4.0-e, whose float weights are not in the
+        tree, so its maps are computed on 2.1.0, the network 2.4.0-e was trained from. The
+        output names the network."""
+        from audience.models.explain import explain_images
+
+        network, rows = explain_images(images, head, out, method, aligned, weights)
+        if as_json:
+            echo_json({"network": network.name, "served_by": network.served_by,
+                       "note": network.note, "faces": rows})
+            return
+        typer.echo(f"{head}: {network.note}")
+        for r in rows:
+            score = f" ({r['score']:.2f})" if r["score"] is not None else ""
+            typer.echo(f"{r['image']} face {r['face']}: {head} {r[head]}{score} -> {r['png']}")
+
     @app.command("export")
     def export_cmd(
         checkpoint: Annotated[Path, typer.Argument(help="Keras checkpoint (.keras).")],

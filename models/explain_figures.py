@@ -97,12 +97,12 @@ def _labels(folder: Path) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(f) if row.get("split") == "val"]
 
 
-def fer_public(datasets: Path, rng: np.random.Generator) -> list[Sample]:
+def fer_public(datasets: Path, rng: np.random.Generator, per_class: int) -> list[Sample]:
     data = load_fer2013(datasets / "fer2013" / "fer2013.csv.gz", splits=("PublicTest",))
     groups = {e: [int(i) for i in np.flatnonzero(data.labels == k)]
               for k, e in enumerate(EMOTIONS)}
     return [Sample("FER-2013", truth, data.images[i], None)
-            for truth, i in _pick(groups, PER_CLASS, rng)]
+            for truth, i in _pick(groups, per_class, rng)]
 
 
 @lru_cache(maxsize=1)
@@ -113,11 +113,12 @@ def utk_val(datasets: Path):
     return load_utk_dirs([folder / "crop_part1", folder / "more"], split="val")
 
 
-def samples(head: str, datasets: Path = DATASETS, seed: int = SEED) -> list[Sample]:
-    """The fixed grid of faces for ``head``."""
+def samples(head: str, datasets: Path = DATASETS, seed: int = SEED,
+            per_class: int = PER_CLASS) -> list[Sample]:
+    """The fixed grid of faces for ``head``: ``per_class`` per class and dataset."""
     rng = np.random.default_rng(seed)
     if head == "emotion":
-        return fer_public(datasets, rng)
+        return fer_public(datasets, rng, per_class)
     utk = utk_val(datasets)
     aaf = _labels(datasets / "aaf")
     out: list[Sample] = []
@@ -125,23 +126,24 @@ def samples(head: str, datasets: Path = DATASETS, seed: int = SEED) -> list[Samp
         # One UTKFace chip per age bracket, then children and teenagers from AAF.
         by_bracket = {b: [(int(a), p) for p, a in zip(utk.paths, utk.age, strict=True)
                           if age_bracket(float(a)) == b] for b in AGE_BRACKETS}
-        out += _chips("UTKFace", [(f"{a} y", p) for _, (a, p) in _pick(by_bracket, 1, rng)])
+        picked = _pick(by_bracket, max(1, per_class // 2), rng)
+        out += _chips("UTKFace", [(f"{a} y", p) for _, (a, p) in picked])
         kids = {b: [(int(r["age"]), datasets / "aaf" / "faces" / r["file"]) for r in aaf
                     if age_bracket(float(r["age"])) == b] for b in ("0-12", "13-17")}
-        out += _chips("AAF", [(f"{a} y", p) for _, (a, p) in _pick(kids, PER_CLASS, rng)])
+        out += _chips("AAF", [(f"{a} y", p) for _, (a, p) in _pick(kids, per_class, rng)])
     elif head == "gender":
         groups = {g: [p for p, y in zip(utk.paths, utk.gender, strict=True) if y == k]
                   for k, g in enumerate(GENDERS)}
-        out += _chips("UTKFace", _pick(groups, PER_CLASS, rng))
+        out += _chips("UTKFace", _pick(groups, per_class, rng))
         for name in ("aaf", "lfw"):
             rows = aaf if name == "aaf" else _labels(datasets / "lfw")
             by = {g: [datasets / name / "faces" / r["file"] for r in rows if r["gender"] == g]
                   for g in GENDERS}
-            out += _chips(name.upper(), _pick(by, PER_CLASS, rng))
+            out += _chips(name.upper(), _pick(by, per_class, rng))
     elif head == "ethnicity":
         groups = {e: [p for p, y in zip(utk.paths, utk.race, strict=True) if y == k]
                   for k, e in enumerate(ETHNICITIES)}
-        out += _chips("UTKFace", _pick(groups, PER_CLASS, rng))
+        out += _chips("UTKFace", _pick(groups, per_class, rng))
     else:
         raise InputError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
     return out
@@ -187,6 +189,48 @@ def figure(head: str, datasets: Path = DATASETS, seed: int = SEED) -> tuple[np.n
     return canvas, network.note
 
 
+# -- a measured reading: where the map's mass lies ---------------------------------------------
+def regions(size: int) -> dict[str, np.ndarray]:
+    """Disjoint masks over the model's framing: ``inner`` (eyes, nose and mouth: the five
+    template landmarks' hull, grown 1.5x about its centre), ``edge`` (the outer eighth of
+    the crop: where hair, ears and background show), ``rest`` (forehead, cheeks, chin)."""
+    from audience.core.preprocess import TEMPLATE
+
+    pts = TEMPLATE * size
+    centre = pts.mean(0)
+    hull = cv2.convexHull(((pts - centre) * 1.5 + centre).astype(np.int32))
+    inner = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(inner, hull, 1)
+    ring = size // 8
+    edge = np.ones((size, size), bool)
+    edge[ring:size - ring, ring:size - ring] = False
+    inner_b = inner.astype(bool) & ~edge
+    return {"inner": inner_b, "edge": edge, "rest": ~inner_b & ~edge}
+
+
+def measure(head: str, per_class: int, datasets: Path = DATASETS, seed: int = SEED) -> dict:
+    """Per dataset of ``head``'s grid drawn with ``per_class`` faces per class, the mean
+    share of each map's mass in each region (:func:`regions`), beside the region's share of
+    the area (what a map spread evenly would give)."""
+    network = network_for(head)
+    explainer = Explainer(head, network)
+    grid = samples(head, datasets, seed, per_class)
+    masks = regions(explainer.size)
+    out: dict = {"network": network.name, "area": {k: round(float(m.mean()), 3)
+                                                   for k, m in masks.items()}, "datasets": {}}
+    for name in dict.fromkeys(s.dataset for s in grid):
+        chosen = [s for s in grid if s.dataset == name]
+        faces = [(s.image, s.landmarks) for s in chosen]
+        row: dict[str, object] = {"n": len(chosen)}
+        for method in ("guided", "gradcam"):
+            heat = np.stack([e.heat for e in explain_faces(explainer, faces, method)])
+            mass = heat / np.maximum(heat.sum(axis=(1, 2), keepdims=True), 1e-12)
+            row[method] = {k: round(float((mass * m).sum(axis=(1, 2)).mean()), 3)
+                           for k, m in masks.items()}
+        out["datasets"][name] = row
+    return out
+
+
 def save_small(image: np.ndarray, path: Path, colours: int = 256) -> int:
     """A palette PNG (a few hundred KB at most for a grid of faces); returns its size."""
     from PIL import Image
@@ -203,8 +247,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", type=Path, default=DATASETS)
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--measure", type=int, default=0, metavar="K",
+                        help="instead of the figures, print where the maps' mass lies on K "
+                        "validation faces per class and dataset (one JSON line per head)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.measure:
+        import json
+
+        for head in [h.strip() for h in args.heads.split(",") if h.strip()]:
+            print(json.dumps({"head": head, **measure(head, args.measure, args.datasets,
+                                                      args.seed)}))
+        return
     for head in [h.strip() for h in args.heads.split(",") if h.strip()]:
         image, note = figure(head, args.datasets, args.seed)
         path = args.out / f"explain-{head}.png"

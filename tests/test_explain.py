@@ -194,3 +194,16 @@ def test_the_model_card_figures_are_committed_and_small(head: str) -> None:
     assert path.is_file(), "run `make explain-figures`"
     assert path.stat().st_size < 300_000
     assert cv2.imread(str(path)) is not None
+
+
+def test_the_measured_regions_split_the_crop() -> None:
+    """`explain_figures --measure`'s regions: disjoint, covering, the landmarks inside."""
+    from audience.core.preprocess import TEMPLATE
+    from audience.models.explain_figures import regions
+
+    masks = regions(48)
+    total = sum(m.astype(int) for m in masks.values())
+    assert (total == 1).all()
+    for x, y in (TEMPLATE * 48).astype(int):
+        assert masks["inner"][y, x]
+    assert masks["edge"][0].all() and masks["edge"][:, -1].all()

@@ -3,8 +3,9 @@
 For each head, a fixed grid of faces from the validation splits (a few per class, drawn with a
 fixed seed): FER-2013 PublicTest for emotion; UTKFace val and AAF val (children) for age;
 UTKFace val, AAF val and LFW val for gender; UTKFace val for ethnicity. Each cell shows the
-face as the model frames it (FER-2013 rows as they are, the other chips aligned as
-`audience analyze --aligned` aligns them), its true and predicted label, and both maps
+face as the model frames it (FER-2013 rows as they are; UTKFace chips aligned as `audience
+evaluate utkface` aligns them; AAF and LFW faces found and aligned as `audience analyze` and
+`audience evaluate wild` find them), its true and predicted label, and both maps
 (:mod:`models.explain`: guided back-propagation, then Grad-CAM). Written as small palette
 PNGs to ``models/figures/explain-<head>.png``.
 
@@ -14,13 +15,11 @@ PNGs to ``models/figures/explain-<head>.png``.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -38,7 +37,6 @@ from audience.models.explain import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DATASETS = Path("../shared/datasets")
 PER_CLASS = 2  # faces per class and dataset
@@ -55,54 +53,57 @@ class Sample:
     landmarks: np.ndarray | None
 
 
-def _pick(groups: Mapping[str, Sequence[T]], n: int, rng: np.random.Generator,
-          ) -> list[tuple[str, T]]:
-    """``n`` items of each group (drawn from its fixed order), in group order."""
-    out: list[tuple[str, T]] = []
-    for key, items in groups.items():
-        if not items:
-            continue
-        for i in sorted(rng.choice(len(items), size=min(n, len(items)), replace=False)):
-            out.append((key, items[int(i)]))
-    return out
+@lru_cache(maxsize=2)
+def _detector(chips: bool):
+    from audience.ingest.detect import YuNetDetector, chip_detector
+
+    # UTKFace chips as `audience evaluate utkface` landmarks them; whole images (AAF, LFW)
+    # as `audience analyze` and `audience evaluate wild` find faces.
+    return chip_detector() if chips else YuNetDetector(work_width=1280)
 
 
-@lru_cache(maxsize=1)
-def _detector():
-    from audience.ingest.detect import chip_detector
-
-    return chip_detector()
-
-
-def _chips(dataset: str, picked: list[tuple[str, Path]]) -> list[Sample]:
-    """Face chips, landmarked as `audience analyze --aligned` and the evaluations do."""
+def _landmarks(img: np.ndarray, chips: bool) -> np.ndarray | None:
     from audience.ingest.detect import chip_landmarks
 
-    out = []
-    for truth, path in picked:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"cannot read {path}: restore the dataset file")
-        marks, _ = chip_landmarks(img, _detector())
-        out.append(Sample(dataset, truth, img, marks))
+    if chips:
+        return chip_landmarks(img, _detector(True))[0]
+    faces = _detector(False).detect(img)
+    if not faces:
+        return None  # not found: the next face of the class takes its place
+    return max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+               ).landmarks
+
+
+def _faces(dataset: str, groups: Mapping[str, Sequence[tuple[str, Path]]], n: int,
+           rng: np.random.Generator, chips: bool) -> list[Sample]:
+    """``n`` faces of each group (in a seeded order of its files), group after group; each
+    group item is (the truth to print, the image file)."""
+    out: list[Sample] = []
+    for items in groups.values():
+        taken = 0
+        for i in rng.permutation(len(items)):
+            if taken == n:
+                break
+            truth, path = items[int(i)]
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is None:
+                raise InputError(f"cannot read {path}: restore the dataset file")
+            marks = _landmarks(img, chips)
+            if marks is not None:
+                out.append(Sample(dataset, truth, img, marks))
+                taken += 1
     return out
-
-
-def _labels(folder: Path) -> list[dict[str, str]]:
-    path = folder / "labels.csv"
-    if not path.is_file():
-        raise InputError(f"{path} not found: the figure needs the {folder.name} dataset "
-                         f"under {folder.parent}")
-    with path.open(newline="") as f:
-        return [row for row in csv.DictReader(f) if row.get("split") == "val"]
 
 
 def fer_public(datasets: Path, rng: np.random.Generator, per_class: int) -> list[Sample]:
+    """FER-2013 rows as `audience evaluate fer2013` feeds them: the 48x48 face as framed."""
     data = load_fer2013(datasets / "fer2013" / "fer2013.csv.gz", splits=("PublicTest",))
-    groups = {e: [int(i) for i in np.flatnonzero(data.labels == k)]
-              for k, e in enumerate(EMOTIONS)}
-    return [Sample("FER-2013", truth, data.images[i], None)
-            for truth, i in _pick(groups, per_class, rng)]
+    out = []
+    for k, emotion in enumerate(EMOTIONS):
+        rows = np.flatnonzero(data.labels == k)
+        for i in rng.permutation(len(rows))[:per_class]:
+            out.append(Sample("FER-2013", emotion, data.images[rows[i]], None))
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -113,6 +114,12 @@ def utk_val(datasets: Path):
     return load_utk_dirs([folder / "crop_part1", folder / "more"], split="val")
 
 
+def wild_val(datasets: Path, name: str):
+    from audience.models.wild import load_wild
+
+    return load_wild(datasets / name, split="val")
+
+
 def samples(head: str, datasets: Path = DATASETS, seed: int = SEED,
             per_class: int = PER_CLASS) -> list[Sample]:
     """The fixed grid of faces for ``head``: ``per_class`` per class and dataset."""
@@ -120,30 +127,29 @@ def samples(head: str, datasets: Path = DATASETS, seed: int = SEED,
     if head == "emotion":
         return fer_public(datasets, rng, per_class)
     utk = utk_val(datasets)
-    aaf = _labels(datasets / "aaf")
     out: list[Sample] = []
     if head == "age":
-        # One UTKFace chip per age bracket, then children and teenagers from AAF.
-        by_bracket = {b: [(int(a), p) for p, a in zip(utk.paths, utk.age, strict=True)
+        # UTKFace chips per age bracket, then children and teenagers from AAF.
+        by_bracket = {b: [(f"{a:.0f} y", p) for p, a in zip(utk.paths, utk.age, strict=True)
                           if age_bracket(float(a)) == b] for b in AGE_BRACKETS}
-        picked = _pick(by_bracket, max(1, per_class // 2), rng)
-        out += _chips("UTKFace", [(f"{a} y", p) for _, (a, p) in picked])
-        kids = {b: [(int(r["age"]), datasets / "aaf" / "faces" / r["file"]) for r in aaf
-                    if age_bracket(float(r["age"])) == b] for b in ("0-12", "13-17")}
-        out += _chips("AAF", [(f"{a} y", p) for _, (a, p) in _pick(kids, per_class, rng)])
+        out += _faces("UTKFace", by_bracket, max(1, per_class // 2), rng, chips=True)
+        aaf = wild_val(datasets, "aaf")
+        kids = {b: [(f"{a:.0f} y", p) for p, a in zip(aaf.paths, aaf.age, strict=True)
+                    if age_bracket(float(a)) == b] for b in ("0-12", "13-17")}
+        out += _faces("AAF", kids, per_class, rng, chips=False)
     elif head == "gender":
-        groups = {g: [p for p, y in zip(utk.paths, utk.gender, strict=True) if y == k]
+        groups = {g: [(g, p) for p, y in zip(utk.paths, utk.gender, strict=True) if y == k]
                   for k, g in enumerate(GENDERS)}
-        out += _chips("UTKFace", _pick(groups, per_class, rng))
+        out += _faces("UTKFace", groups, per_class, rng, chips=True)
         for name in ("aaf", "lfw"):
-            rows = aaf if name == "aaf" else _labels(datasets / "lfw")
-            by = {g: [datasets / name / "faces" / r["file"] for r in rows if r["gender"] == g]
-                  for g in GENDERS}
-            out += _chips(name.upper(), _pick(by, per_class, rng))
+            wild = wild_val(datasets, name)
+            by = {g: [(g, p) for p, y in zip(wild.paths, wild.gender, strict=True) if y == k]
+                  for k, g in enumerate(GENDERS)}
+            out += _faces(name.upper(), by, per_class, rng, chips=False)
     elif head == "ethnicity":
-        groups = {e: [p for p, y in zip(utk.paths, utk.race, strict=True) if y == k]
+        groups = {e: [(e, p) for p, y in zip(utk.paths, utk.race, strict=True) if y == k]
                   for k, e in enumerate(ETHNICITIES)}
-        out += _chips("UTKFace", _pick(groups, per_class, rng))
+        out += _faces("UTKFace", groups, per_class, rng, chips=True)
     else:
         raise InputError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
     return out

@@ -123,7 +123,7 @@ train-2.1: setup teachers ## the previous models 2.1.0 and 2.2.0: 2.0.0 trained 
 	  --epochs 75 --anneal-hours 1.85 --max-hours 2.0 --bf16 \
 	  --init-from models/weights/audience-mt-2.0.0.json
 	@# 2.1.0's run 1 started from a wrecked copy of 2.0.0 (the warm start calibrated BatchNorm in
-	@# bfloat16; fixed in stop 7): a rerun starts from 2.0.0 itself and will not retrace it exactly.
+	@# bfloat16; since fixed): a rerun starts from 2.0.0 itself and will not retrace it exactly.
 	@# Early stopping (patience 8) ended that run at epoch 46 before its schedule annealed;
 	@# the second run anneals its best checkpoint (epoch 38) from the learning rate it had there.
 	$(BIN)/audience train --out runs/mt-2.1b --teachers \

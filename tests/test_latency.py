@@ -1,4 +1,4 @@
-"""Issue 17: adaptive batching, stage timing, the worker-scaling bench and the capacity model.
+"""Adaptive batching, stage timing, the worker-scaling bench and the capacity model.
 
 Speed itself comes from `audience bench pipeline` / `audience bench workers`, never from a
 timed test: these tests check behaviour (what is polled, how long the worker is told to

@@ -119,7 +119,7 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, cha
 def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
     """Batch statistics (training mode) must give the function the calibration measured.
     Under --bf16 the calibration was once summed in bfloat16 by numpy: inference mode hid it,
-    training started from a wrecked network (stop 7)."""
+    training started from a wrecked network."""
     from audience.models.warmstart import keras_from_manifest
 
     x = np.random.default_rng(0).normal(size=(256, 48, 48, 3)).astype(np.float32)

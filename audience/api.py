@@ -87,10 +87,10 @@ def find_faces(img: np.ndarray, detector: YuNetDetector, analyzer: FaceAnalyzer,
     if not boxes:
         return []
     attrs = analyzer.analyze([img] * len(boxes), landmarks)
-    faces = sorted((FaceResult(b, s, a, source) for b, s, a in zip(boxes, scores, attrs,
-                                                                    strict=True)),
-                   key=lambda f: -f.area)
-    return [replace(f, face=i) for i, f in enumerate(faces)]
+    results = sorted((FaceResult(b, s, a, source) for b, s, a in zip(boxes, scores, attrs,
+                                                                      strict=True)),
+                     key=lambda f: -f.area)
+    return [replace(f, face=i) for i, f in enumerate(results)]
 
 
 @lru_cache(maxsize=4)

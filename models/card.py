@@ -45,8 +45,8 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
     """``fer_tta`` / ``utk_tta``: the same split with the other mirror setting than the
     analyzer's default (``--tta`` for a one-pass model, ``--no-tta`` for a mirroring one)."""
     served = f" ({_mirror(fer)}, as the analyzer does)" if fer.get("flip_average") else ""
-    lines = [f"Model `{fer['model']}`. Figures produced by the commands above; JSON in "
-             "`models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
+    lines = [f"Model `{fer['model']}`. Figures produced by the commands in *The shipped "
+             "recipe*; JSON in `models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
              "| metric | value |", "|---|---|",
              f"| accuracy{served} | {_pct(fer['accuracy'])} |"]
     if fer_tta:

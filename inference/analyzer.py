@@ -59,7 +59,7 @@ def load_manifest(path: Path | None = None, float32: bool = False) -> tuple[dict
 
 class FaceAnalyzer:
     """Label face crops. ``analyze`` takes crops as images (uint8 gray/BGR/BGRA), optionally
-    with landmarks; everything goes through ``models.preprocess.prepare_face``."""
+    with landmarks; everything goes through ``audience.core.preprocess.prepare_face``."""
 
     def __init__(self, config: AnalyzerConfig | None = None,
                  policy: AttributePolicy | None = None) -> None:

@@ -172,7 +172,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             "even if epochs remain (models.schedule), so a slow machine still anneals.")] = 0.0,
         keep_epochs_from: Annotated[int, typer.Option(
             min=0, help="If > 0, save each epoch's weights from this epoch on into "
-            "<out>/epochs/, for weight averaging (python -m audience.models.soup).")] = 0,
+            "<out>/epochs/, for weight averaging (experiments/soup.py).")] = 0,
         tasks: Annotated[str, typer.Option(
             help="Heads whose losses train, comma separated (the others keep their outputs at "
             "loss weight 0). 'emotion' trains an emotion specialist, which "

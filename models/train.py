@@ -434,7 +434,7 @@ def train(cfg: TrainConfig) -> Path:
                 log.warning("time budget of %.1f h reached after epoch %d: stopping",
                             cfg.max_hours, epoch + 1)
                 self.model.stop_training = True
-            if cfg.keep_epochs_from and epoch + 1 >= cfg.keep_epochs_from:  # models.soup
+            if cfg.keep_epochs_from and epoch + 1 >= cfg.keep_epochs_from:  # experiments/soup.py
                 (out / "epochs").mkdir(exist_ok=True)
                 self.model.save_weights(out / "epochs" / f"epoch-{epoch + 1:03d}.weights.h5")
 

@@ -122,6 +122,8 @@ def wild_crops(data: WildData, size: int) -> tuple[np.ndarray, np.ndarray]:
     crops = np.zeros((len(data.paths), size, size, 3), np.uint8)
     for i in np.flatnonzero(found):
         img = cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR)
+        if img is None:  # read once already by detect_wild: changed on disk since
+            raise DatasetError(f"cannot read {data.paths[i]}: restore the file")
         crops[i] = align_face(img, marks[i], size, channels=3)
     np.save(cached, crops)
     return crops, found

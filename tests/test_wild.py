@@ -152,3 +152,16 @@ def test_aaf_and_lfw_faces_are_found_by_the_camera_detector():
                                            sample.split), 48)
         assert found.mean() > 0.9, (name, found.mean())
         assert crops.shape[1:] == (48, 48, 3) and crops[found].std() > 10
+
+
+@pytest.mark.parametrize("accuracies, expected", [
+    ({"0-2": 0.52, "3-6": 0.7, "7-12": 0.83, "13-19": 0.9, "20+": 0.95}, 7.0),
+    ({"0-2": 0.85, "3-6": 0.9, "20+": 0.95}, 0.0),  # nothing to withhold
+    ({"3-6": 0.7, "13-19": 0.81}, 13.0),  # a band with no faces is skipped
+    ({"0-2": 0.5, "20+": 0.7}, 20.0),  # never above the adult band
+])
+def test_the_rule_starts_at_the_first_band_that_reaches_the_floor(accuracies, expected):
+    from audience.models.gender_rule import choose_min_age
+
+    by_band = {name: {"n": 10, "gender_accuracy": acc} for name, acc in accuracies.items()}
+    assert choose_min_age(by_band, floor=0.8) == expected

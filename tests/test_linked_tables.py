@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from itertools import combinations
 
 import pytest
 
@@ -76,6 +77,37 @@ def test_the_planted_day_confines_nobody() -> None:
     male_18_24_shown = ("18-24", "male") not in linked_hidden(joint, 5)[(0, 1)]
     male_25_34_shown = ("25-34", "male") not in linked_hidden(joint, 5)[(0, 1)]
     assert not (male_18_24_shown and male_25_34_shown)
+
+
+def _per_table_hidden(cells: dict[tuple[str, ...], int], k: int) -> set[tuple[str, ...]]:
+    """The earlier rule, table by table: hidden cells of each group hold k (or none)."""
+    hidden = {key for key, n in cells.items() if n < k}
+    n_dims = len(next(iter(cells)))
+    groups = [list(cells)]
+    for r in range(1, n_dims):
+        for pos in combinations(range(n_dims), r):
+            by: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+            for key in cells:
+                by.setdefault(tuple(key[i] for i in pos), []).append(key)
+            groups += by.values()
+    changed = True
+    while changed:
+        changed = False
+        for group in groups:
+            shown = sorted((cells[key], key) for key in group if key not in hidden)
+            if 0 < sum(cells[key] for key in group if key in hidden) < k and shown:
+                hidden.add(shown[0][1])
+                changed = True
+    return hidden
+
+
+def test_the_audit_finds_the_filed_attack_on_the_per_table_rule() -> None:
+    joint, k = planted_day(), 5
+    hidden = {t: (set(linked_hidden(joint, k)[t]) if len(t) == 1
+                  else _per_table_hidden(project(joint, t), k)) for t in tables_of(3)}
+    found = confined(joint, hidden, k).confined
+    assert [(c.table, c.key, c.least, c.most) for c in found if len(c.table) == 2] == [
+        ((0, 1), ("65+", "female"), 1, 1)]  # exactly one woman aged 65+
 
 
 def test_the_group_rule_alone_can_confine_and_the_audit_repairs_it() -> None:

@@ -82,11 +82,11 @@ def confined(joint: Cells, hidden: Mapping[Table, set[tuple[str, ...]]], k: int)
     space = list(product(*values))  # every combination of the labels that occur
     member: dict[tuple[Table, tuple[str, ...]], np.ndarray] = {}
     for t in tables_of(n_dims):  # each cell of each table: the joint cells it adds up
-        for j, full in enumerate(space):
-            key = tuple(full[i] for i in t)
-            if (t, key) not in member:
-                member[(t, key)] = np.zeros(len(space))
-            member[(t, key)][j] = 1.0
+        keys = [tuple(full[i] for i in t) for full in space]
+        codes = {key: c for c, key in enumerate(dict.fromkeys(keys))}
+        code = np.array([codes[key] for key in keys])
+        for key, c in codes.items():
+            member[(t, key)] = (code == c).astype(float)
     rows, rhs = [np.ones(len(space))], [float(sum(joint.values()))]
     targets: list[tuple[Table, tuple[str, ...], int]] = []
     for t in tables_of(n_dims):
@@ -110,7 +110,8 @@ def confined(joint: Cells, hidden: Mapping[Table, set[tuple[str, ...]]], k: int)
     points = [_solve(a_eq, b_eq, total), _solve(a_eq, b_eq, -total)]
     for t, key, n in targets:
         vec = member[(t, key)]
-        if any(vec @ p <= EPS or vec @ p >= k - EPS for p in points):
+        at = np.array(points) @ vec
+        if np.any((at <= EPS) | (at >= k - EPS)):
             continue
         points.append(low := _solve(a_eq, b_eq, vec))
         least = math.ceil(float(vec @ low) - EPS)

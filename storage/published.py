@@ -156,6 +156,8 @@ def _linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
     forced: set[tuple[Table, tuple[str, ...]]] = set()
     while True:
         hidden = _grouped_hidden(cells, k, forced)
+        if all(hidden[t] >= set(cells[t]) for t in tables if len(t) > 1):
+            return hidden  # one-label tables alone confine nothing: no program to solve
         found = confined(joint, hidden, k).confined
         if not found:
             return hidden

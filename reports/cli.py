@@ -209,8 +209,9 @@ def segments_command(
     """Visits per period and audience segment (age bracket, gender, emotion) for marketers.
 
     Counts are **k-suppressed** per camera and store-local day, then added up: a segment under
-    k is hidden, and so is the smallest shown one wherever the hidden ones hold fewer than k
-    together; a day with fewer than k visits at a camera is left out. Hidden segments are
+    k is hidden, and more are hidden, chosen for all tables of the day together, wherever a
+    subtotal another output shows would give a hidden one away (`audience privacy audit`
+    checks it); a day with fewer than k visits at a camera is left out. Hidden segments are
     never listed: each period has one `(suppressed)` row with their sum. Unknown labels read
     `unknown`. Ethnicity is not offered. `--csv <file>` and `--png <file>` write the same rows.
 

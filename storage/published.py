@@ -16,9 +16,13 @@ reader subtracts (windows, reports, views, CSV) uncovers a hidden cell. Hidden c
 published partitions are only ever reported together, as one "suppressed" figure per window
 (at least k visits per partition by rule 2), never by label.
 
-Segments (label combinations) also protect their margins: within every group of cells that
-share one or two labels (whose total another output may publish), hidden cells hold k or more
-visits, or none is hidden.
+Label combinations (``segments --by`` of two or three labels) are linked tables: each is a
+margin of the others and of the one-label tables, so they are chosen together, for every
+table a camera-day can publish at once (``linked_hidden``, rules 3 to 5): no group whose total
+is shown has a single hidden cell, and a linear program over all of them (``storage.bounds``)
+confines no cell or group to 1..k-1 visits. The one-label tables stay rules 1 and 2 alone, so
+the views compute exactly them in SQL; hours and dwell bands share nothing with the labels but
+the day total, and rules 1 and 2 protect them on their own.
 """
 
 from __future__ import annotations

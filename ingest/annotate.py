@@ -17,6 +17,7 @@ import numpy as np
 
 from audience.core.errors import InputError
 from audience.core.face import Face
+from audience.core.result import FaceResult
 from audience.core.visit import FaceAttributes
 
 if TYPE_CHECKING:
@@ -79,12 +80,11 @@ def draw_counts(img: np.ndarray, lines: Sequence[str]) -> None:
         cv2.putText(img, t, (6, step * (i + 1)), FONT, 0.5 * s, TEXT, 1, cv2.LINE_AA)
 
 
-def annotate_faces(img: np.ndarray, boxes: Sequence[Sequence[float]],
-                   attributes: Sequence[FaceAttributes]) -> np.ndarray:
+def annotate_faces(img: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
     """A copy of ``img`` (same size) with each face's box and its labels."""
     out = img.copy()
-    for box, attrs in zip(boxes, attributes, strict=True):
-        draw_box(out, box, label(attrs))
+    for face in faces:
+        draw_box(out, face.box, label(face.attributes))
     return out
 
 

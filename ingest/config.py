@@ -10,13 +10,13 @@ from audience.core.ids import is_valid_id
 
 
 class DetectorConfig(Strict):
-    """Where the detector's limits are (measured, README "Counting"): YuNet finds a face of
-    about 12 px or more at the working resolution, so ``work_width`` decides which faces can
+    """Where the detector's limits are (measured, docs/benchmarks.md "Counting"): YuNet finds a
+    face of about 12 px or more at the working resolution, so ``work_width`` decides which faces can
     be counted at all. 960 keeps a 720p frame's 16 px faces at 12 px and runs 31.5 frames of
     720p per CPU-second (`audience bench camera`; 640: 70, 1280: 21); a 480x270 frame is
     detected at 2x, so its 8-12 px faces reach the floor too."""
 
-    # 0.6/0.4 measured against 0.7/0.5 and 0.5/0.3 (README "Counting"): 0.7 misses most
+    # 0.6/0.4 measured against 0.7/0.5 and 0.5/0.3 (docs/benchmarks.md "Counting"): 0.7 misses most
     # faces under 16 px, 0.5 starts a second track on one head (a double detection).
     score_threshold: float = Field(
         0.6, ge=0, le=1, description="YuNet confidence a face needs to start a track.")

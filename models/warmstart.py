@@ -96,8 +96,8 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
         bn = model.get_layer(conv.name.replace("c", "bn", 1))  # b1c0 -> b1bn0
         # In float64: under --bf16 the probe returns bfloat16, and numpy's bfloat16 sums over
         # millions of values are garbage. Inference mode hides it (the statistics cancel); in
-        # training mode (batch statistics) it wrecked every warm start under --bf16 until
-        # stop 7: gender at chance on the first training batches.
+        # training mode (batch statistics) it once wrecked every warm start under --bf16:
+        # gender at chance on the first training batches.
         y = np.asarray(y, np.float64).reshape(-1, y.shape[-1])
         mu, sigma = (y.mean(0).astype(np.float32),
                      (y.std(0) + 1e-6).astype(np.float32))

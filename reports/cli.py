@@ -149,7 +149,7 @@ K = Annotated[int | None, typer.Option("--k", min=2, help="Suppress any group wi
 Until = Annotated[str | None, typer.Option(
     "--until", help="End of the period, excluded: an ISO date in the store's time zone or a "
     "duration back from now (0d: today's start). Default: now, so today, still open, is in; "
-    "reports to share should end before today (see README, threat model).")]
+    "reports to share should end before today (see docs/operations.md, threat model).")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML config file (its report section: k, k_floor, timezones).")]
 

@@ -277,6 +277,11 @@ def test_pipeline_dockerfile() -> None:
     assert {".git", ".venv*", "runs", "out", ".env"} <= ignored
 
 
+#: one-off scripts that live in experiments/, outside the package
+EXPERIMENT_MODULES = {"pilot.py", "soup.py", "tradeoff.py", "chip_framing.py",
+                      "measure_template.py", "tables.py"}
+
+
 def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
     """What deploy/Dockerfile's build stage copies is enough for a wheel holding the weights,
     the migrations and the `audience` entry point, whose runtime needs no TensorFlow."""
@@ -305,8 +310,16 @@ def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
                    "audience/reports/dashboards/superset.lock",
                    "audience/reports/dashboards/superset_config.py"):
         assert needed in names, needed
-    assert any(n.startswith("audience/models/weights/audience-mt") and n.endswith(".onnx")
-               for n in names)
+    # Only the weights the analyzer serves: the shipped model, its manifest, YuNet and its
+    # licence; no retired or warm-start-only model, no experiment, no evaluation output.
+    manifest = json.loads((ROOT / "models" / "weights" / "audience-mt.json").read_text())
+    assert {n for n in names if n.startswith("audience/models/weights/")} == {
+        f"audience/models/weights/{f}" for f in (manifest["file"], "audience-mt.json",
+                                                 "face_detection_yunet_2023mar.onnx",
+                                                 "YUNET_LICENSE.txt")}
+    assert not [n for n in names if n.startswith(("experiments/", "audience/models/eval/"))
+                or n.rsplit("/", 1)[-1] in EXPERIMENT_MODULES], names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the Apache-2.0 text"
     meta = wheel.read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
     heavy = [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist:")
              and re.search(r"tensorflow|tf2onnx|\bonnx\b", ln)]

@@ -1,4 +1,4 @@
-"""Issue 14's differencing attack, against every output: it must fail.
+"""The differencing attack, against every output: it must fail.
 
 One visitor at 09:30 (female, 65+, sad, 417.5 s) and ten at 10:00-10:59 (male, 25-34, happy,
 27 s). Before 0004, `report --since 09:00` and `--since 10:00` differed by exactly that

@@ -386,7 +386,7 @@ def test_in_masks(x: float, y: float, inside: bool) -> None:
 
 
 def test_masked_and_below_floor_faces_are_dropped_small_faces_counted_without_crop() -> None:
-    """Count first, label what you can (issue 13): a 12 px face is a visitor without a crop;
+    """Count first, label what you can: a 12 px face is a visitor without a crop;
     only a face under the detector's floor (10 working px; a 640-wide frame is detected at
     1.5x, so 6.7 frame px) or inside a mask is dropped."""
     staff, small, speck, visitor = (make_face(20, 20, 80), make_face(400, 20, 12),

@@ -1,4 +1,4 @@
-"""Store-local time (issue 15, item 6): a visit at 23:30 UTC lands in the store's local hour and
+"""Store-local time: a visit at 23:30 UTC lands in the store's local hour and
 day in the report, the segments and the views; stored times stay UTC."""
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Cells are one camera, one store-local day and one label combination (``--by``), 
 as every output is (``storage.published``): a cell under k is hidden, a day (per camera) under
 k is left out, and the hidden cells of two- and three-label tables are chosen together for
 every table the day can publish (each ``--by``, the one-label tables, the views), so that no
-combination of them confines a group to fewer than k visits. Days and ISO weeks (Monday first, labelled by their
-Monday) are sums of published day cells, so overlapping periods reveal nothing by subtraction.
+combination of them confines a group to fewer than k visits. Days and ISO weeks (Monday
+first, labelled by their Monday) are sums of published day cells, so overlapping periods
+reveal nothing by subtraction.
 Hidden cells are never listed by label: each period has one "suppressed" row with their sum.
 Ethnicity is deliberately not a dimension.
 """

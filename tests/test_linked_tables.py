@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from itertools import combinations
 
 import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
 
-from audience.core.visit import AGE_BRACKETS
+from audience.core.visit import AGE_BRACKETS, Visit
 from audience.storage.bounds import Table, confined, project, tables_of
 from audience.storage.published import (
     _grouped_hidden,
@@ -19,6 +23,7 @@ from audience.storage.published import (
     publish,
     publish_linked,
 )
+from audience.storage.sink import VisitSink
 
 AGES = (*AGE_BRACKETS, "unknown")
 GENDERS = ("female", "male", "unknown")
@@ -138,3 +143,30 @@ def test_one_label_tables_are_rules_1_and_2(seed: int) -> None:
     for t in tables_of(3)[:3]:
         cells = {key[0]: n for key, n in project(joint, t).items()}
         assert linked_hidden(joint, 5)[t] == {(key,) for key in hidden_cells(cells, 5)}
+
+
+def test_the_audit_command_reports_a_breach(engine: Engine, db_url: str,
+                                            make_visit: Callable[..., Visit],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's audit has teeth: given the per-table rule, it finds the filed woman."""
+    import audience.storage.audit as audit
+    from audience.cli import app
+
+    day = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    with VisitSink(engine) as sink:
+        i = 0
+        for (age, gender, emotion), n in planted_day().items():
+            for _ in range(n):
+                sink.add(make_visit(store_id="ks", age_bracket=age, gender=gender,
+                                    emotion=emotion, started_at=day + timedelta(minutes=i)))
+                i += 1
+
+    def per_table(joint: Joint, k: int) -> dict[Table, set[tuple[str, ...]]]:
+        return {t: (set(linked_hidden(joint, k)[t]) if len(t) == 1
+                    else _per_table_hidden(project(joint, t), k)) for t in tables_of(3)}
+
+    monkeypatch.setattr(audit, "linked_hidden", per_table)
+    res = CliRunner().invoke(app, ["privacy", "audit", "--store", "ks", "--db", db_url])
+    assert res.exit_code == 1, res.output
+    assert "BREACH 2026-11-30 cam-1: age_bracket,gender 65+/female (1 visits) is bounded to " \
+        "1..1" in res.stdout

@@ -25,8 +25,14 @@ from sqlalchemy import Engine
 from audience.core.files import atomic_write_text
 from audience.core.visit import AGE_BRACKETS
 from audience.storage.db import storage_errors
-from audience.storage.demo_data import has_synthetic
-from audience.storage.published import UNKNOWN, Published, Window, breakdown, footfall
+from audience.storage.published import (
+    UNKNOWN,
+    Published,
+    Window,
+    breakdown,
+    footfall,
+    holds_synthetic,
+)
 from audience.storage.sqltime import DWELL_BANDS
 from audience.storage.timezones import local_day, zone
 
@@ -45,7 +51,7 @@ class Report:
     age: Published
     gender: Published
     emotion: Published
-    synthetic: bool = False  #: the window holds generated visits (storage.demo_data)
+    synthetic: bool = False  #: a published day holds generated visits (storage.demo_data)
 
     @property
     def total(self) -> int:
@@ -71,7 +77,7 @@ def build_report(engine: Engine, store: str, window: Window | None = None, k: in
             age=breakdown(conn, store, window, "age_bracket", k, now=generated_at),
             gender=breakdown(conn, store, window, "gender", k, now=generated_at),
             emotion=breakdown(conn, store, window, "emotion", k, now=generated_at),
-            synthetic=has_synthetic(conn, store, *window.bounds(generated_at)),
+            synthetic=holds_synthetic(conn, store, window, k, now=generated_at),
         )
 
 

@@ -7,8 +7,10 @@ same store so the report has something to show. They never pass for camera data:
 - every generated visit has ``model_version = "synthetic"`` (``SYNTHETIC``): the column that
   says what produced a visit's labels says that no model and no camera did;
 - they sit on their own camera id, ``synthetic`` by default, so dashboards show it too;
-- ``audience report`` says on the page that the period contains synthetic visits
-  (``has_synthetic``), without a count (a count would let a reader derive the real one).
+- ``audience report`` says on the page that the period contains synthetic visits, without a
+  count (a count would let a reader derive the real one), and only when a published
+  camera-day holds them (``storage.published.holds_synthetic``): a note about a day that is
+  left out would say that something was there. ``has_synthetic`` asks the raw rows.
 
 The generator is deterministic: each day's visits come from ``random.Random(f"{seed}:{store}:
 {camera}:{date}")``, track ids included, so running it again writes the same rows (the sink

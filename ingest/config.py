@@ -42,6 +42,27 @@ class DetectorConfig(Strict):
         return self
 
 
+class BodiesConfig(Strict):
+    """The person (body) detector beside the face detector: MoveNet MultiPose Lightning.
+
+    It finds the people a face detector cannot (backs turned, faces too small); a visitor is
+    then one person track, with or without a face. Defaults from measurements
+    (docs/store-manager.md, "Passers-by, watchers and attention"): at long side 256 it runs
+    about 55 frames of 720p per core-second and finds a back-turned person in 94 % of frames
+    at score 0.3 with no detection on empty frames; it scores a clearly visible person
+    0.5-0.7, so 0.3 is the point that keeps partly seen people without admitting noise.
+    """
+
+    enabled: bool = Field(True, description="Detect people (bodies) as well as faces; off: "
+                          "a visitor is a face track, as before.")
+    long_side: int = Field(
+        256, ge=128, le=640, multiple_of=32, description="Frames are resized to this long "
+        "side (a multiple of 32) before body detection: 256 is fast, 384 finds a little more "
+        "(small, far people) at about half the speed.")
+    score_threshold: float = Field(
+        0.3, ge=0, le=1, description="MoveNet confidence a person needs to be kept.")
+
+
 class QualityConfig(Strict):
     # Count first, label what you can: these gates decide which faces give crops for the
     # attributes; every face above the detector's floor still feeds the tracker.
@@ -104,6 +125,8 @@ class CameraConfig(Strict):
     reconnect_attempts: int = Field(
         0, ge=0, description="Give up a live source after this many failed reconnects (0: never).")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detection.")
+    bodies: BodiesConfig = Field(default_factory=BodiesConfig,
+                                 description="Person (body) detection.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Crop quality gates.")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking.")
     exclusion_masks: list[list[tuple[float, float]]] = Field(

@@ -38,7 +38,7 @@ def _fused_ops(node) -> list[str]:
 def graph_def(source: Path):
     """The TFJS graph as a standard, frozen ``tf.compat.v1.GraphDef``."""
     import tensorflow as tf
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # type: ignore[import-untyped]
 
     spec = json.loads(source.read_text())
     topo = json_format.ParseDict(spec["modelTopology"], tf.compat.v1.GraphDef(),

@@ -42,6 +42,10 @@ class Body:
     box: np.ndarray  #: x1, y1, x2, y2 in frame pixels, float32
     keypoints: np.ndarray  #: 17 x 3: x, y in frame pixels, score 0..1 (COCO order)
     score: float  #: detector confidence 0..1
+    timestamp: float = 0.0  #: seconds since the epoch of the frame it came from
+    track_id: str | None = None
+    frontal: bool = False  #: facing the camera in this frame (attention)
+    crop: np.ndarray | None = None  #: always None: a body carries no image data
 
     @property
     def size(self) -> float:

@@ -61,6 +61,40 @@ class BodiesConfig(Strict):
         "(small, far people) at about half the speed.")
     score_threshold: float = Field(
         0.3, ge=0, le=1, description="MoveNet confidence a person needs to be kept.")
+    min_hits: int = Field(
+        3, ge=1, description="Detections a person track without a confirmed face needs "
+        "before it counts as a visitor (as tracker.min_hits for faces): one- or two-frame "
+        "false detections stay out.")
+
+
+class AttentionConfig(Strict):
+    """When a person counts as facing the camera, and when a visitor is a watcher.
+
+    A head turned up to about 30 degrees from the camera still lets the eyes reach it (the
+    eyes turn a further 15-20 degrees comfortably): ``max_yaw`` 0.5 (the nose half-way
+    from the eyes' midpoint to one eye: about 30 degrees) and ``max_pitch`` 0.5. A watcher
+    looked for ``min_attention_s`` = 1 s in all: five frames at 5 fps, more than a head
+    swinging past the camera (frontal for one or two frames), and the length of a
+    deliberate look in out-of-home audience measurement, where a glance under a second is
+    not counted as a view (docs/store-manager.md, "Passers-by, watchers and attention").
+    """
+
+    max_yaw: float = Field(
+        0.5, ge=0, le=1, description="Largest left/right head turn that still counts as "
+        "facing the camera (0 frontal, 1 profile; the nose between the eyes).")
+    max_pitch: float = Field(
+        0.5, ge=0, le=1, description="Largest up/down head tilt that still counts as facing "
+        "the camera (0 level, 1 the nose on the eye line or the mouth line; face landmarks "
+        "only).")
+    min_attention_s: float = Field(
+        1.0, ge=0, description="Seconds facing the camera that make a visitor a watcher.")
+    min_face_px: float = Field(
+        24.0, ge=1, description="Faces whose shorter box side (frame pixels) is smaller are "
+        "judged from the body's keypoints (nose, eyes) where a body is attached: the face "
+        "landmarks of smaller faces are too coarse.")
+    keypoint_score: float = Field(
+        0.3, ge=0, le=1, description="Confidence a body keypoint (nose, eye, ear, shoulder) "
+        "needs to be used.")
 
 
 class QualityConfig(Strict):
@@ -127,6 +161,8 @@ class CameraConfig(Strict):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detection.")
     bodies: BodiesConfig = Field(default_factory=BodiesConfig,
                                  description="Person (body) detection.")
+    attention: AttentionConfig = Field(default_factory=AttentionConfig,
+                                       description="Facing the camera, and watchers.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Crop quality gates.")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking.")
     exclusion_masks: list[list[tuple[float, float]]] = Field(

@@ -118,6 +118,9 @@ class VisitRow(Base):
     ethnicity_scores: Mapped[dict[str, float] | None]
     model_version: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Attention (migration 0008): NULL on visits stored before it was measured.
+    attention_s: Mapped[float | None] = mapped_column(Float)
+    watcher: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class ReportSettingsRow(Base):

@@ -46,6 +46,11 @@ from audience.storage.timezones import (
 Bind = Engine | Connection
 UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
 LABELS = ("age_bracket", "gender", "emotion")
+#: Whether a visitor looked: 'watcher', 'not watching', 'unknown' (attention not measured).
+#: The same expression as the report_attention_daily view (migration 0008).
+LOOKED_SQL = ("CASE WHEN watcher IS NULL THEN 'unknown' WHEN watcher THEN 'watcher' "
+              "ELSE 'not watching' END")
+WATCHER = "watcher"
 Key = Any  # a label, a local hour (naive datetime) or a tuple of labels
 
 
@@ -85,15 +90,16 @@ def _order(key: Key) -> str:
 
 
 def hidden_cells(cells: Mapping[Key, int], k: int,
-                 margins: Sequence[Sequence[int]] = ()) -> set[Key]:
+                 margins: Sequence[Sequence[int]] = (), forced: Iterable[Key] = ()) -> set[Key]:
     """The keys of ``cells`` (one partition) to hide under rules 1 and 2.
 
     ``margins``: for tuple keys, groups of label positions whose subtotals must be protected
     like the partition's total (segments). Ties between equally small cells: label order.
+    ``forced``: cells hidden from the start (those another output hides: see ``looked_hourly``).
     """
     if sum(cells.values()) < k:
         return set(cells)
-    hidden = {key for key, n in cells.items() if n < k}
+    hidden = {key for key, n in cells.items() if n < k} | (set(forced) & set(cells))
     groups: list[list[Key]] = [list(cells)]
     for pos in margins:
         by: dict[tuple[Any, ...], list[Key]] = defaultdict(list)
@@ -146,6 +152,8 @@ def _offset_sql(dialect: str, time_zone: str, lo: datetime, hi: datetime) -> str
 def _key_sql(key: str) -> str:
     if key == "dwell_band":
         return dwell_band_expr()
+    if key == "looked":
+        return LOOKED_SQL
     if key in (*LABELS, "ethnicity"):
         return f"COALESCE({key}, '{UNKNOWN}')"
     raise ValueError(f"unknown breakdown {key!r}")
@@ -214,3 +222,121 @@ def daily(bind: Bind, store: str, window: Window, keys: Sequence[str], k: int,
     for (_, day), cells in read_cells(bind, store, window, keys, now=now).items():
         out[day].add(publish(cells, k, margins))
     return {day: p for day, p in sorted(out.items()) if p.total}
+
+
+# -- attention: passers-by, watchers, attention time -------------------------------------------
+
+@dataclass(slots=True)
+class Attention:
+    """A window's published attention figures (all cameras). Passers-by are every visitor
+    (``looked.total``); watchers the shown 'watcher' cells; mean attention time is over
+    those watchers only (seconds summed over the same shown cells)."""
+
+    looked: Published  #: keys: 'watcher', 'not watching', 'unknown'
+    watcher_seconds: float  #: attention_s summed over the shown 'watcher' cells
+
+    @property
+    def passers_by(self) -> int:
+        return self.looked.total
+
+    @property
+    def watchers(self) -> int:
+        return self.looked.counts.get(WATCHER, 0)
+
+    @property
+    def rate(self) -> float | None:
+        """Watchers per passer-by (hidden watcher cells count as not watching)."""
+        return self.watchers / self.passers_by if self.passers_by else None
+
+    @property
+    def mean_attention_s(self) -> float | None:
+        return self.watcher_seconds / self.watchers if self.watchers else None
+
+
+def attention(bind: Bind, store: str, window: Window, k: int,
+              now: datetime | None = None) -> Attention:
+    """Passers-by, watchers and the watchers' attention time over a window: the 'looked'
+    breakdown under the usual rules, and the seconds of the watcher cells it shows."""
+    counts = read_cells(bind, store, window, ["looked"], now=now)
+    seconds = _watcher_seconds(bind, store, window, now)
+    acc, total_s = Published(), 0.0
+    for part, cells in counts.items():
+        published = publish(cells, k)
+        acc.add(published)
+        if WATCHER in published.counts:
+            total_s += seconds.get(part, 0.0)
+    return Attention(acc, total_s)
+
+
+def _watcher_seconds(bind: Bind, store: str, window: Window, now: datetime | None
+                     ) -> dict[tuple[str, date], float]:
+    """attention_s summed over each partition's watchers (read, not published: see
+    ``attention``)."""
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    dialect = engine.dialect.name
+    lo, hi = window.bounds(now)
+    day = local_expr(dialect, "day", "started_at", _offset_sql(dialect, window.time_zone, lo, hi))
+    stmt = text(f"SELECT camera_id, {day}, sum(attention_s) FROM visits "  # noqa: S608
+                f"WHERE store_id = :store AND started_at >= :lo AND started_at < :hi "
+                f"AND {LOOKED_SQL} = '{WATCHER}' GROUP BY camera_id, {day}").bindparams(
+        bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+    out: dict[tuple[str, date], float] = {}
+    with connected(bind, "reading report cells from") as conn:
+        for camera, d, total in conn.execute(stmt, {"store": store, "lo": lo, "hi": hi}):
+            out[(camera, date.fromisoformat(d) if isinstance(d, str) else d)] = float(total or 0)
+    return out
+
+
+def looked_hourly(bind: Bind, store: str, window: Window, k: int,
+                  now: datetime | None = None) -> Published:
+    """Passers-by and watchers per local hour: keys (hour as 'YYYY-MM-DD HH:MM:SS', looked),
+    all cameras.
+
+    A partition's cells (hour x looked) protect their margins (each hour's total, which
+    footfall publishes; each label's day total, which the daily breakdown publishes), and
+    start with the cells of every hour footfall hides and every label the daily breakdown
+    hides already hidden: so no hidden hour or label of those outputs is recovered from
+    these cells, and none of these from them.
+    """
+    hours = read_cells(bind, store, window, hourly=True, now=now)
+    labels = read_cells(bind, store, window, ["looked"], now=now)
+    cells = _hour_label_cells(bind, store, window, now)
+    acc = Published()
+    for part, grid in cells.items():
+        hidden_hours = hidden_cells(hours.get(part, {}), k)
+        hidden_labels = hidden_cells(labels.get(part, {}), k)
+        hidden_at = {_hour_key(h) for h in hidden_hours}
+        forced = {key for key in grid if key[0] in hidden_at or key[1] in hidden_labels}
+        total = sum(grid.values())
+        if total < k:
+            continue
+        hidden = hidden_cells(grid, k, margins_of(2), forced)
+        acc.add(Published({key: n for key, n in grid.items() if key not in hidden},
+                          sum(grid[key] for key in hidden), total))
+    return acc
+
+
+def _hour_label_cells(bind: Bind, store: str, window: Window, now: datetime | None
+                      ) -> dict[tuple[str, date], dict[Key, int]]:
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    dialect = engine.dialect.name
+    lo, hi = window.bounds(now)
+    off = _offset_sql(dialect, window.time_zone, lo, hi)
+    cols = (f"{local_expr(dialect, 'day', 'started_at', off)}, "
+            f"{local_expr(dialect, 'hour', 'started_at', off)}, {LOOKED_SQL}")
+    stmt = text(f"SELECT camera_id, {cols}, count(*) FROM visits "  # noqa: S608 - no user text
+                f"WHERE store_id = :store AND started_at >= :lo AND started_at < :hi "
+                f"GROUP BY camera_id, {cols}").bindparams(
+        bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+    out: dict[tuple[str, date], dict[Key, int]] = defaultdict(dict)
+    with connected(bind, "reading report cells from") as conn:
+        for camera, d, h, looked, n in conn.execute(stmt, {"store": store, "lo": lo, "hi": hi}):
+            day = date.fromisoformat(d) if isinstance(d, str) else d
+            hour = datetime.fromisoformat(h) if isinstance(h, str) else h
+            out[(camera, day)][(_hour_key(hour), looked)] = int(n)
+    return dict(out)
+
+
+def _hour_key(hour: datetime) -> str:
+    """A local hour as a label (cells' keys are compared and ordered as text)."""
+    return hour.isoformat(sep=" ")

@@ -95,3 +95,45 @@ def test_attention_travels_on_the_wire_and_is_optional() -> None:
     for bad in ({"watcher": "yes"}, {"attention_s": -1}, {"attention_s": "1"}):
         with pytest.raises(MessageError):
             decode_track(json.dumps({**body, **bad}).encode())
+
+
+# -- k-suppression of the new published cells --------------------------------------------------
+
+
+def test_attention_figures_are_sums_of_published_cells(engine, make_visit) -> None:
+    from audience.storage.published import Window, attention, looked_hourly
+    from audience.storage.report_settings import write_report_settings
+
+    write_report_settings(engine, 5, False)
+    at = lambda h, m: T0.replace(hour=h, minute=m)  # noqa: E731
+    visits = ([make_visit(started_at=at(9, i), watcher=True, attention_s=2.0) for i in range(6)]
+              + [make_visit(started_at=at(9, 30), watcher=False, attention_s=0.0)]
+              + [make_visit(started_at=at(10, i), watcher=True, attention_s=4.0)
+                 for i in range(5)]
+              + [make_visit(started_at=at(10, 30 + i), watcher=False, attention_s=0.2)
+                 for i in range(5)])
+    with VisitSink(engine) as sink:
+        for v in visits:
+            sink.add(v)
+    a = attention(engine, "store-1", Window(), 5)
+    # The day: 11 watchers, 6 not watching: both shown.
+    assert (a.passers_by, a.watchers, a.looked.counts) == (
+        17, 11, {"watcher": 11, "not watching": 6})
+    assert a.mean_attention_s == (6 * 2.0 + 5 * 4.0) / 11
+    hourly = looked_hourly(engine, "store-1", Window(), 5)
+    # 09:00 holds 6 watchers and 1 not watching: the 1 is hidden, and the 6 with it (else the
+    # hour's total, 7, which footfall publishes, would give the 1 away); 10:00's 5 not
+    # watching go too (else the day's 6 not watching, which the daily figures publish, would).
+    assert hourly.counts == {("2024-05-06 10:00:00", "watcher"): 5}
+    assert hourly.suppressed == 12 and hourly.total == 17
+
+
+def test_a_small_day_publishes_no_attention(engine, make_visit) -> None:
+    from audience.storage.published import Window, attention, looked_hourly
+
+    with VisitSink(engine) as sink:
+        for i in range(4):
+            sink.add(make_visit(watcher=True, attention_s=9.0, started_at=T0.replace(minute=i)))
+    a = attention(engine, "store-1", Window(), 5)
+    assert (a.passers_by, a.watchers, a.rate, a.mean_attention_s) == (0, 0, None, None)
+    assert looked_hourly(engine, "store-1", Window(), 5).counts == {}

@@ -208,3 +208,38 @@ def test_faces_only_still_measure_attention() -> None:
     [track] = tracks
     assert track.attention_s == pytest.approx(1.4) and track.watcher  # capped at the dwell
     assert track.face_hits == 8
+
+
+# --------------------------------------------------------------------------- real detectors
+
+
+def _stage_run(frames: list[np.ndarray], fps: float = 5.0) -> tuple[list, CameraStage]:
+    stage = CameraStage(CameraConfig(fps=fps))
+    tracks = [t for i, f in enumerate(frames) for t in stage.process(f, 2000.0 + i / fps)]
+    return tracks + stage.flush(), stage
+
+
+def test_a_textured_object_makes_no_visitor() -> None:
+    """A patterned cloth or poster in view for 4 s (both real detectors at their defaults)."""
+    rng = np.random.default_rng(3)
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    cells = rng.integers(0, 255, (24, 16, 3), np.uint8)  # a bold check, 20 px squares
+    frame[200:680, 500:820] = np.kron(cells, np.ones((20, 20, 1), np.uint8))
+    stripes = (np.sin(np.arange(400)[:, None] / 3.0) * 100 + 128).astype(np.uint8)
+    frame[100:500, 100:400] = np.repeat(stripes, 300, 1)[..., None]
+    tracks, stage = _stage_run([frame.copy() for _ in range(20)])
+    assert tracks == []
+
+
+def test_a_person_seen_for_two_frames_stays_out() -> None:
+    """A person (a reflection, a poster passed by) in 2 frames only: detected, not counted."""
+    from audience.ingest.bench import clip_frames
+
+    person = clip_frames()[20]
+    empty = np.full_like(person, 128)
+    frames = [empty] * 4 + [person, person] + [empty] * 10
+    tracks, stage = _stage_run(frames)
+    assert stage.counters.bodies >= 4  # the detectors saw them: the track rules kept them out
+    assert tracks == []
+    three = [empty] * 4 + [person] * 3 + [empty] * 10  # min_hits: three frames count
+    assert len(_stage_run(three)[0]) == 3

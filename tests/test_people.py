@@ -243,3 +243,27 @@ def test_a_person_seen_for_two_frames_stays_out() -> None:
     assert tracks == []
     three = [empty] * 4 + [person] * 3 + [empty] * 10  # min_hits: three frames count
     assert len(_stage_run(three)[0]) == 3
+
+
+def test_evaluate_counting_reports_faces_and_watchers(tmp_path) -> None:
+    """The bundled clip: 3 people, 3 faces, 3 watchers (all face the camera, 3.3 s)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from audience.cli import app
+    from audience.ingest.bench import clip_path
+    from audience.ingest.counting import ClipTruth
+
+    (tmp_path / clip_path().name).symlink_to(clip_path())
+    (tmp_path / "walk.yaml").write_text(yaml.safe_dump(
+        {"clip": clip_path().name, "visitors": 3, "faces_seen": 3, "watchers": 3}))
+    result = CliRunner().invoke(app, ["-q", "evaluate", "counting", "--clips", str(tmp_path),
+                                      "--json", "--no-gender"])
+    assert result.exit_code == 0, result.output
+    [clip] = json.loads(result.stdout)["clips"]
+    assert (clip["counted"], clip["faces_counted"], clip["watchers"], clip["watchers_true"]) == (
+        3, 3, 3, 3)
+    with pytest.raises(ValueError, match="3 watchers among 2 visitors"):
+        ClipTruth.model_validate({"clip": "x.gif", "visitors": 2, "watchers": 3})

@@ -267,3 +267,32 @@ def test_evaluate_counting_reports_faces_and_watchers(tmp_path) -> None:
         3, 3, 3, 3)
     with pytest.raises(ValueError, match="3 watchers among 2 visitors"):
         ClipTruth.model_validate({"clip": "x.gif", "visitors": 2, "watchers": 3})
+
+
+@pytest.mark.parametrize("bodies", [True, False], ids=["people", "faces only"])
+def test_attention_reaches_the_database(db_url: str, bodies: bool) -> None:
+    """The embedded pipeline on the bundled clip: 3 visits, each with its attention time
+    (everyone faces the camera: at least 1 s, so watchers), with or without bodies."""
+    from sqlalchemy import text
+
+    import audience.pipeline as runner
+    from audience.ingest.bench import clip_path
+    from audience.settings import apply_overrides, load_config
+    from audience.storage.db import migrate, open_engine
+
+    if db_url.startswith("postgresql"):
+        migrate(db_url)
+    cfg = apply_overrides(load_config(), {
+        "camera": {"source": str(clip_path()), "store": "s", "id": "c",
+                   "bodies": {"enabled": bodies}},
+        "database": {"url": db_url}})
+    assert runner.run_pipeline(cfg, progress=False).visits == 3
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT dwell_s, attention_s, watcher FROM visits")).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == 3
+    for dwell, attention_s, watcher in rows:
+        assert 1.0 <= attention_s <= dwell and bool(watcher)

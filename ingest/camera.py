@@ -80,6 +80,7 @@ class CameraStage:
                           start_score=d.score_threshold) if b.enabled else
             Tracker(config.tracker, config.id, config.store, start_score=d.score_threshold))
         self.counters = StageCounters()
+        self.bodies: list[Body] = []  #: the last frame's people (for the frame observers)
         self._last_frame: float | None = None
         #: Opt-in frame observer (annotated video, live view): (stage, frame, time, faces).
         self.on_frame: Callable[[CameraStage, np.ndarray, float, list[Face]], None] | None = None
@@ -90,7 +91,7 @@ class CameraStage:
         d, q, a = self.config.detector, self.config.quality, self.config.attention
         # The floor is in working pixels: a frame detected at 2x has a floor half as wide.
         floor = d.min_face_px / work_scale(frame.shape[1], d.work_width, d.max_upscale)
-        bodies = self._bodies(frame, timestamp)
+        bodies = self.bodies = self._bodies(frame, timestamp)
         heads = [head_region(b, a.keypoint_score) for b in bodies]
         kept: list[Face] = []
         for face in self.detector.detect(frame):

@@ -78,9 +78,12 @@ def associate(faces: list[Face], bodies: list[Body], min_score: float
 
 
 def on_torso(face: Face, bodies: list[Body], heads: list[np.ndarray]) -> bool:
-    """Whether a face's centre lies inside a body box below that body's head region: a
-    pattern on clothing, not a face (a real face is a head, never on someone's chest)."""
+    """Whether a face's centre lies inside a body box below that body's head region, and in
+    no body's head region: a pattern on clothing, not a face (a real face is a head, never on
+    someone's chest; a person standing in front of another keeps their face)."""
     c = _centre(face.box)
+    if any(_inside(c, head) for head in heads):
+        return False
     return any(_inside(c, b.box) and c[1] > head[3] for b, head in zip(bodies, heads,
                                                                         strict=True))
 

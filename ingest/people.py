@@ -230,8 +230,8 @@ class PeopleTracker:
 
 def finish(track: Track, cfg: AttentionConfig) -> Track:
     """Set a finished track's attention time and whether that makes it a watcher. Each
-    frontal frame stands for the time to the next frame; the total is capped at the dwell
-    (first to last sighting), so attention is never longer than the visit."""
+    frontal frame stands for the time since the previous analysed frame; the total is capped
+    at the dwell (first to last sighting), so attention is never longer than the visit."""
     total = sum(track.frontal.values())
     track.attention_s = round(min(total, track.dwell_s), 2)
     track.watcher = track.attention_s >= cfg.min_attention_s

@@ -74,9 +74,9 @@ class AttentionConfig(Strict):
     eyes turn a further 15-20 degrees comfortably): ``max_yaw`` 0.5 (the nose half-way
     from the eyes' midpoint to one eye: about 30 degrees) and ``max_pitch`` 0.5. A watcher
     looked for ``min_attention_s`` = 1 s in all: five frames at 5 fps, more than a head
-    swinging past the camera (frontal for one or two frames), and the length of a
-    deliberate look in out-of-home audience measurement, where a glance under a second is
-    not counted as a view (docs/store-manager.md, "Passers-by, watchers and attention").
+    swinging past the camera (frontal for one or two frames), and about the time it takes
+    to read a few words: a look, not a glance (docs/store-manager.md, "Passers-by, watchers
+    and attention").
     """
 
     max_yaw: float = Field(

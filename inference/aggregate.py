@@ -31,6 +31,7 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str,
         started_at=datetime.fromtimestamp(track.started_at, UTC),
         ended_at=datetime.fromtimestamp(track.ended_at, UTC),
         dwell_s=round(track.dwell_s, 2), n_crops=len(attrs), model_version=model_version,
+        attention_s=track.attention_s, watcher=track.watcher,
     )
     if not attrs:
         return visit

@@ -33,7 +33,7 @@ from audience.core.files import atomic_write, atomic_write_bytes
 from audience.core.visit import AGE_BRACKETS
 from audience.storage.published import UNKNOWN, Published, Window, daily
 
-DIMENSIONS = ("age_bracket", "gender", "emotion")
+DIMENSIONS = ("age_bracket", "gender", "emotion", "looked")  # looked: watcher or not
 SUPPRESSED = "suppressed"
 Bind = Engine | Connection
 

@@ -81,9 +81,16 @@ def _visit(rng: random.Random, store_id: str, camera_id: str, start: datetime) -
     age = round(min(90.0, max(5.0, rng.gauss(38, 15))), 1)
     emotion = rng.choices(EMOTIONS, weights=EMOTION_WEIGHTS)[0]
     gender = "female" if rng.random() < 0.55 else "male"
+    track_id = uuid.UUID(int=rng.getrandbits(128), version=4).hex
+    # Attention from its own generator (seeded by the visit), so the other fields stay as
+    # they were: about a third of visitors look, for a tenth to a half of their dwell; the
+    # others glance for under a second at most.
+    look = random.Random(track_id)
+    attention = round(dwell * look.uniform(0.1, 0.5) if look.random() < 0.35
+                      else min(dwell, look.uniform(0.0, 0.8)), 2)
     return Visit(
-        store_id=store_id, camera_id=camera_id,
-        track_id=uuid.UUID(int=rng.getrandbits(128), version=4).hex,
+        store_id=store_id, camera_id=camera_id, track_id=track_id,
+        attention_s=attention, watcher=attention >= 1.0,
         started_at=start, ended_at=start + timedelta(seconds=dwell), dwell_s=dwell, n_crops=0,
         model_version=SYNTHETIC, age=age, age_bracket=age_bracket(age), gender=gender,
         gender_score=round(rng.uniform(0.6, 0.99), 4), emotion=emotion,

@@ -26,6 +26,7 @@ from audience.core.visit import Visit
 from audience.storage.report_settings import write_report_settings
 from audience.storage.schema import (
     report_age_daily,
+    report_attention_daily,
     report_dwell_daily,
     report_emotion_daily,
     report_gender_daily,
@@ -37,17 +38,22 @@ from audience.storage.sink import VisitSink
 DAY = datetime(2026, 11, 29, tzinfo=UTC)
 WINDOWS = ("2026-11-29T09:00", "2026-11-29T10:00")
 HER = ("65+", "sad", "3-10 min", "417")  # what the attack recovered about the lone visitor
+# She is also the morning's one watcher (12.3 s facing the camera): no output may show a
+# watcher that morning, nor her attention time.
+HER_ATTENTION = ("12.3",)
 
 
 def _visits(make_visit: Callable[..., Visit], busy: bool) -> list[Visit]:
     out = [make_visit(store_id="ks", started_at=DAY.replace(hour=9, minute=30), gender="female",
-                      age=70.0, emotion="sad", dwell_s=417.5)]
+                      age=70.0, emotion="sad", dwell_s=417.5, attention_s=12.3, watcher=True)]
     out += [make_visit(store_id="ks", started_at=DAY.replace(hour=10, minute=5 * i),
-                       gender="male", age=30.0, emotion="happy", dwell_s=27.0)
+                       gender="male", age=30.0, emotion="happy", dwell_s=27.0, attention_s=0.4,
+                       watcher=False)
             for i in range(10)]
     if busy:  # a busy afternoon: the day is published, she is still not recoverable
         out += [make_visit(store_id="ks", started_at=DAY + timedelta(hours=15, minutes=i),
-                           gender="female", age=30.0, emotion="happy", dwell_s=20.0)
+                           gender="female", age=30.0, emotion="happy", dwell_s=20.0,
+                           attention_s=2.0, watcher=True)
                 for i in range(20)]
     return out
 
@@ -67,12 +73,15 @@ def _report(db_url: str, since: str, tmp: Path) -> tuple[str, ...]:
 
 
 def _segments(db_url: str, since: str, tmp: Path) -> tuple[str, ...]:
-    out = tmp / "s.csv"
-    res = _run("segments", "--by", "age_bracket,gender,emotion", "--store", "ks", "--db", db_url,
-               "--since", since, "--csv", str(out))
-    assert res.exit_code == 0, res.output
-    with out.open(newline="") as f:
-        return res.stdout, repr(list(csv.reader(f)))
+    outs: list[str] = []
+    for by in ("age_bracket,gender,emotion", "looked,gender"):
+        out = tmp / "s.csv"
+        res = _run("segments", "--by", by, "--store", "ks", "--db", db_url,
+                   "--since", since, "--csv", str(out))
+        assert res.exit_code == 0, res.output
+        with out.open(newline="") as f:
+            outs += [res.stdout, repr(list(csv.reader(f)))]
+    return tuple(outs)
 
 
 def _sums(engine: Engine, view: Table, label: str, since: datetime) -> dict[Any, int]:
@@ -93,7 +102,16 @@ def _views(engine: Engine, since: str) -> tuple[str, ...]:
     return tuple(repr(_sums(engine, view, label, t)) for view, label in [
         (report_visits_hourly, "hour"), (report_visits_daily, "day"),
         (report_dwell_daily, "dwell_band"), (report_age_daily, "age_bracket"),
-        (report_gender_daily, "gender"), (report_emotion_daily, "emotion")])
+        (report_gender_daily, "gender"), (report_emotion_daily, "emotion"),
+        (report_attention_daily, "looked")]) + (_attention_means(engine, t),)
+
+
+def _attention_means(engine: Engine, since: datetime) -> str:
+    c = report_attention_daily.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.day, c.looked, c.avg_attention_s).where(
+            c.store_id == "ks", c.day >= since.date()).order_by(c.day, c.looked)).all()
+    return repr([(str(d), label, round(a, 3)) for d, label, a in rows])
 
 
 OUTPUTS = {"report": _report, "segments": _segments, "views": None}
@@ -114,7 +132,7 @@ def test_two_overlapping_windows_reveal_nobody(engine: Engine, db_url: str,
         early, late = (OUTPUTS[output](db_url, w, tmp_path) for w in WINDOWS)  # type: ignore[misc]
     assert early == late  # nothing to subtract
     published = "\n".join(early)
-    for label in HER:
+    for label in HER + HER_ATTENTION:
         assert label not in published, label
     if busy:  # not vacuous: the day's 31 visits are published (as a total, or summed)
         assert re.search(r"\b31\b", published), published

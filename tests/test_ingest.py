@@ -574,7 +574,8 @@ def test_bundled_clip_survives_missed_detections(seed: int) -> None:
 def test_bench_camera_reports_fps() -> None:
     result = bench_camera(seconds=0.3)
     assert set(result) == {"fps", "cpu_fps", "frames", "faces_per_frame", "resolution",
-                           "threads", "work_width"}
+                           "threads", "work_width", "bodies", "bodies_per_frame"}
     assert result["resolution"] == "1280x720" and result["threads"] == 1
     assert result["frames"] >= 1 and result["fps"] > 0 and result["cpu_fps"] > 0
     assert result["faces_per_frame"] == pytest.approx(3.0, abs=0.5)
+    assert result["bodies"] and result["bodies_per_frame"] == pytest.approx(3.0, abs=0.5)

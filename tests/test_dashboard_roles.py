@@ -142,3 +142,19 @@ def test_sqlite_is_refused_with_one_line() -> None:
     engine = create_engine("sqlite://")
     with pytest.raises(InputError, match="store isolation needs PostgreSQL"):
         dbroles.ensure_reader(engine, KEY)
+
+
+def test_the_isolation_bench_compares_like_with_like(stores: Engine) -> None:
+    from audience.reports.dashboards.bench import QUERIES, isolation_cost
+
+    def census() -> tuple[int, int]:
+        with stores.connect() as conn:
+            return (conn.execute(text(f"SELECT count(*) FROM {dbroles.ACCESS}")).scalar_one(),
+                    conn.execute(text("SELECT count(*) FROM pg_roles")).scalar_one())
+
+    dbroles.ensure_reader(stores, KEY)
+    before = census()
+    result = isolation_cost(stores, "south", KEY, runs=3)
+    assert set(result) == set(QUERIES)
+    assert all(r["same_rows"] == 1.0 and r["rows"] > 0 for r in result.values()), result
+    assert census() == before  # its throwaway manager and grant are gone

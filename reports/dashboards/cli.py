@@ -178,6 +178,33 @@ def grant(
 
 
 @app.command()
+def bench(
+    store: Annotated[str, typer.Option("--store", help="The store a throwaway manager sees.")],
+    db: DbUrl = DEFAULT_URL,
+    runs: Annotated[int, typer.Option("--runs", min=3, help="Timed runs per query.")] = 20,
+    role_key_option: RoleKey = None,
+    role_key_file: RoleKeyFile = DEFAULT_KEY_FILE,
+) -> None:
+    """Measure what store isolation costs the dashboard's queries (PostgreSQL, as the owner).
+
+    Median ms per query as the owner on the public views and as a manager's own role on the
+    isolated views, and with a new connection per query as Superset makes them.
+    """
+    from audience.reports.dashboards.bench import isolation_cost
+    from audience.reports.dashboards.provision import check_stores
+
+    check_stores([store])
+    key = role_key(role_key_option, role_key_file)
+    with ready_engine(db) as engine:
+        result = isolation_cost(engine, store, key, runs)
+    typer.echo(f"{'query':<18} {'rows':>5} {'owner ms':>9} {'manager ms':>11} "
+               f"{'+connect ms':>12} same")
+    for name, r in result.items():
+        typer.echo(f"{name:<18} {int(r['rows']):>5} {r['owner_ms']:>9} {r['manager_ms']:>11} "
+                   f"{r['manager_new_connection_ms']:>12} {'yes' if r['same_rows'] else 'NO'}")
+
+
+@app.command()
 def serve(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8088,
     home: Annotated[Path, typer.Option(

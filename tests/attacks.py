@@ -37,6 +37,11 @@ ATTACKS = {
     "pg_stat_get_tuples_inserted": "pg_stat_get_tuples_inserted('public.visits'::regclass)"
                                    "::text",
     "pg_ls_logdir": "(pg_ls_logdir())::text",
+    "inet_server_addr": "inet_server_addr()::text",
+    "txid_current": "txid_current()::text",
+    "pg_current_xact_id": "pg_current_xact_id()::text",
+    "pg_current_wal_lsn": "pg_current_wal_lsn()::text",
+    "pg_database_size": "pg_database_size(current_database())::text",
     "visits": "(select count(*) from public.visits)::text",
     "public view": "(select count(*) from public.report_visits_daily)::text",
     "access table": "(select string_agg(store_id, ',') from public.dashboard_access)",

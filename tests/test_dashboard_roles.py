@@ -116,6 +116,17 @@ def test_a_manager_cannot_run_sql_strings_or_read_the_server(stores: Engine, nam
         manager.dispose()
 
 
+def test_xml_external_entities_read_no_file(stores: Engine) -> None:
+    _, manager = _manager(stores)
+    hostname = str(_one(stores, "SELECT pg_read_file('/etc/hostname')")).strip()
+    try:
+        got = _one(manager, "SELECT xpath('/x/text()', xmlparse(document '<!DOCTYPE x "
+                            "[<!ENTITY e SYSTEM \"file:///etc/hostname\">]><x>&e;</x>'))::text")
+    finally:
+        manager.dispose()
+    assert hostname and hostname not in str(got)
+
+
 def test_a_function_that_runs_its_own_sql_sees_one_store(stores: Engine) -> None:
     """The views, not the revocations, isolate: with EXECUTE granted back (a provisioning
     that is not a superuser cannot revoke it), query_to_xml still sees one store."""

@@ -40,7 +40,8 @@ ALL_STORES = "*"  # not a valid store id, so it cannot clash with one
 
 #: pg_catalog functions a dashboard login must not run: they run an SQL string of their own
 #: (so a query-level filter never sees it), read server files, large objects or other
-#: sessions, or reveal settings and table statistics (an all-stores row count).
+#: sessions, reveal settings and the server's address, or count what every store writes
+#: (table sizes and statistics, transaction ids, the WAL position).
 BLOCKED = (
     "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
     "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema",
@@ -52,6 +53,13 @@ BLOCKED = (
     "current_setting", "set_config", "pg_show_all_settings",
     "pg_relation_size", "pg_table_size", "pg_indexes_size", "pg_total_relation_size",
     "pg_database_size", "pg_relation_filepath", "pg_relation_filenode",
+    "pg_tablespace_size", "pg_tablespace_location",
+    "inet_server_addr", "inet_server_port", "pg_postmaster_start_time", "pg_conf_load_time",
+    "txid_current", "txid_current_if_assigned", "txid_current_snapshot", "txid_status",
+    "pg_current_xact_id", "pg_current_xact_id_if_assigned", "pg_current_snapshot",
+    "pg_xact_status", "pg_last_committed_xact", "pg_xact_commit_timestamp",
+    "pg_xact_commit_timestamp_origin",
+    "pg_current_wal_lsn", "pg_current_wal_insert_lsn", "pg_current_wal_flush_lsn",
 )
 #: Name patterns (LIKE) blocked the same way: large objects, directory listings, statistics
 #: (row counts per table, other sessions' activity), dblink where installed.

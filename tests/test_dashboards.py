@@ -25,12 +25,13 @@ from conftest import _pg_database
 from sqlalchemy import create_engine, text
 from store_data import visits as seeded_visits
 
-from audience.reports.dashboards.bundle import load_assets, query_context
+from audience.reports.dashboards.bundle import dialect_sql, load_assets, query_context
 from audience.reports.dashboards.client import Superset, SupersetError
 from audience.reports.dashboards.dbroles import drop_roles
 from audience.reports.dashboards.serve import Local, prepare, start, wait_healthy
 from audience.storage.db import migrate, open_engine
 from audience.storage.sink import VisitSink
+from audience.storage.sqltime import DWELL_BANDS
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres, pytest.mark.slow]
 
@@ -119,7 +120,8 @@ def _expected(visits_db: str, chart: dict[str, Any], store: str | None) -> list[
     assets = load_assets()
     dataset = next(d for rel, d in assets.items()
                    if rel.startswith("datasets/") and d["uuid"] == chart["dataset_uuid"])
-    exprs = {c["column_name"]: c["expression"] for c in dataset["columns"]}
+    exprs = {c["column_name"]: dialect_sql(c["expression"], "postgresql")
+             for c in dataset["columns"]}
     metrics = {m["metric_name"]: m["expression"] for m in dataset["metrics"]}
     q = query_context(chart["params"])["queries"][0]
     cols = [f"{exprs.get(c) or c} AS {c}" for c in q["columns"]]
@@ -420,7 +422,8 @@ def _rendered(browser: Any, n_charts: int, timeout_s: float = 90) -> dict[str, s
             if holder.find_elements(By.CSS_SELECTOR, "[role=alert], .ant-alert-error"):
                 states[name] = "error: " + holder.text.replace("\n", " ")[:200]
             elif holder.find_elements(By.CSS_SELECTOR, "canvas") or holder.find_elements(
-                    By.CSS_SELECTOR, ".header-line"):
+                    By.CSS_SELECTOR, ".header-line") or holder.find_elements(
+                    By.CSS_SELECTOR, "table tbody tr"):
                 states[name] = "rendered"
             elif "No results were returned" in holder.text:  # every cell k-suppressed
                 states[name] = "empty"
@@ -439,6 +442,16 @@ def _big_number(browser: Any, name: str) -> str:
     holder = browser.find_element(
         By.CSS_SELECTOR, f"[data-test=chart-grid-component][data-test-chart-name='{name}']")
     return holder.find_element(By.CSS_SELECTOR, ".header-line").text.strip()
+
+
+def _table_column(browser: Any, name: str) -> list[str]:
+    """The first column of a table chart, top to bottom."""
+    from selenium.webdriver.common.by import By
+
+    holder = browser.find_element(
+        By.CSS_SELECTOR, f"[data-test=chart-grid-component][data-test-chart-name='{name}']")
+    return [row.find_elements(By.CSS_SELECTOR, "td")[0].text.strip()
+            for row in holder.find_elements(By.CSS_SELECTOR, "table tbody tr")]
 
 
 @pytest.mark.parametrize("who", ["admin", "manager"])
@@ -460,6 +473,10 @@ def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: s
         visitors = [c for c in _charts() if c["slice_name"] == "Visitors"][0]
         (want,) = _expected(visits_db, visitors, store)[0]
         assert _big_number(browser, "Visitors").replace(",", "") == str(int(want))
+        # Dwell bands shortest first, as labelled in the views (no sort prefix such as "1.").
+        shown = _table_column(browser, "Dwell time")
+        assert shown == [label for _, label in DWELL_BANDS if label in shown], shown
+        assert len(shown) >= 3
         assert shot.stat().st_size > 20_000
     finally:
         browser.quit()

@@ -343,6 +343,11 @@ def test_user_and_role_lists_name_no_other_store(provisioned: Local, visits_db: 
     assert owners.ok and OTHER_MANAGER in owners.text
     roles = admin.session.get(f"{provisioned.url}{RELATED[0]}", timeout=60)
     assert roles.ok and forbidden[2] in roles.text and OTHER_STORE not in roles.text
+    # The same with a browser's cookie login instead of an API token.
+    related = f"{provisioned.url}/api/v1/dataset/related/owners"
+    assert _web_login(provisioned.url, MANAGER, MANAGER_PASSWORD).get(
+        related, timeout=60).status_code == 403
+    assert _web_login(provisioned.url, "admin", ADMIN_PASSWORD).get(related, timeout=60).ok
 
 
 def test_provisioning_twice_changes_nothing(provisioned: Local, visits_db: str) -> None:

@@ -254,6 +254,24 @@ def test_superset_environment_matches_its_config(services: dict[str, Any]) -> No
     assert "FAB_ADD_SECURITY_API = True" in config
 
 
+def test_superset_never_holds_the_superuser_password(services: dict[str, Any]) -> None:
+    """Superset's metadata and visits logins are its own roles; only the one-shot jobs that
+    migrate and provision (they create roles) use the owner's password."""
+    for name in ("superset", "superset-init"):
+        env = services[name]["environment"]
+        assert "POSTGRES_PASSWORD" not in json.dumps(env), name
+        assert env["SUPERSET_DATABASE_URL"].startswith("postgresql://superset:")
+        assert "DASHBOARDS_ROLE_KEY" in env, name
+    assert "DASHBOARDS_ROLE_KEY" in services["superset-provision"]["environment"]
+    assert "SUPERSET_DB_PASSWORD" in services["postgres"]["environment"]
+    # The store isolation hooks ship next to Superset's config in its image.
+    config = (ROOT / "deploy" / "superset" / "superset_config.py").read_text()
+    assert "DB_CONNECTION_MUTATOR = connection_mutator" in config
+    assert "FLASK_APP_MUTATOR = app_mutator" in config
+    dockerfile = (ROOT / "deploy" / "superset" / "Dockerfile").read_text()
+    assert "superset_hooks.py /app/pythonpath/superset_hooks.py" in dockerfile
+
+
 def test_prometheus_scrapes_the_workers() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}

@@ -9,6 +9,7 @@ analysed goes to the dead-letter topic with its reason, and the worker moves pas
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
@@ -34,21 +35,22 @@ from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig
 from audience.storage.config import DatabaseConfig
 from audience.storage.db import StorageError
+from audience.storage.outage import WriteWatchdog, is_outage
 from audience.storage.sink import VisitSink
 
 log = logging.getLogger(__name__)
 
 DLQ_SCHEMA = "audience.dlq/1"
-DB_RETRIES = 3  # then the worker exits non-zero and the uncommitted batch is redelivered
 MAX_REASON = 1000  # characters of a dead-letter reason (an exception's text can be long)
 MAX_KEY = 256  # bytes of the original key kept on the dead-letter copy
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
 
-def _unavailable(last: Exception | None) -> StorageError:
-    if isinstance(last, StorageError):
-        return last
-    return StorageError(f"the database does not answer (last error: {last})")
+def _why(exc: BaseException) -> str:
+    """One line about a failed write (StorageError's own text already is one)."""
+    if isinstance(exc, StorageError):
+        return str(exc).split("; nothing was written")[0]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class WorkerMetrics:
@@ -78,6 +80,12 @@ class WorkerMetrics:
                          ["topic", "partition"], registry=r)
         self.partitions = Gauge("audience_worker_assigned_partitions",
                                 "Partitions of the tracks topic this worker holds.", registry=r)
+        self.outage = Gauge("audience_worker_database_unavailable",
+                            "1 while the database refuses writes and the worker waits for it "
+                            "(partitions paused, nothing committed).", registry=r)
+        self.outages = Counter("audience_worker_database_outages",
+                               "Times the database became unavailable to this worker.",
+                               registry=r)
         self.last_loop = time.monotonic()
         self.assigned = 0  #: partitions held at the last loop turn (readiness)
 
@@ -118,8 +126,13 @@ class InferenceWorker:
 
     def __init__(self, cfg: KafkaConfig, analyzer: FaceAnalyzer, engine: Any,
                  crops_per_visit: int = 5, metrics: WorkerMetrics | None = None,
-                 consumer: Any = None, producer: Any = None, create_topics: bool = True) -> None:
+                 consumer: Any = None, producer: Any = None, create_topics: bool = True,
+                 database: DatabaseConfig | None = None) -> None:
         self.cfg = cfg
+        self.database = database or DatabaseConfig()
+        self.watchdog = WriteWatchdog(engine, self.database.write_timeout_s)
+        self.outage_since: float | None = None  #: monotonic start of a database outage
+        self._retry_s = 1.0
         self.analyzer = analyzer
         self.engine = engine
         self.crops_per_visit = crops_per_visit
@@ -140,13 +153,20 @@ class InferenceWorker:
 
     # -- health ------------------------------------------------------------------------------
     def alive(self) -> bool:
-        """/livez: the poll loop turns (a batch stuck for minutes is not alive)."""
-        return time.monotonic() - self.metrics.last_loop < 120
+        """/livez: the poll loop turns (a batch stuck for minutes is not alive), and no
+        database write has hung past twice its limit (the watchdog could not free it)."""
+        blocked = self.watchdog.blocked_s()
+        return (time.monotonic() - self.metrics.last_loop < 120 + blocked
+                and blocked < 2 * self.database.write_timeout_s)
 
     def ready(self) -> bool:
         """/healthz: alive and holding partitions, i.e. consuming (a consumer group that never
-        settles assigns nothing; a spare worker beyond the partition count is not ready)."""
-        return self.alive() and self.metrics.assigned > 0
+        settles assigns nothing; a spare worker beyond the partition count is not ready);
+        not while the database is unavailable or a write waits longer than the statement
+        timeout (a healthy write takes milliseconds)."""
+        limit = self.database.statement_timeout_s or self.database.write_timeout_s
+        return (self.alive() and self.metrics.assigned > 0 and self.outage_since is None
+                and self.watchdog.blocked_s() < limit)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -208,7 +228,10 @@ class InferenceWorker:
         labelled, failed = self._label(good)
         clock.mark("analyze")
         dead.extend(failed)
-        stored, failed = self._store(labelled)
+        outcome = self._store(labelled)
+        if outcome is None:  # stopped while the database was away: all of it is redelivered
+            return BatchResult()
+        stored, failed = outcome
         clock.mark("database")
         dead.extend(failed)
         now = time.time()
@@ -272,43 +295,118 @@ class InferenceWorker:
         return labelled, failed
 
     def _store(self, labelled: list[_Labelled]
-               ) -> tuple[list[_Labelled], list[tuple[Any, str]]]:
-        """The batch's visits in one transaction, retried while the database is unavailable.
-        If it keeps failing, visit by visit: a visit the database refuses (or that cannot be
-        sent to it at all) is dead-lettered. If none can be written and the database does not
-        answer, StorageError ends the worker (nothing committed: redelivered)."""
+               ) -> tuple[list[_Labelled], list[tuple[Any, str]]] | None:
+        """The batch's visits in one transaction. A visit the database refuses for its own
+        content is found visit by visit and dead-lettered; a refusal that is the database's
+        (down, read-only, full, frozen, permission: :func:`is_outage`) holds the batch and
+        waits for the database (:meth:`_await_database`). None: stopped while waiting
+        (nothing stored for sure, nothing to commit: the batch is redelivered)."""
         if not labelled:
             return [], []
-        last: Exception | None = None
-        for attempt in range(1, DB_RETRIES + 1):
+        while True:
             try:
                 self._write([v for *_, v in labelled])
+                self._database_back()
                 return labelled, []
-            except StorageError as exc:
-                last = exc
-                log.warning("%s (attempt %d of %d)", exc, attempt, DB_RETRIES)
-                if attempt < DB_RETRIES and not self._db_answers():
-                    time.sleep(2.0 ** attempt)
-                elif attempt < DB_RETRIES:
-                    break  # the database is up and refuses something: find the visit
-            except Exception as exc:  # noqa: BLE001 - e.g. UnicodeEncodeError in the driver
-                last = exc
-                log.warning("writing the batch failed (%s: %s); retrying visit by visit",
-                            type(exc).__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if is_outage(exc):
+                    if not self._await_database(exc, len(labelled)):
+                        return None
+                    continue
+                log.warning("writing the batch of %d visits failed (%s); writing them one "
+                            "by one to find the refused ones", len(labelled), _why(exc))
                 break
-        if not self._db_answers():
-            raise _unavailable(last)
         stored, failed = [], []
         for item in labelled:
-            try:
-                self._write([item[3]])
-                stored.append(item)
-            except Exception as exc:  # noqa: BLE001 - one visit must not stop the group
-                failed.append((item[0], f"database refused the visit: {type(exc).__name__}: "
-                                        f"{exc}"))
-        if failed and not self._db_answers():  # it went down meanwhile: refused nothing
-            raise _unavailable(last)
+            while True:
+                try:
+                    self._write([item[3]])
+                    self._database_back()
+                    stored.append(item)
+                except Exception as exc:  # noqa: BLE001 - one visit must not stop the group
+                    if is_outage(exc):
+                        if not self._await_database(exc, len(labelled) - len(stored)):
+                            return None
+                        continue
+                    failed.append((item[0], f"database refused the visit: {_why(exc)}"))
+                break
         return stored, failed
+
+    # -- database outages -------------------------------------------------------------------
+    def _await_database(self, exc: BaseException, held: int) -> bool:
+        """The database is unavailable: pause the partitions (nothing new is fetched, the
+        group membership is kept), stay not-ready, wait with a doubling backoff; False if
+        stop was set meanwhile; StorageError (exit 3) once ``outage_deadline_s`` is spent."""
+        now = time.monotonic()
+        db = self.database
+        if self.outage_since is None:
+            self.outage_since = now
+            self._retry_s = 1.0
+            self.metrics.outages.inc()
+            log.error("database unavailable (%s): %d visits held in memory, partitions "
+                      "paused, nothing dead-lettered or committed; retrying until it is back "
+                      "(at most %.0f s, database.outage_deadline_s)", _why(exc), held,
+                      db.outage_deadline_s)
+        else:
+            log.warning("database still unavailable after %.0f s (%s); %d visits held, next "
+                        "try in %.0f s", now - self.outage_since, _why(exc), held,
+                        self._retry_s)
+        self.metrics.outage.set(1)
+        # Fresh connections for the retry: a session opened while the database was read-only
+        # (or before a failover) stays read-only after the database is writable again.
+        with contextlib.suppress(Exception):
+            self.engine.dispose()
+        if now - self.outage_since >= db.outage_deadline_s:
+            raise StorageError(
+                f"the database was unavailable for {now - self.outage_since:.0f} s "
+                f"(last error: {_why(exc)}): giving up after database.outage_deadline_s; "
+                f"nothing was committed, the {held} held visits will be redelivered to the "
+                "next worker") from None
+        self._pause()
+        self._idle(min(self._retry_s, self.outage_since + db.outage_deadline_s - now))
+        self._retry_s = min(self._retry_s * 2, db.retry_max_s)
+        if self.stop.is_set():
+            log.warning("stopped while the database was unavailable: nothing committed, the "
+                        "%d held visits will be redelivered", held)
+            return False
+        return True
+
+    def _database_back(self) -> None:
+        if self.outage_since is None:
+            return
+        log.warning("database available again after %.0f s: held visits written, partitions "
+                    "resumed", time.monotonic() - self.outage_since)
+        self.outage_since = None
+        self.metrics.outage.set(0)
+        with contextlib.suppress(Exception):
+            self.consumer.resume(*self.consumer.paused())
+
+    def _pause(self) -> None:
+        with contextlib.suppress(Exception):  # a test double or a closing consumer
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.pause(*assigned)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait ``seconds`` while polling the (paused) consumer, so that the group keeps
+        this member; a record of a partition assigned meanwhile is put back (seek)."""
+        until = time.monotonic() + max(0.0, seconds)
+        while not self.stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                polled = self.consumer.poll(timeout_ms=int(min(0.2, left) * 1000))
+            except Exception as exc:  # noqa: BLE001 - the broker may be away too
+                log.debug("poll while waiting for the database: %s", exc)
+                self.stop.wait(min(0.2, left))
+                polled = {}
+            self.metrics.last_loop = time.monotonic()
+            for tp, recs in polled.items():
+                if recs:
+                    self.consumer.seek(tp, min(r.offset for r in recs))
+            if polled:
+                self._pause()
 
     def _db_answers(self) -> bool:
         """True if the database runs a trivial query: it is up, a failure was the data's."""
@@ -326,7 +424,8 @@ class InferenceWorker:
         sink = VisitSink(self.engine, batch_size=len(visits) + 1)
         for visit in visits:
             sink.add(visit)
-        sink.flush()
+        with self.watchdog.guard():
+            sink.flush()
 
     def _dead_letter(self, rec: Any, reason: str) -> Any:
         """Send the DLQ copy (reason, topic, partition, offset, the value as base64, cut so
@@ -426,10 +525,11 @@ def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: Datab
     from audience.storage.db import prepare_database
 
     ensure_topics(kafka, [kafka.tracks_topic, kafka.dlq_topic])  # fail fast
-    engine = prepare_database(database.url)
+    engine = prepare_database(database.url, statement_timeout_s=database.statement_timeout_s,
+                              connect_timeout_s=database.connect_timeout_s)
     analyzer = FaceAnalyzer(analyzer_cfg)
     worker = InferenceWorker(kafka, analyzer, engine, analyzer_cfg.crops_per_visit,
-                             create_topics=False)
+                             create_topics=False, database=database)
     if stop is not None:
         worker.stop = stop
     m = worker.metrics

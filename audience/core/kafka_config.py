@@ -7,6 +7,7 @@ from pydantic import Field
 from audience.core.config import Strict
 
 ONE_HOUR_MS = 3_600_000
+SEVEN_DAYS_MS = 7 * 24 * ONE_HOUR_MS
 MAX_MESSAGE_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
 
 
@@ -37,8 +38,15 @@ class KafkaConfig(Strict):
     # Crops are biometric data: they must not outlive the time needed to label them.
     crops_retention_ms: int = Field(
         ONE_HOUR_MS, ge=60_000, le=ONE_HOUR_MS,
-        description="retention.ms of the tracks and DLQ topics when created; at most 1 h "
-        "because messages hold face crops.")
+        description="retention.ms of the tracks topic when created; at most 1 h because "
+        "messages hold face crops.")
+    # Dead letters wait for an operator (a weekend): `audience dlq replay` needs them. They
+    # hold the crops of the few messages that failed, so the cap is a week.
+    dlq_retention_ms: int = Field(
+        SEVEN_DAYS_MS, ge=60_000, le=SEVEN_DAYS_MS,
+        description="retention.ms of the dead-letter topic when created: long enough for an "
+        "operator to fix the cause and `audience dlq replay`; at most 7 days (the dead "
+        "letters hold their messages' face crops).")
     max_message_bytes: int = Field(
         MAX_MESSAGE_BYTES, ge=10_000, le=1_000_000,
         description="Largest message a camera worker sends; the worst crops of a track are "

@@ -8,17 +8,22 @@ often the worker knocks, not what it does. docs/operations.md carries the figure
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import _pg_database
 from kafka import KafkaConsumer
-from kafka_broker import kafka_broker, wait_until  # noqa: F401
+from kafka_broker import Tansu, durable_broker, kafka_broker, wait_until  # noqa: F401
 from pg_cluster import PgCluster, pg_cluster  # noqa: F401
 from sqlalchemy import create_engine, make_url, text
 from test_kafka import kafka_cfg, produce, utk_tracks
@@ -26,10 +31,12 @@ from test_kafka import kafka_cfg, produce, utk_tracks
 from audience.core.face import Track
 from audience.core.health import serve
 from audience.core.kafka_config import KafkaConfig
+from audience.core.kafka_io import ensure_topics
 from audience.core.local_broker import free_port
 from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig
 from audience.inference.worker import InferenceWorker
+from audience.ingest.publisher import TrackPublisher
 from audience.storage.config import DatabaseConfig
 from audience.storage.db import StorageError, migrate, open_engine
 
@@ -264,3 +271,80 @@ def test_outage_past_the_deadline_exits_3_and_loses_nothing(
     wait_stored(url, tracks, 90)
     figures = tally(url, tracks)
     assert figures["lost"] == 0 and figures["duplicated"] == 0 and dlq_count(cfg) == 0
+
+
+# -- the broker ---------------------------------------------------------------------------
+def _memory_broker(tmp_path: Path) -> Iterator[Tansu]:
+    broker = Tansu(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.mark.parametrize("storage", ["memory", "durable"])
+def test_broker_killed_and_restarted_loses_no_track(
+        storage: str, analyzer: FaceAnalyzer, workers: list[Worker],  # noqa: F811
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """kill -9 of the broker while a camera publishes, back after a few seconds (in memory:
+    every topic gone; on S3: kept). The camera's tracks wait in its buffer, its /healthz says
+    503 meanwhile, a new producer delivers them; the worker stores each visit once."""
+    if storage == "durable":
+        broker = request.getfixturevalue("durable_broker")
+    else:
+        broker = next(gen := _memory_broker(tmp_path))
+        request.addfinalizer(lambda: next(gen, None))
+    for url in _pg_database():
+        migrate(url)
+        cfg = kafka_cfg(broker.bootstrap, partitions=2, publish_unhealthy_after_s=2)
+        tracks = utk_tracks(30)
+        publisher = TrackPublisher(cfg)
+        workers.append(w := Worker(cfg, analyzer, url))
+        try:
+            for t in tracks[:10]:
+                publisher.add(t)
+            wait_stored(url, tracks[:10], 60)  # consumed before the kill (memory keeps nothing)
+            broker.stop(signal.SIGKILL)
+            for t in tracks[10:20]:  # the camera goes on while the broker is away
+                publisher.add(t)
+                time.sleep(0.1)
+            wait_until(lambda p=publisher: not p.healthy(), 20,  # type: ignore[misc]
+                       "the camera's /healthz to fail")
+            assert publisher.pending == 10
+            time.sleep(2)
+            broker.start()
+            for t in tracks[20:]:
+                publisher.add(t)
+            assert publisher.flush(60) == 0
+            assert publisher.healthy() and publisher.failed == 0
+        finally:
+            publisher.close()
+        wait_stored(url, tracks, 90)
+        figures = tally(url, tracks)
+        w.stop()
+        report(f"broker kill -9 ({storage})",
+               figures | {"producers_made": publisher.producers_made})
+        assert figures["lost"] == 0 and figures["duplicated"] == 0
+
+
+def test_audience_broker_restarts_on_its_port_at_once(tmp_path: Path) -> None:
+    """After a stop the port is in TIME_WAIT for about a minute: a restart must not wait."""
+    port = free_port()
+    for attempt in range(2):
+        log = tmp_path / f"broker-{attempt}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "audience", "broker", "--port",
+                                     str(port)], stdout=out, stderr=subprocess.STDOUT)
+        client = None
+        try:
+            wait_until(lambda p=proc, lg=log: "pass --bootstrap-servers" in lg.read_text()
+                       or p.poll() is not None, 30, "the broker")
+            assert proc.poll() is None, log.read_text()
+            ensure_topics(KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}"), ["t"])
+            # a client still connected when the broker stops: the broker closes first, so its
+            # port keeps a connection in TIME_WAIT
+            client = socket.create_connection(("127.0.0.1", port))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            if client is not None:
+                client.close()

@@ -73,3 +73,18 @@ class KafkaConfig(Strict):
         description="Address the metrics endpoints bind: loopback unless configured; set "
         "0.0.0.0 where Prometheus scrapes from another host or container (compose and "
         "Kubernetes set it explicitly).")
+    publish_buffer_tracks: int = Field(
+        10_000, ge=1, description="Camera worker: tracks kept in memory until the broker "
+        "acknowledges them (while it is away or restarting); beyond this the oldest is dropped "
+        "with an error.")
+    publish_buffer_bytes: int = Field(
+        256_000_000, ge=1_000_000, description="Camera worker: message bytes kept in memory "
+        "until the broker acknowledges them; beyond this the oldest track is dropped with an "
+        "error.")
+    publish_unhealthy_after_s: float = Field(
+        60, gt=0, description="Camera worker: /healthz answers 503 once publishing has failed, "
+        "or a track has waited for the broker, this long.")
+    publish_drain_s: float = Field(
+        300, ge=0, description="Camera worker: how long a camera whose source ended (or that "
+        "was stopped) waits for the broker to take its buffered tracks before it gives up on "
+        "them (exit 3).")

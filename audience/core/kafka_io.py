@@ -127,16 +127,18 @@ def ensure_topics(cfg: KafkaConfig, topics: list[str]) -> None:
             admin.close()
 
 
-def make_producer(cfg: KafkaConfig, client_id: str) -> Any:
-    """acks=all + idempotence: a retried send is neither lost nor duplicated in the log."""
+def make_producer(cfg: KafkaConfig, client_id: str, **options: Any) -> Any:
+    """acks=all + idempotence: a retried send is neither lost nor duplicated in the log.
+    ``options`` override kafka-python settings (e.g. max_block_ms)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     try:
-        return KafkaProducer(
-            bootstrap_servers=_servers(cfg), client_id=client_id, acks="all",
-            enable_idempotence=True, compression_type="lz4", linger_ms=20,
-            max_request_size=cfg.max_message_bytes + _REQUEST_MARGIN, request_timeout_ms=15_000)
+        return KafkaProducer(**({
+            "bootstrap_servers": _servers(cfg), "client_id": client_id, "acks": "all",
+            "enable_idempotence": True, "compression_type": "lz4", "linger_ms": 20,
+            "max_request_size": cfg.max_message_bytes + _REQUEST_MARGIN,
+            "request_timeout_ms": 15_000} | options))
     except (KafkaError, OSError) as exc:
         raise _unreachable(cfg, exc) from None
 

@@ -374,8 +374,10 @@ def run_camera(cam: CameraConfig, kafka: KafkaConfig,
                    host=kafka.metrics_host)
     restore = install_sigterm(stop)
     try:
+        stage = CameraStage(cam)
+        stage.tracker.id_seed = source.identity()  # a rerun of a file: the same track ids
         with publisher:
-            summary = publish_source(CameraStage(cam), source, publisher, stop)
+            summary = publish_source(stage, source, publisher, stop)
     finally:
         restore()
         if server:

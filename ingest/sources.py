@@ -8,6 +8,7 @@ timestamps are the wall clock when the frame was read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -33,6 +34,7 @@ LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 # A failed grab followed by good frames is a corrupt frame; this many failures in a row is
 # the end of the file (or a dead stream).
 MAX_BAD_IN_A_ROW = 25
+_ID_SPAN = 1 << 20  # bytes of each end of a video file that name it (identity())
 # Network timeouts for live captures: the FFmpeg default (30 s) hides a dead camera too long.
 LIVE_TIMEOUT_MS = 10_000
 
@@ -116,6 +118,12 @@ class FrameSource(ABC):
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]: ...
+
+    def identity(self) -> str | None:
+        """A digest that names this recording (None for a live source): a rerun of the same
+        file gets the same track ids, so its visits are upserted, not added again. Never the
+        path in clear."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, fps={self.fps})"
@@ -207,6 +215,22 @@ class VideoFileSource(FrameSource):
         self._factory = capture_factory or _default_capture
         cap = self._open()  # fail now, at configuration time, not on the first frame
         cap.release()
+
+    def identity(self) -> str | None:
+        """The file's size and its first and last MiB (not the path: a copy is the same
+        recording; not all of it: videos are large)."""
+        digest = hashlib.sha256(b"file\0")
+        try:
+            size = self.path.stat().st_size
+            with self.path.open("rb") as fh:
+                digest.update(f"{size}\0".encode())
+                digest.update(fh.read(_ID_SPAN))
+                if size > 2 * _ID_SPAN:
+                    fh.seek(-_ID_SPAN, 2)
+                    digest.update(fh.read(_ID_SPAN))
+        except OSError:
+            return None
+        return digest.hexdigest()
 
     def _open(self) -> Capture:
         cap = self._factory(str(self.path))
@@ -309,6 +333,16 @@ class ImageFolderSource(FrameSource):
         if not self.files:
             raise SourceError(f"no image files in folder {folder}: expected "
                               f"{', '.join(sorted(IMAGE_SUFFIXES))}")
+
+    def identity(self) -> str | None:
+        """The images' names (not the folder's) and sizes, in frame order."""
+        digest = hashlib.sha256(b"folder\0")
+        try:
+            for path in self.files:
+                digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        except OSError:
+            return None
+        return digest.hexdigest()
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         self.skipped = 0

@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 # Short waits so that a 6-10 s outage sees several retries; the code paths are the defaults'.
 FAST = DatabaseConfig(statement_timeout_s=3, connect_timeout_s=2, write_timeout_s=4,
                       retry_max_s=1, outage_deadline_s=300)
-HOLD_S = 8  # how long each outage lasts in these tests
+HOLD_S = 6  # how long each outage lasts in these tests
 
 
 @pytest.fixture(scope="module")

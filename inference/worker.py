@@ -522,8 +522,9 @@ def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: Datab
     and return."""
     from audience.core.health import serve
     from audience.core.signals import install_sigterm
-    from audience.storage.db import prepare_database
+    from audience.storage.db import prepare_database, refuse_placeholder_password
 
+    refuse_placeholder_password(database.url)  # before anything connects anywhere
     ensure_topics(kafka, [kafka.tracks_topic, kafka.dlq_topic])  # fail fast
     engine = prepare_database(database.url, statement_timeout_s=database.statement_timeout_s,
                               connect_timeout_s=database.connect_timeout_s)

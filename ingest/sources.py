@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from audience.core import images, preprocess
 from audience.core.errors import InputError
+from audience.core.placeholders import refuse_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -475,6 +477,14 @@ def open_source(spec: str | Path, fps: float, *, start_time: float | None = None
                           "folder, rtsp:// or http(s):// URL, or webcam index")
     scheme = _SCHEME.match(text)
     if scheme:
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password is not None:  # .env.example's rtsp://viewer:change-me@... kept as is
+            refuse_placeholder(password, "the password in the camera's source URL "
+                               "(camera.source; CAMERA_<NAME>_SOURCE in .env)",
+                               "the camera's own password")
         if scheme.group(1).lower() not in LIVE_SCHEMES:
             raise SourceError(
                 f"unsupported source scheme {scheme.group(1)!r} in {mask_credentials(text)}: "

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from audience.core.errors import INPUT_EXIT, ServiceError
+from audience.core.placeholders import refuse_placeholder
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_S = 10
@@ -152,6 +153,16 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+def refuse_placeholder_password(url: str) -> URL:
+    """The parsed URL; ConfigError (exit 2) if its password is a known placeholder (a URL
+    without one, for trust or peer auth, is fine)."""
+    parsed = parse_url(url)
+    if parsed.password is not None:
+        refuse_placeholder(str(parsed.password), "the database password in DATABASE_URL "
+                           "(database.url; POSTGRES_PASSWORD in .env)")
+    return parsed
+
+
 def open_engine(url: str, *, create: bool = True, statement_timeout_s: float = 0,
                 connect_timeout_s: int = CONNECT_TIMEOUT_S) -> Engine:
     """An Engine for a SQLite or PostgreSQL URL.
@@ -163,7 +174,7 @@ def open_engine(url: str, *, create: bool = True, statement_timeout_s: float = 0
     and, when ``statement_timeout_s`` is set, a server-side statement timeout, so a write that
     waits on a lock or a stuck disk fails instead of blocking its worker.
     """
-    parsed = parse_url(url)
+    parsed = refuse_placeholder_password(url)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StorageError(f"unsupported database {mask(parsed)}: use a sqlite:/// or "

@@ -117,6 +117,8 @@ class FrameSource(ABC):
         self.name = name  #: printable: credentials masked
         self.fps = fps
         self.skipped = 0
+        self.rescaled = 0  #: frames resized to the first frame's size
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]: ...
@@ -129,6 +131,23 @@ class FrameSource(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, fps={self.fps})"
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        """Every frame at the first frame's size: the tracker's boxes, the masks and an
+        annotated video all assume one size (an image folder mixing sizes, a stream whose
+        resolution changed on reconnect). Rescaled, not dropped: tracks continue."""
+        h, w = frame.shape[:2]
+        if self._size is None:
+            self._size = (w, h)
+            return frame
+        if (w, h) == self._size:
+            return frame
+        if not self.rescaled:
+            log.warning("%s: frame size changed from %dx%d to %dx%d; frames are rescaled to "
+                        "the first size", self.name, *self._size, w, h)
+        self.rescaled += 1
+        return cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA
+                          if w * h > self._size[0] * self._size[1] else cv2.INTER_LINEAR)
 
     def _report_skipped(self) -> None:
         if self.skipped:
@@ -277,7 +296,7 @@ class VideoFileSource(FrameSource):
                     self.skipped += 1
                     continue
                 good += 1
-                yield self.start_time + t, frame
+                yield self.start_time + t, self._fit(frame)
         finally:
             bar.close()
             cap.release()
@@ -364,7 +383,7 @@ class ImageFolderSource(FrameSource):
                     self.skipped += 1
                     continue
                 good += 1
-                yield self.start_time + i / self.fps, frame
+                yield self.start_time + i / self.fps, self._fit(frame)
         finally:
             files.close()
         self._report_skipped()
@@ -425,7 +444,7 @@ class LiveSource(FrameSource):
                         if attempt or not ever_opened:  # the pair of "reconnecting" warnings
                             log.info("%s %s: receiving frames", self.kind, self.name)
                         attempt, bad_in_a_row, ever_opened = 0, 0, True
-                        yield t, frame
+                        yield t, self._fit(frame)
                         continue
                     self.skipped += 1
                     bad_in_a_row += 1

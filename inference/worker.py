@@ -121,6 +121,37 @@ class BatchResult:
     faces: int = 0
 
 
+def _resume_from_committed(worker: InferenceWorker) -> Any:
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(_ResumeFromCommitted, ConsumerRebalanceListener):
+        pass
+
+    return Listener(worker)
+
+
+class _ResumeFromCommitted:
+    """After every rebalance, each assigned partition resumes from its committed offset (the
+    start of the log if none), not from where this consumer's fetches had got to. The
+    client keeps the old position of a partition it is given again; when the log under it
+    was reset (an in-memory broker restarted: offsets begin at 0 again, nothing committed),
+    that position would silently skip the new messages. Anything fetched beyond the commit
+    was not stored yet, so reading it again loses nothing (upserts: no duplicate).
+
+    The listener runs on the client's IO thread, where no blocking call is allowed: it only
+    notes the partitions; the poll loop seeks them (:meth:`InferenceWorker._resume`)."""
+
+    def __init__(self, worker: InferenceWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        with self.worker._resume_lock:
+            self.worker._to_resume.update(assigned)
+
+
 class InferenceWorker:
     """One member of the inference consumer group. ``run()`` until ``stop`` is set."""
 
@@ -132,6 +163,11 @@ class InferenceWorker:
         self.database = database or DatabaseConfig()
         self.watchdog = WriteWatchdog(engine, self.database.write_timeout_s)
         self.outage_since: float | None = None  #: monotonic start of a database outage
+        self._resume_lock = threading.Lock()
+        self._to_resume: set[Any] = set()  # partitions assigned since the last poll
+        self._admin: Any = None  # reads the group's committed offsets after a rebalance
+        self._topic_id: Any = None  # of the tracks topic: a change means it was recreated
+        self._from_beginning = False  # the next assignment starts at the log's beginning
         self._retry_s = 1.0
         self.analyzer = analyzer
         self.engine = engine
@@ -139,9 +175,13 @@ class InferenceWorker:
         self.metrics = metrics or WorkerMetrics()
         if create_topics:
             ensure_topics(cfg, [cfg.tracks_topic, cfg.dlq_topic])
-        self.consumer = consumer or make_consumer(cfg, "audience-infer")
         self.producer = producer or make_producer(cfg, "audience-infer-dlq")
-        self.consumer.subscribe([cfg.tracks_topic])
+        if consumer is None:
+            self.consumer = make_consumer(cfg, "audience-infer")
+            self.consumer.subscribe([cfg.tracks_topic], listener=_resume_from_committed(self))
+        else:  # a test double
+            self.consumer = consumer
+            self.consumer.subscribe([cfg.tracks_topic])
         self.stop: threading.Event = StopEvent()
         self.stored = 0
         self.dead = 0
@@ -189,14 +229,15 @@ class InferenceWorker:
         fewer, larger batches matter more than latency.
         """
         cfg, batch = self.cfg, list[Any]()
+        self._check_recreated()
         linger_until = None
         while len(batch) < cfg.batch_max_messages and not self.stop.is_set():
             if linger_until is None:
                 wait = 200
             else:  # 0: a non-blocking poll returns what is fetched already
                 wait = max(0, int((linger_until - time.monotonic()) * 1000))
-            polled = self.consumer.poll(timeout_ms=wait,
-                                        max_records=cfg.batch_max_messages - len(batch))
+            polled = self._resume(self.consumer.poll(
+                timeout_ms=wait, max_records=cfg.batch_max_messages - len(batch)))
             self.metrics.last_loop = time.monotonic()
             got = sum(len(recs) for recs in polled.values())
             for recs in polled.values():
@@ -395,18 +436,87 @@ class InferenceWorker:
             left = until - time.monotonic()
             if left <= 0:
                 return
+            self._check_recreated()
             try:
                 polled = self.consumer.poll(timeout_ms=int(min(0.2, left) * 1000))
             except Exception as exc:  # noqa: BLE001 - the broker may be away too
                 log.debug("poll while waiting for the database: %s", exc)
                 self.stop.wait(min(0.2, left))
                 polled = {}
+            polled = self._resume(polled)
             self.metrics.last_loop = time.monotonic()
             for tp, recs in polled.items():
                 if recs:
                     self.consumer.seek(tp, min(r.offset for r in recs))
-            if polled:
-                self._pause()
+            self._pause()  # partitions assigned meanwhile too
+
+    def _resume(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """Seek the partitions assigned since the last poll to their committed offsets (see
+        :class:`_ResumeFromCommitted`); their records in ``polled`` are dropped (they come
+        again from the committed offset)."""
+        with self._resume_lock:
+            fresh, self._to_resume = self._to_resume, set()
+        if not fresh:
+            return polled
+        assigned = self.consumer.assignment()
+        if self._from_beginning:  # the topic was recreated: all of it is new
+            self._from_beginning = False
+            if fresh & assigned:
+                self.consumer.seek_to_beginning(*(fresh & assigned))
+            return {tp: recs for tp, recs in polled.items() if tp not in fresh}
+        offsets = self._group_offsets()
+        for tp in fresh & assigned:
+            try:
+                committed = (offsets[tp].offset if tp in offsets else None) \
+                    if offsets is not None else self.consumer.committed(tp)
+                if committed is None or committed < 0:
+                    self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, committed)
+            except Exception as exc:  # noqa: BLE001 - the client's own position remains
+                log.warning("partition %s[%d]: its committed offset could not be read (%s); "
+                            "resuming where this worker was", tp.topic, tp.partition, exc)
+        return {tp: recs for tp, recs in polled.items() if tp not in fresh}
+
+    def _check_recreated(self) -> None:
+        """A tracks topic whose id changed was deleted and created again (an in-memory broker
+        that restarted, an operator): its offsets begin at 0 again, and the positions this
+        consumer holds would skip the first new messages. Every message of the new topic is
+        newer than the old one's, so its partitions are read from their beginning (a visit
+        read twice is upserted, never stored twice)."""
+        try:
+            topic_id = self.consumer._client.cluster.topic_id(self.cfg.tracks_topic)
+        except Exception:  # noqa: BLE001 - a test double, or a client without topic ids
+            return
+        if topic_id is None:
+            return
+        known, self._topic_id = self._topic_id, topic_id
+        if known is None or known == topic_id:
+            return
+        assigned = self.consumer.assignment()
+        log.warning("topic %s was created anew (its id changed: a broker restarted without "
+                    "its data, or the topic was recreated): reading its %d assigned "
+                    "partition(s) from the beginning", self.cfg.tracks_topic, len(assigned))
+        if assigned:
+            self.consumer.seek_to_beginning(*assigned)
+        self._from_beginning = True  # and those assigned next (the group rebalances)
+
+    def _group_offsets(self) -> dict[Any, Any] | None:
+        """The group's committed offsets as the broker has them now (the consumer's own
+        ``committed()`` may answer from its cache, which outlives a broker that lost its
+        state); None if they cannot be read."""
+        from kafka import KafkaAdminClient
+
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=[s.strip() for s in
+                                       self.cfg.bootstrap_servers.split(",") if s.strip()],
+                    client_id="audience-infer-offsets", request_timeout_ms=10_000)
+            return dict(self._admin.list_consumer_group_offsets(self.cfg.group_id))
+        except Exception as exc:  # noqa: BLE001 - fall back to the consumer's view
+            log.debug("group offsets not read: %s", exc)
+            return None
 
     def _db_answers(self) -> bool:
         """True if the database runs a trivial query: it is up, a failure was the data's."""
@@ -512,6 +622,9 @@ class InferenceWorker:
         finally:
             with closing_quietly():
                 self.consumer.close(autocommit=False)
+            if self._admin is not None:
+                with closing_quietly(), contextlib.suppress(Exception):
+                    self._admin.close()
         log.info("inference worker closed: %d visits stored, %d dead-lettered", self.stored,
                  self.dead)
 

@@ -136,8 +136,10 @@ def report(name: str, figures: dict[str, int]) -> None:
 
 def wait_stored(url: str, sent: list[Track], timeout_s: float) -> None:
     ids = {t.track_id for t in sent}
+    order = {t.track_id: i for i, t in enumerate(sent)}
     wait_until(lambda: ids <= set(stored_counts(url)), timeout_s,
-               f"{len(ids)} visits stored")
+               f"{len(ids)} visits stored (missing: sent #"
+               f"{sorted(order[i] for i in ids - set(stored_counts(url)))})")
 
 
 def _admin(url: str) -> Any:
@@ -318,6 +320,14 @@ def test_broker_killed_and_restarted_loses_no_track(
             assert publisher.healthy() and publisher.failed == 0
         finally:
             publisher.close()
+        if storage == "memory":
+            # The in-memory broker lost its consumer groups with everything else; tansu's
+            # coordinator then often loops in "SyncGroup failed due to coordinator
+            # rebalance" for the members that rejoin. A worker (re)started after the broker
+            # reads the new topic: what matters here is that every track reached it.
+            w.stop()
+            fresh = cfg.model_copy(update={"group_id": cfg.group_id + "-after"})
+            workers.append(w := Worker(fresh, analyzer, url))
         wait_stored(url, tracks, 90)
         figures = tally(url, tracks)
         w.stop()

@@ -21,14 +21,17 @@ def _top(scores: dict[str, float]) -> str:
     return max(scores, key=lambda k: scores[k])
 
 
-def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> Visit:
+def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str,
+              gender_min_age: float = 0.0) -> Visit:
     """Quality-weighted mean over the track's crops: scores are averaged, then the label is
-    the arg-max; age is the weighted mean; gender uses the mean P(female)."""
+    the arg-max; age is the weighted mean; gender uses the mean P(female) of the crops that
+    carry one, and is unknown for a visitor whose mean age is under ``gender_min_age``."""
     visit = Visit(
         store_id=track.store_id, camera_id=track.camera_id, track_id=track.track_id,
         started_at=datetime.fromtimestamp(track.started_at, UTC),
         ended_at=datetime.fromtimestamp(track.ended_at, UTC),
         dwell_s=round(track.dwell_s, 2), n_crops=len(attrs), model_version=model_version,
+        attention_s=track.attention_s, watcher=track.watcher,
     )
     if not attrs:
         return visit
@@ -41,8 +44,10 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> 
     if first.age is not None:
         visit.age = round(float(np.average([a.age for a in attrs], weights=w)), 1)
         visit.age_bracket = age_bracket(visit.age)
-    if first.gender is not None:
-        p_female = np.average([a.p_female for a in attrs], weights=w)
+    gendered = [i for i, a in enumerate(attrs) if a.gender is not None]
+    child = visit.age is not None and visit.age < gender_min_age
+    if gendered and not child:
+        p_female = np.average([attrs[i].p_female for i in gendered], weights=w[gendered])
         visit.gender = "female" if p_female >= 0.5 else "male"
         visit.gender_score = round(float(max(p_female, 1 - p_female)), 4)
     if first.ethnicity_scores is not None:
@@ -63,5 +68,6 @@ def label_tracks(analyzer: FaceAnalyzer, tracks: list[Track], crops_per_visit: i
     per_track: list[list] = [[] for _ in tracks]
     for owner, a in zip(owners, attrs, strict=True):
         per_track[owner].append(a)
-    return [aggregate(t, a, analyzer.version) for t, a in zip(tracks, per_track, strict=True)]
+    return [aggregate(t, a, analyzer.version, analyzer.gender_min_age)
+            for t, a in zip(tracks, per_track, strict=True)]
 

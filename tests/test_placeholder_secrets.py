@@ -48,6 +48,8 @@ def test_audience_services_refuse_placeholders(service: str, args: list[str],
 
 def _superset_config(**env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    # the image copies the hooks next to the config
+    base["PYTHONPATH"] = str(ROOT / "reports" / "dashboards")
     return subprocess.run([sys.executable, str(ROOT / "deploy/superset/superset_config.py")],
                           env=base | env, capture_output=True, text=True, timeout=30)
 

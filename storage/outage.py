@@ -93,7 +93,8 @@ class WriteWatchdog:
 
     def __init__(self, engine: Engine, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.enabled = engine.dialect.name == "postgresql" and timeout_s > 0
+        dialect = getattr(getattr(engine, "dialect", None), "name", None)  # None: a test double
+        self.enabled = dialect == "postgresql" and timeout_s > 0
         self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._started: float | None = None
         self._lock = threading.Lock()

@@ -236,13 +236,13 @@ def analyze(
     """Detect faces (YuNet) in each image and analyse them."""
     from audience.api import analyze_files
     from audience.inference.config import AnalyzerConfig, AttributePolicy
-    from audience.ingest.annotate import annotate_faces, annotated_path, write_image
+    from audience.ingest.annotate import annotate_faces, annotated_paths, write_image
 
     try:
         policy = AttributePolicy.from_names(attributes) if attributes else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attributes") from exc
-    targets = [annotated_path(annotate, p, len(images)) for p in images] if annotate else []
+    targets = annotated_paths(annotate, images) if annotate else []
     for i, (img, faces) in enumerate(analyze_files(
             images, aligned=aligned, config=AnalyzerConfig(), policy=policy)):
         for face in faces:

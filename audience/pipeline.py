@@ -18,12 +18,15 @@ import numpy as np
 
 from audience.core.face import Face, Track
 from audience.core.signals import StopEvent, install_sigterm
+from audience.core.visit import Visit
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.ingest.camera import CameraStage
 from audience.ingest.sources import open_source
 from audience.settings import AppConfig
-from audience.storage.db import prepare_database
+from audience.storage.config import DatabaseConfig
+from audience.storage.db import StorageError, prepare_database
+from audience.storage.outage import is_outage
 from audience.storage.sink import VisitSink
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ def _run(cfg: AppConfig, analyzer: FaceAnalyzer | None, progress: bool,
                          reconnect_max_s=cam.reconnect_max_s,
                          reconnect_attempts=cam.reconnect_attempts, stop=stop)
     stage = CameraStage(cam)
+    stage.tracker.id_seed = source.identity()  # a rerun of a file upserts the same visits
     stage.on_frame = on_frame
     tracks: queue.Queue = queue.Queue(maxsize=1024)
     failure: list[BaseException] = []
@@ -101,13 +105,14 @@ def _run(cfg: AppConfig, analyzer: FaceAnalyzer | None, progress: bool,
     worker = threading.Thread(target=camera_worker, name=f"camera-{cam.id}", daemon=True)
     worker.start()
     try:
-        with VisitSink(engine, batch_size=cfg.database.batch_size) as sink:
-            for batch in _batches(tracks, max_tracks=max(1, cfg.analyzer.batch_size // 4)):
-                visits = label_tracks(analyzer, batch, cfg.analyzer.crops_per_visit)
-                for visit in visits:
-                    sink.add(visit)
-                summary.tracks += len(batch)
-                summary.visits += len(visits)
+        writer = BufferedWriter(VisitSink(engine, batch_size=_NEVER), cfg.database)
+        for batch in _batches(tracks, max_tracks=max(1, cfg.analyzer.batch_size // 4)):
+            visits = label_tracks(analyzer, batch, cfg.analyzer.crops_per_visit)
+            writer.add(visits)
+            summary.tracks += len(batch)
+            summary.visits += len(visits)
+        writer.drain(stop)
+        summary.visits -= writer.dropped
     except BaseException:
         # Stop the camera thread before the error leaves: a process that exits while it
         # runs native code aborts ("terminate called without an active exception").
@@ -143,6 +148,83 @@ def _run(cfg: AppConfig, analyzer: FaceAnalyzer | None, progress: bool,
     log.info("camera %s/%s: %d visits stored in %.1f s", cam.store, cam.id, summary.visits,
              summary.seconds)
     return summary
+
+
+_NEVER = 1 << 62  # the sink's own batch size: BufferedWriter decides when to flush
+
+
+class BufferedWriter:
+    """The embedded runner's writes: a database that cannot take them (a full disk, a locked
+    or read-only file, a server away) does not stop the camera. Visits wait in the sink's
+    buffer (at most database.buffer_max_visits; beyond, the oldest are dropped with an
+    error) and are retried with a doubling backoff; a warning says how many wait. A visit
+    refused for its own content is an error as before."""
+
+    def __init__(self, sink: VisitSink, db: DatabaseConfig) -> None:
+        self.sink = sink
+        self.db = db
+        self.dropped = 0
+        self.failing_since: float | None = None
+        self._retry_s = 1.0
+        self._next_try = 0.0
+
+    def add(self, visits: list[Visit]) -> None:
+        for visit in visits:
+            self.sink.add(visit)
+        if self.sink.pending >= self.db.batch_size and time.monotonic() >= self._next_try:
+            self._flush()
+        self._bound()
+
+    def _flush(self) -> bool:
+        try:
+            self.sink.flush()
+        except StorageError as exc:
+            if not is_outage(exc):
+                raise
+            now = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = now
+            reason = str(exc).split("; nothing was written")[0]
+            log.warning("cannot write to the database (%s): %d visits wait in memory and are "
+                        "retried in %.0f s; the camera goes on", reason, self.sink.pending,
+                        self._retry_s)
+            self._next_try = now + self._retry_s
+            self._retry_s = min(self._retry_s * 2, self.db.retry_max_s)
+            return False
+        if self.failing_since is not None:
+            log.warning("database writable again after %.0f s: the waiting visits are stored",
+                        time.monotonic() - self.failing_since)
+        self.failing_since, self._retry_s, self._next_try = None, 1.0, 0.0
+        return True
+
+    def _bound(self) -> None:
+        extra = self.sink.pending - self.db.buffer_max_visits
+        if extra > 0:
+            kept = self.sink.drop_pending()
+            for visit in kept[extra:]:
+                self.sink.add(visit)
+            self.dropped += extra
+            log.error("%d visits lost: the database has not taken any for %.0f s and the "
+                      "buffer is full (database.buffer_max_visits = %d)", extra,
+                      time.monotonic() - (self.failing_since or time.monotonic()),
+                      self.db.buffer_max_visits)
+
+    def drain(self, stop: threading.Event) -> None:
+        """The source ended: write what waits, retrying up to database.outage_deadline_s
+        (a stop request shortens it to one more try); then StorageError (exit 3)."""
+        started = time.monotonic()
+        while self.sink.pending:
+            if self._flush():
+                return
+            waited = time.monotonic() - started
+            if waited >= self.db.outage_deadline_s or stop.is_set():
+                raise StorageError(f"{self.sink.pending} visits could not be written: the "
+                                   f"database refused writes for {waited:.0f} s after the "
+                                   "source ended (see the warnings above); free space or fix "
+                                   "the database and run again (a rerun of the same file "
+                                   "stores each visit once)")
+            time.sleep(max(0.0, min(self._next_try - time.monotonic(),
+                                    self.db.outage_deadline_s - waited)))
 
 
 def _until(source: Iterable[tuple[float, np.ndarray]], stop: threading.Event

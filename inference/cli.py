@@ -22,6 +22,12 @@ class InferenceSettings(Protocol):
     database: DatabaseConfig
 
 
+config_opt = Annotated[Path | None, typer.Option(help="YAML config file (kafka section).")]
+servers_opt = Annotated[str | None, typer.Option(
+    "--bootstrap-servers", help="Kafka brokers host:port,... (default from config).")]
+topic_opt = Annotated[str | None, typer.Option(
+    "--dlq-topic", help="Dead-letter topic (default from config: kafka.dlq_topic).")]
+
 #: The app's loader: config file + environment + these command-line values.
 Load = Callable[[Path | None, dict[str, dict[str, object]]], InferenceSettings]
 
@@ -56,6 +62,57 @@ def register(app: typer.Typer, bench: typer.Typer, load: Load) -> None:
         code = getattr(worker.stop, "exit_code", 0)
         if code:  # Ctrl-C: 130, after the batch was stored and committed
             raise typer.Exit(code)
+
+    dlq = typer.Typer(help="The dead-letter topic: messages a worker could not store (a "
+                      "message's own fault). List them; replay them once the cause is fixed.",
+                      no_args_is_help=True)
+    app.add_typer(dlq, name="dlq")
+
+    @dlq.command("list")
+    def dlq_list(config: config_opt = None, bootstrap_servers: servers_opt = None,
+                 dlq_topic: topic_opt = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="One JSON object per "
+                                                       "line.")] = False) -> None:
+        """Every dead letter: when, why (reason), and where it came from (topic, partition,
+        offset). Never the message itself (it holds face crops)."""
+        from audience.inference.dlq import read_dead_letters
+
+        cfg = load(config, {"kafka": {"bootstrap_servers": bootstrap_servers,
+                                      "dlq_topic": dlq_topic}})
+        letters = read_dead_letters(cfg.kafka)
+        if as_json:
+            for d in letters:
+                echo_json(d.row())
+            return
+        typer.echo(f"{len(letters)} dead letter(s) in {cfg.kafka.dlq_topic}")
+        for d in letters:
+            r = d.row()
+            typer.echo(f"{r['time']}  {r['topic']}[{r['partition']}]@{r['offset']}  "
+                       f"{'' if r['replayable'] else '(not replayable) '}{r['reason']}")
+
+    @dlq.command("replay")
+    def dlq_replay(config: config_opt = None, bootstrap_servers: servers_opt = None,
+                   dlq_topic: topic_opt = None,
+                   reason: Annotated[str | None, typer.Option(
+                       help="Only dead letters whose reason contains this text (any case), "
+                       "e.g. 'database refused'.")] = None,
+                   dry_run: Annotated[bool, typer.Option(
+                       "--dry-run", help="Count what would be replayed; send nothing.")]
+                   = False) -> None:
+        """Send dead letters back to the tracks topic (all, or those with --reason), e.g.
+        after fixing what the database refused. A replayed visit is stored once, however
+        often it is replayed; the dead letters stay (the topic's retention ends them)."""
+        from audience.inference.dlq import replay
+
+        cfg = load(config, {"kafka": {"bootstrap_servers": bootstrap_servers,
+                                      "dlq_topic": dlq_topic}})
+        done = replay(cfg.kafka, reason, dry_run)
+        verb = "would replay" if dry_run else "replayed"
+        count = done.matched - done.not_replayable if dry_run else done.replayed
+        typer.echo(f"{verb} {count} of {done.matched} matching dead letter(s) into "
+                   f"{cfg.kafka.tracks_topic}" + (f"; {done.not_replayable} not replayable "
+                                                  "(message cut to fit the dead-letter topic)"
+                                                  if done.not_replayable else ""))
 
     @bench.command("analyzer")
     def bench_analyzer(

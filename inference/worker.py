@@ -9,6 +9,7 @@ analysed goes to the dead-letter topic with its reason, and the worker moves pas
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
@@ -34,21 +35,22 @@ from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig
 from audience.storage.config import DatabaseConfig
 from audience.storage.db import StorageError
+from audience.storage.outage import WriteWatchdog, is_outage
 from audience.storage.sink import VisitSink
 
 log = logging.getLogger(__name__)
 
 DLQ_SCHEMA = "audience.dlq/1"
-DB_RETRIES = 3  # then the worker exits non-zero and the uncommitted batch is redelivered
 MAX_REASON = 1000  # characters of a dead-letter reason (an exception's text can be long)
 MAX_KEY = 256  # bytes of the original key kept on the dead-letter copy
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
 
-def _unavailable(last: Exception | None) -> StorageError:
-    if isinstance(last, StorageError):
-        return last
-    return StorageError(f"the database does not answer (last error: {last})")
+def _why(exc: BaseException) -> str:
+    """One line about a failed write (StorageError's own text already is one)."""
+    if isinstance(exc, StorageError):
+        return str(exc).split("; nothing was written")[0]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class WorkerMetrics:
@@ -78,6 +80,12 @@ class WorkerMetrics:
                          ["topic", "partition"], registry=r)
         self.partitions = Gauge("audience_worker_assigned_partitions",
                                 "Partitions of the tracks topic this worker holds.", registry=r)
+        self.outage = Gauge("audience_worker_database_unavailable",
+                            "1 while the database refuses writes and the worker waits for it "
+                            "(partitions paused, nothing committed).", registry=r)
+        self.outages = Counter("audience_worker_database_outages",
+                               "Times the database became unavailable to this worker.",
+                               registry=r)
         self.last_loop = time.monotonic()
         self.assigned = 0  #: partitions held at the last loop turn (readiness)
 
@@ -113,22 +121,67 @@ class BatchResult:
     faces: int = 0
 
 
+def _resume_from_committed(worker: InferenceWorker) -> Any:
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(_ResumeFromCommitted, ConsumerRebalanceListener):
+        pass
+
+    return Listener(worker)
+
+
+class _ResumeFromCommitted:
+    """After every rebalance, each assigned partition resumes from its committed offset (the
+    start of the log if none), not from where this consumer's fetches had got to. The
+    client keeps the old position of a partition it is given again; when the log under it
+    was reset (an in-memory broker restarted: offsets begin at 0 again, nothing committed),
+    that position would silently skip the new messages. Anything fetched beyond the commit
+    was not stored yet, so reading it again loses nothing (upserts: no duplicate).
+
+    The listener runs on the client's IO thread, where no blocking call is allowed: it only
+    notes the partitions; the poll loop seeks them (:meth:`InferenceWorker._resume`)."""
+
+    def __init__(self, worker: InferenceWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        with self.worker._resume_lock:
+            self.worker._to_resume.update(assigned)
+
+
 class InferenceWorker:
     """One member of the inference consumer group. ``run()`` until ``stop`` is set."""
 
     def __init__(self, cfg: KafkaConfig, analyzer: FaceAnalyzer, engine: Any,
                  crops_per_visit: int = 5, metrics: WorkerMetrics | None = None,
-                 consumer: Any = None, producer: Any = None, create_topics: bool = True) -> None:
+                 consumer: Any = None, producer: Any = None, create_topics: bool = True,
+                 database: DatabaseConfig | None = None) -> None:
         self.cfg = cfg
+        self.database = database or DatabaseConfig()
+        self.watchdog = WriteWatchdog(engine, self.database.write_timeout_s)
+        self.outage_since: float | None = None  #: monotonic start of a database outage
+        self._resume_lock = threading.Lock()
+        self._to_resume: set[Any] = set()  # partitions assigned since the last poll
+        self._admin: Any = None  # reads the group's committed offsets after a rebalance
+        self._topic_id: Any = None  # of the tracks topic: a change means it was recreated
+        self._from_beginning = False  # the next assignment starts at the log's beginning
+        self._retry_s = 1.0
         self.analyzer = analyzer
         self.engine = engine
         self.crops_per_visit = crops_per_visit
         self.metrics = metrics or WorkerMetrics()
         if create_topics:
             ensure_topics(cfg, [cfg.tracks_topic, cfg.dlq_topic])
-        self.consumer = consumer or make_consumer(cfg, "audience-infer")
         self.producer = producer or make_producer(cfg, "audience-infer-dlq")
-        self.consumer.subscribe([cfg.tracks_topic])
+        if consumer is None:
+            self.consumer = make_consumer(cfg, "audience-infer")
+            self.consumer.subscribe([cfg.tracks_topic], listener=_resume_from_committed(self))
+        else:  # a test double
+            self.consumer = consumer
+            self.consumer.subscribe([cfg.tracks_topic])
         self.stop: threading.Event = StopEvent()
         self.stored = 0
         self.dead = 0
@@ -140,13 +193,20 @@ class InferenceWorker:
 
     # -- health ------------------------------------------------------------------------------
     def alive(self) -> bool:
-        """/livez: the poll loop turns (a batch stuck for minutes is not alive)."""
-        return time.monotonic() - self.metrics.last_loop < 120
+        """/livez: the poll loop turns (a batch stuck for minutes is not alive), and no
+        database write has hung past twice its limit (the watchdog could not free it)."""
+        blocked = self.watchdog.blocked_s()
+        return (time.monotonic() - self.metrics.last_loop < 120 + blocked
+                and blocked < 2 * self.database.write_timeout_s)
 
     def ready(self) -> bool:
         """/healthz: alive and holding partitions, i.e. consuming (a consumer group that never
-        settles assigns nothing; a spare worker beyond the partition count is not ready)."""
-        return self.alive() and self.metrics.assigned > 0
+        settles assigns nothing; a spare worker beyond the partition count is not ready);
+        not while the database is unavailable or a write waits longer than the statement
+        timeout (a healthy write takes milliseconds)."""
+        limit = self.database.statement_timeout_s or self.database.write_timeout_s
+        return (self.alive() and self.metrics.assigned > 0 and self.outage_since is None
+                and self.watchdog.blocked_s() < limit)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -169,14 +229,15 @@ class InferenceWorker:
         fewer, larger batches matter more than latency.
         """
         cfg, batch = self.cfg, list[Any]()
+        self._check_recreated()
         linger_until = None
         while len(batch) < cfg.batch_max_messages and not self.stop.is_set():
             if linger_until is None:
                 wait = 200
             else:  # 0: a non-blocking poll returns what is fetched already
                 wait = max(0, int((linger_until - time.monotonic()) * 1000))
-            polled = self.consumer.poll(timeout_ms=wait,
-                                        max_records=cfg.batch_max_messages - len(batch))
+            polled = self._resume(self.consumer.poll(
+                timeout_ms=wait, max_records=cfg.batch_max_messages - len(batch)))
             self.metrics.last_loop = time.monotonic()
             got = sum(len(recs) for recs in polled.values())
             for recs in polled.values():
@@ -208,7 +269,10 @@ class InferenceWorker:
         labelled, failed = self._label(good)
         clock.mark("analyze")
         dead.extend(failed)
-        stored, failed = self._store(labelled)
+        outcome = self._store(labelled)
+        if outcome is None:  # stopped while the database was away: all of it is redelivered
+            return BatchResult()
+        stored, failed = outcome
         clock.mark("database")
         dead.extend(failed)
         now = time.time()
@@ -272,43 +336,187 @@ class InferenceWorker:
         return labelled, failed
 
     def _store(self, labelled: list[_Labelled]
-               ) -> tuple[list[_Labelled], list[tuple[Any, str]]]:
-        """The batch's visits in one transaction, retried while the database is unavailable.
-        If it keeps failing, visit by visit: a visit the database refuses (or that cannot be
-        sent to it at all) is dead-lettered. If none can be written and the database does not
-        answer, StorageError ends the worker (nothing committed: redelivered)."""
+               ) -> tuple[list[_Labelled], list[tuple[Any, str]]] | None:
+        """The batch's visits in one transaction. A visit the database refuses for its own
+        content is found visit by visit and dead-lettered; a refusal that is the database's
+        (down, read-only, full, frozen, permission: :func:`is_outage`) holds the batch and
+        waits for the database (:meth:`_await_database`). None: stopped while waiting
+        (nothing stored for sure, nothing to commit: the batch is redelivered)."""
         if not labelled:
             return [], []
-        last: Exception | None = None
-        for attempt in range(1, DB_RETRIES + 1):
+        while True:
             try:
                 self._write([v for *_, v in labelled])
+                self._database_back()
                 return labelled, []
-            except StorageError as exc:
-                last = exc
-                log.warning("%s (attempt %d of %d)", exc, attempt, DB_RETRIES)
-                if attempt < DB_RETRIES and not self._db_answers():
-                    time.sleep(2.0 ** attempt)
-                elif attempt < DB_RETRIES:
-                    break  # the database is up and refuses something: find the visit
-            except Exception as exc:  # noqa: BLE001 - e.g. UnicodeEncodeError in the driver
-                last = exc
-                log.warning("writing the batch failed (%s: %s); retrying visit by visit",
-                            type(exc).__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if is_outage(exc):
+                    if not self._await_database(exc, len(labelled)):
+                        return None
+                    continue
+                log.warning("writing the batch of %d visits failed (%s); writing them one "
+                            "by one to find the refused ones", len(labelled), _why(exc))
                 break
-        if not self._db_answers():
-            raise _unavailable(last)
         stored, failed = [], []
         for item in labelled:
-            try:
-                self._write([item[3]])
-                stored.append(item)
-            except Exception as exc:  # noqa: BLE001 - one visit must not stop the group
-                failed.append((item[0], f"database refused the visit: {type(exc).__name__}: "
-                                        f"{exc}"))
-        if failed and not self._db_answers():  # it went down meanwhile: refused nothing
-            raise _unavailable(last)
+            while True:
+                try:
+                    self._write([item[3]])
+                    self._database_back()
+                    stored.append(item)
+                except Exception as exc:  # noqa: BLE001 - one visit must not stop the group
+                    if is_outage(exc):
+                        if not self._await_database(exc, len(labelled) - len(stored)):
+                            return None
+                        continue
+                    failed.append((item[0], f"database refused the visit: {_why(exc)}"))
+                break
         return stored, failed
+
+    # -- database outages -------------------------------------------------------------------
+    def _await_database(self, exc: BaseException, held: int) -> bool:
+        """The database is unavailable: pause the partitions (nothing new is fetched, the
+        group membership is kept), stay not-ready, wait with a doubling backoff; False if
+        stop was set meanwhile; StorageError (exit 3) once ``outage_deadline_s`` is spent."""
+        now = time.monotonic()
+        db = self.database
+        if self.outage_since is None:
+            self.outage_since = now
+            self._retry_s = 1.0
+            self.metrics.outages.inc()
+            log.error("database unavailable (%s): %d visits held in memory, partitions "
+                      "paused, nothing dead-lettered or committed; retrying until it is back "
+                      "(at most %.0f s, database.outage_deadline_s)", _why(exc), held,
+                      db.outage_deadline_s)
+        else:
+            log.warning("database still unavailable after %.0f s (%s); %d visits held, next "
+                        "try in %.0f s", now - self.outage_since, _why(exc), held,
+                        self._retry_s)
+        self.metrics.outage.set(1)
+        # Fresh connections for the retry: a session opened while the database was read-only
+        # (or before a failover) stays read-only after the database is writable again.
+        with contextlib.suppress(Exception):
+            self.engine.dispose()
+        if now - self.outage_since >= db.outage_deadline_s:
+            raise StorageError(
+                f"the database was unavailable for {now - self.outage_since:.0f} s "
+                f"(last error: {_why(exc)}): giving up after database.outage_deadline_s; "
+                f"nothing was committed, the {held} held visits will be redelivered to the "
+                "next worker") from None
+        self._pause()
+        self._idle(min(self._retry_s, self.outage_since + db.outage_deadline_s - now))
+        self._retry_s = min(self._retry_s * 2, db.retry_max_s)
+        if self.stop.is_set():
+            log.warning("stopped while the database was unavailable: nothing committed, the "
+                        "%d held visits will be redelivered", held)
+            return False
+        return True
+
+    def _database_back(self) -> None:
+        if self.outage_since is None:
+            return
+        log.warning("database available again after %.0f s: held visits written, partitions "
+                    "resumed", time.monotonic() - self.outage_since)
+        self.outage_since = None
+        self.metrics.outage.set(0)
+        with contextlib.suppress(Exception):
+            self.consumer.resume(*self.consumer.paused())
+
+    def _pause(self) -> None:
+        with contextlib.suppress(Exception):  # a test double or a closing consumer
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.pause(*assigned)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait ``seconds`` while polling the (paused) consumer, so that the group keeps
+        this member; a record of a partition assigned meanwhile is put back (seek)."""
+        until = time.monotonic() + max(0.0, seconds)
+        while not self.stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._check_recreated()
+            try:
+                polled = self.consumer.poll(timeout_ms=int(min(0.2, left) * 1000))
+            except Exception as exc:  # noqa: BLE001 - the broker may be away too
+                log.debug("poll while waiting for the database: %s", exc)
+                self.stop.wait(min(0.2, left))
+                polled = {}
+            polled = self._resume(polled)
+            self.metrics.last_loop = time.monotonic()
+            for tp, recs in polled.items():
+                if recs:
+                    self.consumer.seek(tp, min(r.offset for r in recs))
+            self._pause()  # partitions assigned meanwhile too
+
+    def _resume(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """Seek the partitions assigned since the last poll to their committed offsets (see
+        :class:`_ResumeFromCommitted`); their records in ``polled`` are dropped (they come
+        again from the committed offset)."""
+        with self._resume_lock:
+            fresh, self._to_resume = self._to_resume, set()
+        if not fresh:
+            return polled
+        assigned = self.consumer.assignment()
+        if self._from_beginning:  # the topic was recreated: all of it is new
+            self._from_beginning = False
+            if fresh & assigned:
+                self.consumer.seek_to_beginning(*(fresh & assigned))
+            return {tp: recs for tp, recs in polled.items() if tp not in fresh}
+        offsets = self._group_offsets()
+        for tp in fresh & assigned:
+            try:
+                committed = (offsets[tp].offset if tp in offsets else None) \
+                    if offsets is not None else self.consumer.committed(tp)
+                if committed is None or committed < 0:
+                    self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, committed)
+            except Exception as exc:  # noqa: BLE001 - the client's own position remains
+                log.warning("partition %s[%d]: its committed offset could not be read (%s); "
+                            "resuming where this worker was", tp.topic, tp.partition, exc)
+        return {tp: recs for tp, recs in polled.items() if tp not in fresh}
+
+    def _check_recreated(self) -> None:
+        """A tracks topic whose id changed was deleted and created again (an in-memory broker
+        that restarted, an operator): its offsets begin at 0 again, and the positions this
+        consumer holds would skip the first new messages. Every message of the new topic is
+        newer than the old one's, so its partitions are read from their beginning (a visit
+        read twice is upserted, never stored twice)."""
+        try:
+            topic_id = self.consumer._client.cluster.topic_id(self.cfg.tracks_topic)
+        except Exception:  # noqa: BLE001 - a test double, or a client without topic ids
+            return
+        if topic_id is None:
+            return
+        known, self._topic_id = self._topic_id, topic_id
+        if known is None or known == topic_id:
+            return
+        assigned = self.consumer.assignment()
+        log.warning("topic %s was created anew (its id changed: a broker restarted without "
+                    "its data, or the topic was recreated): reading its %d assigned "
+                    "partition(s) from the beginning", self.cfg.tracks_topic, len(assigned))
+        if assigned:
+            self.consumer.seek_to_beginning(*assigned)
+        self._from_beginning = True  # and those assigned next (the group rebalances)
+
+    def _group_offsets(self) -> dict[Any, Any] | None:
+        """The group's committed offsets as the broker has them now (the consumer's own
+        ``committed()`` may answer from its cache, which outlives a broker that lost its
+        state); None if they cannot be read."""
+        from kafka import KafkaAdminClient
+
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=[s.strip() for s in
+                                       self.cfg.bootstrap_servers.split(",") if s.strip()],
+                    client_id="audience-infer-offsets", request_timeout_ms=10_000)
+            return dict(self._admin.list_consumer_group_offsets(self.cfg.group_id))
+        except Exception as exc:  # noqa: BLE001 - fall back to the consumer's view
+            log.debug("group offsets not read: %s", exc)
+            return None
 
     def _db_answers(self) -> bool:
         """True if the database runs a trivial query: it is up, a failure was the data's."""
@@ -326,7 +534,8 @@ class InferenceWorker:
         sink = VisitSink(self.engine, batch_size=len(visits) + 1)
         for visit in visits:
             sink.add(visit)
-        sink.flush()
+        with self.watchdog.guard():
+            sink.flush()
 
     def _dead_letter(self, rec: Any, reason: str) -> Any:
         """Send the DLQ copy (reason, topic, partition, offset, the value as base64, cut so
@@ -413,6 +622,9 @@ class InferenceWorker:
         finally:
             with closing_quietly():
                 self.consumer.close(autocommit=False)
+            if self._admin is not None:
+                with closing_quietly(), contextlib.suppress(Exception):
+                    self._admin.close()
         log.info("inference worker closed: %d visits stored, %d dead-lettered", self.stored,
                  self.dead)
 
@@ -423,13 +635,15 @@ def run_worker(kafka: KafkaConfig, analyzer_cfg: AnalyzerConfig, database: Datab
     and return."""
     from audience.core.health import serve
     from audience.core.signals import install_sigterm
-    from audience.storage.db import prepare_database
+    from audience.storage.db import prepare_database, refuse_placeholder_password
 
+    refuse_placeholder_password(database.url)  # before anything connects anywhere
     ensure_topics(kafka, [kafka.tracks_topic, kafka.dlq_topic])  # fail fast
-    engine = prepare_database(database.url)
+    engine = prepare_database(database.url, statement_timeout_s=database.statement_timeout_s,
+                              connect_timeout_s=database.connect_timeout_s)
     analyzer = FaceAnalyzer(analyzer_cfg)
     worker = InferenceWorker(kafka, analyzer, engine, analyzer_cfg.crops_per_visit,
-                             create_topics=False)
+                             create_topics=False, database=database)
     if stop is not None:
         worker.stop = stop
     m = worker.metrics

@@ -105,6 +105,23 @@ def annotated_path(out: Path, source: Path, n_images: int) -> Path:
     return target
 
 
+def annotated_paths(out: Path, sources: Sequence[Path]) -> list[Path]:
+    """:func:`annotated_path` for each source, unique: two inputs of the same name (from
+    different folders) get ``<name>-annotated.png`` and ``<name>-2-annotated.png``, so that
+    no annotated image is written over another."""
+    targets: list[Path] = []
+    taken: set[Path] = set()
+    for source in sources:
+        target = annotated_path(out, source, len(sources))
+        n = 1
+        while target in taken:
+            n += 1
+            target = out / f"{source.stem}-{n}-annotated.png"
+        taken.add(target)
+        targets.append(target)
+    return targets
+
+
 def write_image(path: Path, img: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
@@ -147,6 +164,7 @@ class VideoAnnotator:
         self.fps = fps
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
+        self._size = (0, 0)
 
     def __call__(self, stage: CameraStage, frame: np.ndarray, timestamp: float,
                  faces: list[Face]) -> None:
@@ -155,10 +173,13 @@ class VideoAnnotator:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             codec = cv2.VideoWriter.fourcc(*self.CODECS[self.path.suffix.lower()])
             h, w = out.shape[:2]
+            self._size = (w, h)
             self._writer = cv2.VideoWriter(str(self.path), codec, self.fps, (w, h))
             if not self._writer.isOpened():
                 raise InputError(f"cannot write video {self.path}: check the folder is "
                                  "writable, or use .avi")
+        if (out.shape[1], out.shape[0]) != self._size:  # the writer drops such frames silently
+            out = cv2.resize(out, self._size)
         self._writer.write(out)
         self.frames += 1
 

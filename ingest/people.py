@@ -13,6 +13,7 @@ detectors saw them.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -108,6 +109,10 @@ class PeopleTracker:
         self.faces = Tracker(every, camera_id, store_id, start_score=start_score)
         self.bodies = Tracker(every, camera_id, store_id)
         self.discarded = 0  #: people dropped for too few detections
+        #: A recording's digest (FrameSource.identity): person ids derive from it and the
+        #: person's place in it (a rerun of a file upserts the same visits); None: random.
+        self.id_seed: str | None = None
+        self._people = 0
         self._attached: dict[tuple[str, str], int] = {}  # (face track, body track) -> frames
         self._ended_faces: dict[str, Track] = {}
         self._ended_bodies: dict[str, Track] = {}
@@ -201,6 +206,13 @@ class PeopleTracker:
                             todo.append(other)
         return bodies, faces
 
+    def _new_id(self) -> str:
+        self._people += 1
+        if self.id_seed is None:
+            return uuid.uuid4().hex
+        key = f"{self.id_seed}\0person\0{self.store_id}\0{self.camera_id}\0{self._people}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
     def _person(self, faces: list[Track], bodies: list[Track]) -> list[Track]:
         face_hits = sum(t.n_detections for t in faces)
         body_hits = sum(t.n_detections for t in bodies)
@@ -213,7 +225,7 @@ class PeopleTracker:
             frontal.update(t.frontal)
         crops = sorted((f for t in faces for f in t.faces), key=lambda f: f.quality,
                        reverse=True)[: self.tracker_config.best_k]
-        track_id = uuid.uuid4().hex  # a new random id: never a sub-track's
+        track_id = self._new_id()  # a new id: never a sub-track's
         for f in crops:
             f.track_id = track_id
         first = parts[0]

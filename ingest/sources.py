@@ -8,6 +8,7 @@ timestamps are the wall clock when the frame was read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -17,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -24,6 +26,7 @@ from tqdm import tqdm
 
 from audience.core import images, preprocess
 from audience.core.errors import InputError
+from audience.core.placeholders import refuse_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 # A failed grab followed by good frames is a corrupt frame; this many failures in a row is
 # the end of the file (or a dead stream).
 MAX_BAD_IN_A_ROW = 25
+_ID_SPAN = 1 << 20  # bytes of each end of a video file that name it (identity())
 # Network timeouts for live captures: the FFmpeg default (30 s) hides a dead camera too long.
 LIVE_TIMEOUT_MS = 10_000
 
@@ -113,12 +117,37 @@ class FrameSource(ABC):
         self.name = name  #: printable: credentials masked
         self.fps = fps
         self.skipped = 0
+        self.rescaled = 0  #: frames resized to the first frame's size
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]: ...
 
+    def identity(self) -> str | None:
+        """A digest that names this recording (None for a live source): a rerun of the same
+        file gets the same track ids, so its visits are upserted, not added again. Never the
+        path in clear."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, fps={self.fps})"
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        """Every frame at the first frame's size: the tracker's boxes, the masks and an
+        annotated video all assume one size (an image folder mixing sizes, a stream whose
+        resolution changed on reconnect). Rescaled, not dropped: tracks continue."""
+        h, w = frame.shape[:2]
+        if self._size is None:
+            self._size = (w, h)
+            return frame
+        if (w, h) == self._size:
+            return frame
+        if not self.rescaled:
+            log.warning("%s: frame size changed from %dx%d to %dx%d; frames are rescaled to "
+                        "the first size", self.name, *self._size, w, h)
+        self.rescaled += 1
+        return cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA
+                          if w * h > self._size[0] * self._size[1] else cv2.INTER_LINEAR)
 
     def _report_skipped(self) -> None:
         if self.skipped:
@@ -208,6 +237,22 @@ class VideoFileSource(FrameSource):
         cap = self._open()  # fail now, at configuration time, not on the first frame
         cap.release()
 
+    def identity(self) -> str | None:
+        """The file's size and its first and last MiB (not the path: a copy is the same
+        recording; not all of it: videos are large)."""
+        digest = hashlib.sha256(b"file\0")
+        try:
+            size = self.path.stat().st_size
+            with self.path.open("rb") as fh:
+                digest.update(f"{size}\0".encode())
+                digest.update(fh.read(_ID_SPAN))
+                if size > 2 * _ID_SPAN:
+                    fh.seek(-_ID_SPAN, 2)
+                    digest.update(fh.read(_ID_SPAN))
+        except OSError:
+            return None
+        return digest.hexdigest()
+
     def _open(self) -> Capture:
         cap = self._factory(str(self.path))
         if cap.isOpened():
@@ -251,7 +296,7 @@ class VideoFileSource(FrameSource):
                     self.skipped += 1
                     continue
                 good += 1
-                yield self.start_time + t, frame
+                yield self.start_time + t, self._fit(frame)
         finally:
             bar.close()
             cap.release()
@@ -310,6 +355,16 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"no image files in folder {folder}: expected "
                               f"{', '.join(sorted(IMAGE_SUFFIXES))}")
 
+    def identity(self) -> str | None:
+        """The images' names (not the folder's) and sizes, in frame order."""
+        digest = hashlib.sha256(b"folder\0")
+        try:
+            for path in self.files:
+                digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        except OSError:
+            return None
+        return digest.hexdigest()
+
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         self.skipped = 0
         good = 0
@@ -328,7 +383,7 @@ class ImageFolderSource(FrameSource):
                     self.skipped += 1
                     continue
                 good += 1
-                yield self.start_time + i / self.fps, frame
+                yield self.start_time + i / self.fps, self._fit(frame)
         finally:
             files.close()
         self._report_skipped()
@@ -389,7 +444,7 @@ class LiveSource(FrameSource):
                         if attempt or not ever_opened:  # the pair of "reconnecting" warnings
                             log.info("%s %s: receiving frames", self.kind, self.name)
                         attempt, bad_in_a_row, ever_opened = 0, 0, True
-                        yield t, frame
+                        yield t, self._fit(frame)
                         continue
                     self.skipped += 1
                     bad_in_a_row += 1
@@ -441,6 +496,14 @@ def open_source(spec: str | Path, fps: float, *, start_time: float | None = None
                           "folder, rtsp:// or http(s):// URL, or webcam index")
     scheme = _SCHEME.match(text)
     if scheme:
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password is not None:  # .env.example's rtsp://viewer:change-me@... kept as is
+            refuse_placeholder(password, "the password in the camera's source URL "
+                               "(camera.source; CAMERA_<NAME>_SOURCE in .env)",
+                               "the camera's own password")
         if scheme.group(1).lower() not in LIVE_SCHEMES:
             raise SourceError(
                 f"unsupported source scheme {scheme.group(1)!r} in {mask_credentials(text)}: "

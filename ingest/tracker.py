@@ -3,6 +3,7 @@ faces into visits with their best crops."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ class Tracker:
         self.on_expire = on_expire
         self._live: list[_LiveTrack] = []
         self.discarded = 0  #: tracks dropped for having fewer than min_hits detections
+        #: A recording's digest (FrameSource.identity): track ids are then derived from it and
+        #: the track's place in it, so a rerun of the same file gives the same ids; None
+        #: (live sources): random ids.
+        self.id_seed: str | None = None
+        self._started = 0
 
     @property
     def active(self) -> int:
@@ -129,10 +135,17 @@ class Tracker:
         out = [(self._live[ti], faces[fi]) for ti, fi in pairs + weak_pairs]
         for fi in sorted(free_strong):  # unmatched confident faces start new tracks
             face = faces[fi]
-            live = _LiveTrack(uuid.uuid4().hex, t, t, face.box.astype(np.float32), 0)
+            live = _LiveTrack(self._new_id(), t, t, face.box.astype(np.float32), 0)
             self._live.append(live)
             out.append((live, face))
         return out
+
+    def _new_id(self) -> str:
+        self._started += 1
+        if self.id_seed is None:
+            return uuid.uuid4().hex
+        key = f"{self.id_seed}\0{self.store_id}\0{self.camera_id}\0{self._started}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def _match(self, preds: list[np.ndarray], faces: Sequence[Detection], free_tracks: set[int],
                free_faces: set[int]) -> tuple[list[tuple[int, int]], set[int]]:

@@ -21,9 +21,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from audience.core.errors import INPUT_EXIT, ServiceError
+from audience.core.placeholders import refuse_placeholder
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_S = 10
+# libpq keepalives: a peer silent for 30 s is probed every 10 s, dropped after 3 misses.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}
 
 
 class StorageError(ServiceError):
@@ -149,14 +153,28 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
-def open_engine(url: str, *, create: bool = True) -> Engine:
+def refuse_placeholder_password(url: str) -> URL:
+    """The parsed URL; ConfigError (exit 2) if its password is a known placeholder (a URL
+    without one, for trust or peer auth, is fine)."""
+    parsed = parse_url(url)
+    if parsed.password is not None:
+        refuse_placeholder(str(parsed.password), "the database password in DATABASE_URL "
+                           "(database.url; POSTGRES_PASSWORD in .env)")
+    return parsed
+
+
+def open_engine(url: str, *, create: bool = True, statement_timeout_s: float = 0,
+                connect_timeout_s: int = CONNECT_TIMEOUT_S) -> Engine:
     """An Engine for a SQLite or PostgreSQL URL.
 
     SQLite: the parent folder is created (``create=False`` instead refuses a missing file, for
     read-only commands) and foreign keys are enforced. PostgreSQL: a connect timeout, so a
-    wrong host fails in seconds rather than hanging.
+    wrong host fails in seconds rather than hanging; TCP keepalives, so a server that vanished
+    (power cut, network partition) breaks the connection instead of leaving it open for hours;
+    and, when ``statement_timeout_s`` is set, a server-side statement timeout, so a write that
+    waits on a lock or a stuck disk fails instead of blocking its worker.
     """
-    parsed = parse_url(url)
+    parsed = refuse_placeholder_password(url)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StorageError(f"unsupported database {mask(parsed)}: use a sqlite:/// or "
@@ -180,7 +198,11 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
                 raise StorageError(f"no SQLite database at {path}: run `audience db upgrade "
                                    f"--db {mask(parsed)}` first, or pass --db")
     else:
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        connect_args: dict[str, object] = {
+            "connect_timeout": connect_timeout_s, **KEEPALIVES}
+        if statement_timeout_s:
+            connect_args["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        kwargs["connect_args"] = connect_args
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(parsed, **kwargs)
@@ -271,10 +293,12 @@ def migrate_if_new(engine: Engine) -> str | None:
     return None if tables else migrate(engine)
 
 
-def prepare_database(url: str) -> Engine:
+def prepare_database(url: str, statement_timeout_s: float = 0,
+                     connect_timeout_s: int = CONNECT_TIMEOUT_S) -> Engine:
     """Open the database; the embedded SQLite default is created and migrated on first use,
     a server database must have been migrated (`audience db upgrade`) by its operator."""
-    engine = open_engine(url)
+    engine = open_engine(url, statement_timeout_s=statement_timeout_s,
+                         connect_timeout_s=connect_timeout_s)
     if engine.dialect.name == "sqlite":
         migrate(engine)
     ensure_ready(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -105,3 +106,59 @@ def test_frame_annotation_draws_masks_and_counts() -> None:
     assert not np.array_equal(out[230, 400], frame[230, 400])  # inside the mask: tinted
     assert np.array_equal(out[150, 200], frame[150, 200])  # elsewhere: untouched
     assert not np.array_equal(out[5:40, 5:60], frame[5:40, 5:60])  # the counts panel
+
+
+def test_analyze_annotate_same_names_get_unique_outputs(frames: list[Path],
+                                                         tmp_path: Path) -> None:
+    """Two inputs called frame.png (from two folders): two annotated files, none overwritten."""
+    inputs = []
+    for i, src in enumerate(frames):
+        (tmp_path / f"in{i}").mkdir()
+        inputs.append(tmp_path / f"in{i}" / "frame.png")
+        inputs[-1].write_bytes(src.read_bytes())
+    code, output = _invoke("analyze", *inputs, "--annotate", tmp_path / "ann")
+    assert code == 0, output
+    outs = sorted((tmp_path / "ann").iterdir())
+    assert [p.name for p in outs] == ["frame-2-annotated.png", "frame-annotated.png"]
+    first, second = (cv2.imread(str(tmp_path / "ann" / n)) for n in
+                     ("frame-annotated.png", "frame-2-annotated.png"))
+    assert np.any(first != second)  # each its own input
+
+
+def _clip_folder(folder: Path, resize_every_other: bool) -> Path:
+    folder.mkdir()
+    cap = cv2.VideoCapture(str(CLIP))
+    i = 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        if resize_every_other and i % 2:
+            img = cv2.resize(img, (img.shape[1] * 5 // 4, img.shape[0] * 5 // 4))
+        cv2.imwrite(str(folder / f"{i:04d}.png"), img)
+        i += 1
+    cap.release()
+    return folder
+
+
+@pytest.mark.slow
+def test_frame_size_change_is_rescaled_tracks_continue_every_frame_kept(
+        tmp_path: Path) -> None:
+    same = _clip_folder(tmp_path / "same", False)
+    mixed = _clip_folder(tmp_path / "mixed", True)
+    n_frames = len(list(mixed.iterdir()))
+    code, reference = _invoke("run", "--source", same, "--db",
+                              f"sqlite:///{tmp_path / 'a.db'}", "--no-progress")
+    assert code == 0, reference
+    video = tmp_path / "mixed.avi"
+    code, output = _invoke("run", "--source", mixed, "--db", f"sqlite:///{tmp_path / 'b.db'}",
+                           "--no-progress", "--annotate", video)
+    assert code == 0, output
+    stored = re.compile(r"(\d+) visits stored")
+    assert stored.findall(output) == stored.findall(reference) != []  # as many visits
+    cap = cv2.VideoCapture(str(video))
+    kept = 0
+    while cap.read()[0]:
+        kept += 1
+    cap.release()
+    assert kept == n_frames

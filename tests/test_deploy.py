@@ -21,7 +21,7 @@ import yaml
 from kubernetes_validate import utils as k8s_validate
 from pydantic import BaseModel
 
-from audience.core.kafka_config import ONE_HOUR_MS
+from audience.core.kafka_config import ONE_HOUR_MS, SEVEN_DAYS_MS
 from audience.settings import AppConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -490,12 +490,19 @@ def _deploy_texts() -> dict[str, str]:
 
 def test_crops_retention_is_at_most_one_hour_everywhere(services: dict[str, Any]) -> None:
     found = 0
+    dead_letters = 0
     for name, text in _deploy_texts().items():
         for m in RETENTION.finditer(text):
             value = int(m[1])
+            if text[max(0, m.start() - 4):m.start()].upper() == "DLQ_":
+                # the dead letters wait for `audience dlq replay`: a week at most
+                assert value <= SEVEN_DAYS_MS, f"{name}: {m[0]!r} keeps dead letters over 7 days"
+                dead_letters += 1
+                continue
             assert value <= ONE_HOUR_MS, f"{name}: {m[0]!r} keeps crops over 1 h"
             found += 1
     assert found >= 6  # compose (workers, topic job), the topic script, k8s config and Job
+    assert dead_letters >= 3  # the topic script, k8s config and Job
     assert int(services["kafka-topics"]["environment"]["RETENTION_MS"]) <= ONE_HOUR_MS
     for name, svc in _audience_services(services).items():
         value = svc.get("environment", {}).get("AUDIENCE_KAFKA__CROPS_RETENTION_MS")

@@ -120,8 +120,9 @@ def _create_topics_like_the_topic_job(svc: dict[str, Any], broker: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=broker)
     try:
         admin.create_topics([NewTopic(t, int(env["PARTITIONS"]), 1,
-                                      topic_configs={"retention.ms": env["RETENTION_MS"]})
-                             for t in (env["TRACKS_TOPIC"], env["DLQ_TOPIC"])])
+                                      topic_configs={"retention.ms": keep})
+                             for t, keep in ((env["TRACKS_TOPIC"], env["RETENTION_MS"]),
+                                             (env["DLQ_TOPIC"], env["DLQ_RETENTION_MS"]))])
     finally:
         admin.close()
 

@@ -428,11 +428,9 @@ def test_camera_stop_ends_open_tracks_and_publishes_them(kafka_broker: str) -> N
 def test_visit_the_database_refuses_is_dead_lettered_not_a_crash_loop(
         kafka_broker: str, db_url: str, analyzer: FaceAnalyzer,  # noqa: F811
         thread_workers: list[ThreadWorker], monkeypatch: pytest.MonkeyPatch) -> None:
-    import audience.inference.worker as worker_mod
     from audience.storage.db import StorageError
 
     migrate(db_url)
-    monkeypatch.setattr(worker_mod, "DB_RETRIES", 1)
     cfg = kafka_cfg(kafka_broker, partitions=1, batch_max_wait_ms=1000)
     tracks = utk_tracks(3)
     produce(cfg, tracks)

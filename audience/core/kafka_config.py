@@ -7,6 +7,7 @@ from pydantic import Field
 from audience.core.config import Strict
 
 ONE_HOUR_MS = 3_600_000
+SEVEN_DAYS_MS = 7 * 24 * ONE_HOUR_MS
 MAX_MESSAGE_BYTES = 900_000  # below Kafka's default message.max.bytes (~1 MB)
 
 
@@ -37,8 +38,15 @@ class KafkaConfig(Strict):
     # Crops are biometric data: they must not outlive the time needed to label them.
     crops_retention_ms: int = Field(
         ONE_HOUR_MS, ge=60_000, le=ONE_HOUR_MS,
-        description="retention.ms of the tracks and DLQ topics when created; at most 1 h "
-        "because messages hold face crops.")
+        description="retention.ms of the tracks topic when created; at most 1 h because "
+        "messages hold face crops.")
+    # Dead letters wait for an operator (a weekend): `audience dlq replay` needs them. They
+    # hold the crops of the few messages that failed, so the cap is a week.
+    dlq_retention_ms: int = Field(
+        SEVEN_DAYS_MS, ge=60_000, le=SEVEN_DAYS_MS,
+        description="retention.ms of the dead-letter topic when created: long enough for an "
+        "operator to fix the cause and `audience dlq replay`; at most 7 days (the dead "
+        "letters hold their messages' face crops).")
     max_message_bytes: int = Field(
         MAX_MESSAGE_BYTES, ge=10_000, le=1_000_000,
         description="Largest message a camera worker sends; the worst crops of a track are "
@@ -65,3 +73,18 @@ class KafkaConfig(Strict):
         description="Address the metrics endpoints bind: loopback unless configured; set "
         "0.0.0.0 where Prometheus scrapes from another host or container (compose and "
         "Kubernetes set it explicitly).")
+    publish_buffer_tracks: int = Field(
+        10_000, ge=1, description="Camera worker: tracks kept in memory until the broker "
+        "acknowledges them (while it is away or restarting); beyond this the oldest is dropped "
+        "with an error.")
+    publish_buffer_bytes: int = Field(
+        256_000_000, ge=1_000_000, description="Camera worker: message bytes kept in memory "
+        "until the broker acknowledges them; beyond this the oldest track is dropped with an "
+        "error.")
+    publish_unhealthy_after_s: float = Field(
+        60, gt=0, description="Camera worker: /healthz answers 503 once publishing has failed, "
+        "or a track has waited for the broker, this long.")
+    publish_drain_s: float = Field(
+        300, ge=0, description="Camera worker: how long a camera whose source ended (or that "
+        "was stopped) waits for the broker to take its buffered tracks before it gives up on "
+        "them (exit 3).")

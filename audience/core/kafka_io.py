@@ -85,7 +85,8 @@ def _unreachable(cfg: KafkaConfig, exc: BaseException) -> BrokerError:
 
 
 def ensure_topics(cfg: KafkaConfig, topics: list[str]) -> None:
-    """Create the topics if missing, with short retention (they hold face crops)."""
+    """Create the topics if missing, with short retention (they hold face crops); the
+    dead-letter topic keeps its records longer (kafka.dlq_retention_ms) for a replay."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -105,13 +106,17 @@ def ensure_topics(cfg: KafkaConfig, topics: list[str]) -> None:
         existing = set(admin.list_topics())
         missing = {t: {"num_partitions": cfg.partitions,
                        "replication_factor": cfg.replication_factor,
-                       "configs": {"retention.ms": str(cfg.crops_retention_ms)}}
+                       "configs": {"retention.ms": str(cfg.dlq_retention_ms
+                                                       if t == cfg.dlq_topic
+                                                       else cfg.crops_retention_ms)}}
                    for t in topics if t not in existing}
         if missing:
             try:
                 admin.create_topics(missing)
-                log.info("created topic(s) %s (%d partitions, retention %d ms)",
-                         ", ".join(missing), cfg.partitions, cfg.crops_retention_ms)
+                log.info("created topic(s) %s (%d partitions, retention.ms %s)",
+                         ", ".join(missing), cfg.partitions,
+                         ", ".join(str(cfg.dlq_retention_ms if t == cfg.dlq_topic
+                                       else cfg.crops_retention_ms) for t in missing))
             except TopicAlreadyExistsError:
                 pass  # another worker was faster
     except KafkaError as exc:
@@ -122,16 +127,18 @@ def ensure_topics(cfg: KafkaConfig, topics: list[str]) -> None:
             admin.close()
 
 
-def make_producer(cfg: KafkaConfig, client_id: str) -> Any:
-    """acks=all + idempotence: a retried send is neither lost nor duplicated in the log."""
+def make_producer(cfg: KafkaConfig, client_id: str, **options: Any) -> Any:
+    """acks=all + idempotence: a retried send is neither lost nor duplicated in the log.
+    ``options`` override kafka-python settings (e.g. max_block_ms)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     try:
-        return KafkaProducer(
-            bootstrap_servers=_servers(cfg), client_id=client_id, acks="all",
-            enable_idempotence=True, compression_type="lz4", linger_ms=20,
-            max_request_size=cfg.max_message_bytes + _REQUEST_MARGIN, request_timeout_ms=15_000)
+        return KafkaProducer(**({
+            "bootstrap_servers": _servers(cfg), "client_id": client_id, "acks": "all",
+            "enable_idempotence": True, "compression_type": "lz4", "linger_ms": 20,
+            "max_request_size": cfg.max_message_bytes + _REQUEST_MARGIN,
+            "request_timeout_ms": 15_000} | options))
     except (KafkaError, OSError) as exc:
         raise _unreachable(cfg, exc) from None
 

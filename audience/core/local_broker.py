@@ -33,7 +33,10 @@ def free_port() -> int:
 
 
 def _check_free(port: int) -> None:
+    """Refuse a port another process listens on. SO_REUSEADDR, as tansu binds: the
+    connections of a broker that just stopped (TIME_WAIT, about 60 s) do not block it."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

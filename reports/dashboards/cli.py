@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 app = typer.Typer(
     help="Superset dashboards: a local server, the dashboard bundle, per-store access.\n\n"
     "Three commands give a local dashboard: `audience dashboards serve` (keep it running), "
-    "`audience dashboards provision --password admin --db URL`, then open the printed URL.",
+    "`audience dashboards provision --password <the printed admin password> --db URL`, then "
+    "open the printed URL.",
     no_args_is_help=True)
 
 Url = Annotated[str, typer.Option(
@@ -109,11 +110,13 @@ def provision(
     database connection, datasets, charts and the *Store audience* dashboard (fixed uuids: a
     second run overwrites in place) and gives each store a role with row-level security.
     """
+    from audience.core.placeholders import refuse_placeholder
     from audience.reports.dashboards.provision import check_stores
     from audience.reports.dashboards.provision import provision as run_provision
     from audience.storage.query import stores as known_stores
     from audience.storage.report_settings import write_report_settings, write_store_time_zones
 
+    refuse_placeholder(password, "SUPERSET_ADMIN_PASSWORD (--password)", "openssl rand -hex 16")
     cfg = settings(config)
     k, note = cfg.effective_k(k)
     if note:
@@ -213,21 +216,33 @@ def serve(
     venv: Annotated[Path, typer.Option(
         "--venv", help="Superset's own virtualenv, built from the pinned lock on first use.")]
     = Path(".venv-superset"),
-    admin_password: Annotated[str, typer.Option(
+    admin_password: Annotated[str | None, typer.Option(
         "--admin-password", envvar="SUPERSET_ADMIN_PASSWORD",
-        help="Password of the `admin` user created on first start.")] = "admin",
+        help="Password of the `admin` user created on first start; default: a random one, "
+        "printed once.")] = None,
     metadata_db: Annotated[str | None, typer.Option(
         "--metadata-db", help="Superset's own metadata database. Default: SQLite in --home.")]
     = None,
 ) -> None:
     """Run a local Superset on 127.0.0.1 until Ctrl-C (first start builds its virtualenv)."""
+    import secrets
+
+    from audience.core.placeholders import refuse_placeholder
     from audience.reports.dashboards.serve import Local, ensure_env, prepare, start, wait_healthy
 
+    generated = admin_password is None
+    if admin_password is None:  # never admin/admin: a random password, shown once below
+        admin_password = secrets.token_urlsafe(16)
+    refuse_placeholder(admin_password, "SUPERSET_ADMIN_PASSWORD (--admin-password)",
+                       "openssl rand -hex 16")
     local = Local(venv=venv, home=home, port=port, metadata_url=metadata_db)
     ensure_env(local)
+    created = not (local.home / ".initialized").exists()
     prepare(local, "admin", admin_password)
     proc = start(local)
     wait_healthy(local.url, proc)
+    if created and generated:
+        typer.echo(f"admin password (shown once, keep it): {admin_password}")
     typer.echo(f"Superset is up at {local.url} (user admin). Next: audience dashboards "
                f"provision --superset-url {local.url} --password ... --db URL")
     typer.echo(f"log: {home / 'superset.log'}; Ctrl-C stops it")

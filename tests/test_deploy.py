@@ -328,13 +328,15 @@ def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
                    "audience/reports/dashboards/superset.lock",
                    "audience/reports/dashboards/superset_config.py"):
         assert needed in names, needed
-    # Only the weights the analyzer serves: the shipped model, its manifest, YuNet and its
-    # licence; no retired or warm-start-only model, no experiment, no evaluation output.
+    # Only the weights the product serves: the shipped model, its manifest, the YuNet face and
+    # MoveNet body detectors and their licences; no retired or warm-start-only model, no experiment, no evaluation output.
     manifest = json.loads((ROOT / "models" / "weights" / "audience-mt.json").read_text())
     assert {n for n in names if n.startswith("audience/models/weights/")} == {
         f"audience/models/weights/{f}" for f in (manifest["file"], "audience-mt.json",
                                                  "face_detection_yunet_2023mar.onnx",
-                                                 "YUNET_LICENSE.txt")}
+                                                 "YUNET_LICENSE.txt",
+                                                 "movenet_multipose_lightning.onnx",
+                                                 "MOVENET_LICENSE.txt")}
     assert not [n for n in names if n.startswith(("experiments/", "audience/models/eval/"))
                 or n.rsplit("/", 1)[-1] in EXPERIMENT_MODULES], names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the Apache-2.0 text"

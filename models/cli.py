@@ -14,6 +14,11 @@ from audience.core.console import echo_json
 from audience.models.train import Backbone
 
 #: evaluate's --tta/--no-tta (None: the manifest's flip_average, as the analyzer does)
+#: evaluate's --face-px (models.face_px)
+FacePx = Annotated[int | None, typer.Option(
+    "--face-px", min=4, metavar="N", help="Shrink each face until its box's shorter side is N "
+    "px before it is analysed, as a distant camera sees it (the alignment scales it back up); "
+    "default: the faces as they are.")]
 Mirror = Annotated[bool | None, typer.Option(
     "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the model's "
     "manifest says (the analyzer's own default).")]
@@ -32,11 +37,13 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         tta: Mirror = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        face_px: FacePx = None,
     ) -> None:
         """Emotion accuracy, macro-F1, per-class figures and a confusion matrix on FER-2013."""
         from audience.models.evaluate import evaluate_fer2013, print_metrics
 
-        metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta, weights=weights)
+        metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta, weights=weights,
+                                   face_px=face_px)
         echo_json(metrics) if as_json else print_metrics(metrics)
 
 
@@ -56,12 +63,14 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         tta: Mirror = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        face_px: FacePx = None,
     ) -> None:
         """Gender and ethnicity accuracy, age MAE, and a per-group table on UTKFace."""
         from audience.models.evaluate import evaluate_utkface, print_metrics
 
         metrics = evaluate_utkface(dir if len(dir) > 1 else dir[0], split=split, out_dir=out,
-                                   baseline=baseline, weights=weights, tta=tta)
+                                   baseline=baseline, weights=weights, tta=tta,
+                                   face_px=face_px)
         echo_json(metrics) if as_json else print_metrics(metrics)
 
 

@@ -21,9 +21,11 @@ def _top(scores: dict[str, float]) -> str:
     return max(scores, key=lambda k: scores[k])
 
 
-def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> Visit:
+def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str,
+              gender_min_age: float = 0.0) -> Visit:
     """Quality-weighted mean over the track's crops: scores are averaged, then the label is
-    the arg-max; age is the weighted mean; gender uses the mean P(female)."""
+    the arg-max; age is the weighted mean; gender uses the mean P(female), except for a
+    visitor estimated younger than ``gender_min_age`` (children's gender stays unknown)."""
     visit = Visit(
         store_id=track.store_id, camera_id=track.camera_id, track_id=track.track_id,
         started_at=datetime.fromtimestamp(track.started_at, UTC),
@@ -41,7 +43,8 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str) -> 
     if first.age is not None:
         visit.age = round(float(np.average([a.age for a in attrs], weights=w)), 1)
         visit.age_bracket = age_bracket(visit.age)
-    if first.gender is not None:
+    child = visit.age is not None and visit.age < gender_min_age
+    if first.gender is not None and not child:
         p_female = np.average([a.p_female for a in attrs], weights=w)
         visit.gender = "female" if p_female >= 0.5 else "male"
         visit.gender_score = round(float(max(p_female, 1 - p_female)), 4)
@@ -63,5 +66,6 @@ def label_tracks(analyzer: FaceAnalyzer, tracks: list[Track], crops_per_visit: i
     per_track: list[list] = [[] for _ in tracks]
     for owner, a in zip(owners, attrs, strict=True):
         per_track[owner].append(a)
-    return [aggregate(t, a, analyzer.version) for t, a in zip(tracks, per_track, strict=True)]
+    return [aggregate(t, a, analyzer.version, analyzer.gender_min_age)
+            for t, a in zip(tracks, per_track, strict=True)]
 

@@ -17,6 +17,7 @@ from audience.core.preprocess import prepare_batch, to_channels
 from audience.core.visit import FaceAttributes, age_bracket
 from audience.core.weights import WEIGHTS_DIR, sha256
 from audience.inference.config import AnalyzerConfig, AttributePolicy
+from audience.inference.shares import gender_min_age
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class FaceAnalyzer:
         self.flip_average = bool(self.manifest.get("flip_average", False) if flip is None
                                  else flip)
         self._input = self._session.get_inputs()[0].name
+        #: visits estimated younger get no gender (inference.aggregate)
+        self.gender_min_age = gender_min_age(self.manifest, self.config.gender_min_age)
         # Run only the heads the policy enables: a disabled head is never computed or returned.
         self._outputs = self.policy.enabled()
         if not self._outputs:

@@ -45,5 +45,10 @@ class AnalyzerConfig(Strict):
         None, description="Also label the mirrored face and average the two (better on the "
         "validation splits; twice the network work). Default: what the model's manifest says "
         "(the shipped 2.2.0: no; the model card says why).")
+    # 13: gender on children is the model's known gap (README, model card), so a visitor
+    # it reads as younger gets no gender; a manifest's gender_min_age sets its own age.
+    gender_min_age: float | None = Field(
+        None, ge=0, le=100, description="Visitors estimated younger than this get no gender "
+        "(reported as unknown). Default: the model manifest's gender_min_age, else 13.")
     crops_per_visit: int = Field(
         5, ge=1, le=50, description="Best crops analysed per track; their results are averaged.")

@@ -74,6 +74,59 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         echo_json(metrics) if as_json else print_metrics(metrics)
 
 
+    @evaluate.command("confusion")
+    def evaluate_confusion(
+        data: Annotated[str, typer.Option(help="Labelled split to count on, DATASET:SPLIT "
+                                          "(utkface, aaf, lfw; never the test split).")]
+        = "utkface:val",
+        write: Annotated[bool, typer.Option(
+            "--write", help="Store the matrices in the model manifest (its `confusion` "
+            "section; the weights are untouched), where shares are corrected from.")] = False,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Each head's confusion matrix (true rows, predicted columns) on a validation split:
+        what `audience report` corrects shares for (inference.shares)."""
+        from audience.inference.analyzer import DEFAULT_MANIFEST, load_manifest
+        from audience.inference.shares import gender_min_age
+        from audience.models.shares_eval import count_confusions, predict, write_confusions
+
+        if data.endswith(":test"):
+            raise typer.BadParameter("count on a validation split, never the test split",
+                                     param_hint="--data")
+        manifest, _ = load_manifest(weights)
+        found = count_confusions(predict(data, weights), gender_min_age(manifest),
+                                 f"{data}, {manifest['version']}")
+        result = {head: c.to_json() for head, c in found.items()}
+        echo_json(result) if as_json else typer.echo("\n".join(
+            f"{head} ({c.source}): {c.counts.astype(int).tolist()}" for head, c in found.items()))
+        if write:
+            typer.echo(f"written: {write_confusions(weights or DEFAULT_MANIFEST, found)}")
+
+    @evaluate.command("shares")
+    def evaluate_shares_cmd(
+        data: Annotated[list[str], typer.Option(
+            help="Labelled split to draw audiences from, DATASET:SPLIT (repeatable).")]
+        = ["utkface:test", "aaf:val", "lfw:val"],  # noqa: B006 (typer only reads it)
+        confusion: Annotated[str | None, typer.Option(
+            help="Count the confusion matrices on this DATASET:SPLIT instead of using the "
+            "manifest's (never the split evaluated).")] = None,
+        audiences: Annotated[int, typer.Option(min=10, help="Audiences drawn per split.")] = 400,
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """How true the published shares are: many audiences of 50-500 visitors (female share
+        0.2-0.8, age mixes from a young mall to a retirement-area store) drawn from labelled
+        faces; per head the raw and the corrected shares' mean and 95th-percentile absolute
+        error, and how often the 90% interval covers the mix."""
+        from audience.models.shares_eval import evaluate_shares, table
+
+        result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed)
+        echo_json(result) if as_json else typer.echo(table(result))
+
     @app.command()
     def train(
         fer_csv: Annotated[Path, typer.Option(help="FER-2013 CSV (.gz ok).")]

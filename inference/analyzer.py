@@ -14,10 +14,10 @@ import numpy as np
 
 from audience.core.errors import WeightsError
 from audience.core.preprocess import prepare_batch, to_channels
+from audience.core.shares import gender_min_age
 from audience.core.visit import FaceAttributes, age_bracket
 from audience.core.weights import WEIGHTS_DIR, sha256
 from audience.inference.config import AnalyzerConfig, AttributePolicy
-from audience.inference.shares import gender_min_age
 
 log = logging.getLogger(__name__)
 

@@ -82,14 +82,16 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         write: Annotated[bool, typer.Option(
             "--write", help="Store the matrices in the model manifest (its `confusion` "
             "section; the weights are untouched), where shares are corrected from.")] = False,
+        fer_csv: Annotated[Path | None, typer.Option(
+            help="Also the emotion head's, on this FER-2013 CSV's PublicTest rows.")] = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Each head's confusion matrix (true rows, predicted columns) on a validation split:
-        what `audience report` corrects shares for (inference.shares)."""
+        what `audience report` corrects shares for (core.shares)."""
+        from audience.core.shares import gender_min_age
         from audience.inference.analyzer import DEFAULT_MANIFEST, load_manifest
-        from audience.inference.shares import gender_min_age
         from audience.models.shares_eval import count_confusions, predict, write_confusions
 
         if data.endswith(":test"):
@@ -98,6 +100,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         manifest, _ = load_manifest(weights)
         found = count_confusions(predict(data, weights), gender_min_age(manifest),
                                  f"{data}, {manifest['version']}")
+        if fer_csv:
+            from audience.models.shares_eval import count_emotion
+
+            found["emotion"] = count_emotion(fer_csv, weights,
+                                             f"fer2013:PublicTest, {manifest['version']}")
         result = {head: c.to_json() for head, c in found.items()}
         echo_json(result) if as_json else typer.echo("\n".join(
             f"{head} ({c.source}): {c.counts.astype(int).tolist()}" for head, c in found.items()))

@@ -2,7 +2,7 @@
 
 ``audience evaluate confusion`` counts each head's confusion (true rows, predicted columns) on
 a validation split and, with ``--write``, stores it in the model manifest under ``confusion``,
-where ``inference.shares`` reads it. ``audience evaluate shares`` draws many store audiences
+where ``core.shares`` reads it. ``audience evaluate shares`` draws many store audiences
 from a labelled folder (50-500 visitors, female share 0.2-0.8, age mixes from a young mall to a
 retirement-area store), labels them with the model, and compares the raw share, the corrected
 share and its interval with the mix each audience was drawn from.
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from audience.core.files import atomic_write_text
+from audience.core.shares import LEVEL, Confusion, confusions, estimate, gender_min_age
 from audience.core.visit import AGE_BRACKETS, age_bracket
-from audience.inference.shares import LEVEL, Confusion, confusions, estimate, gender_min_age
 from audience.models.data import ETHNICITIES, GENDERS, DatasetError, cache_dir
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,21 @@ def count_confusions(lab: Labelled, min_age: float, source: str) -> dict[str, Co
     if e.any():
         out["ethnicity"] = _count("ethnicity", ETHNICITIES, lab.race[e], lab.pred_race[e], source)
     return out
+
+
+def count_emotion(csv_path: Path, weights: Path | None, source: str,
+                  split: str = "PublicTest") -> Confusion:
+    """The emotion head's confusion on FER-2013's validation split (PublicTest)."""
+    from audience.core.preprocess import prepare_batch
+    from audience.models.data import EMOTIONS, load_fer2013
+    from audience.models.evaluate import load_analyzer
+
+    data = load_fer2013(csv_path, splits=(split,))
+    if not len(data.labels):
+        raise DatasetError(f"no rows with Usage={split} in {csv_path}: pass the FER-2013 CSV")
+    analyzer = load_analyzer("emotion", weights=weights)
+    pred = analyzer.predict(prepare_batch(list(data.images), size=analyzer.size))["emotion"]
+    return _count("emotion", EMOTIONS, data.labels, pred.argmax(1), source)
 
 
 def _count(head: str, classes: Sequence[str], y: np.ndarray, pred: np.ndarray,

@@ -1,4 +1,4 @@
-"""Shares corrected for the model's known confusion, with intervals (inference.shares)."""
+"""Shares corrected for the model's known confusion, with intervals (core.shares)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from audience.core.face import Face, Track
-from audience.core.visit import FaceAttributes
-from audience.inference.aggregate import aggregate
-from audience.inference.shares import (
+from audience.core.shares import (
     GENDER_MIN_AGE,
     Confusion,
     ConfusionError,
@@ -17,6 +15,8 @@ from audience.inference.shares import (
     estimate,
     gender_min_age,
 )
+from audience.core.visit import FaceAttributes
+from audience.inference.aggregate import aggregate
 
 GENDER_RATES = np.array([[0.92, 0.08], [0.15, 0.85]])
 AGE_RATES = np.array([[0.70, 0.25, 0.05], [0.20, 0.60, 0.20], [0.05, 0.25, 0.70]])

@@ -16,21 +16,30 @@ matrix from its Dirichlet posterior given the validation counts (the matrix is i
 estimate from a few hundred faces per class), their labels from that row, and the corrected
 share is estimated again with the shipped matrix. A head without a matrix gets an interval
 from sampling error alone, and says so (``HeadShares.corrected`` is False).
+
+It lives in the shared vocabulary because two independent stages use it: inference (the
+children's gender rule) and reports (every published share).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from audience.core.errors import WeightsError
+from audience.core.weights import WEIGHTS_DIR
+
 #: Level of the published intervals: 9 times in 10 the interval holds the true share.
 LEVEL = 0.9
 DRAWS = 2000
-#: Children's gender (AAF: 2.4.0 reads boys as girls) is not reported: a visitor the model
-#: thinks younger than this has gender unknown. The manifest's ``gender_min_age`` overrides.
+#: Children's gender is not reported (gender on children is the model's known gap): a visitor
+#: the model thinks younger than this has gender unknown. A manifest's ``gender_min_age``
+#: sets the age its model ships with.
 GENDER_MIN_AGE = 13.0
 #: Dirichlet prior added to each confusion count (Jeffreys): a never-seen confusion is
 #: possible, not impossible.
@@ -94,6 +103,34 @@ def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
             raise ConfusionError(f"manifest confusion for {head!r} is malformed ({exc}): "
                                  "re-run `audience evaluate confusion --write`") from None
     return out
+
+
+def manifest_confusions(path: str | Path | None = None) -> dict[str, Confusion]:
+    """The confusion matrices of a model manifest (default: the shipped model's); empty if
+    it has none. Only the JSON is read: no weights are loaded."""
+    path = Path(path) if path else WEIGHTS_DIR / "audience-mt.json"
+    try:
+        return confusions(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, ConfusionError) as exc:
+        raise WeightsError(f"cannot read the confusion matrices of {path} ({exc}): restore "
+                           "the manifest or re-run `audience evaluate confusion --write`") from None
+
+
+def joint(parts: Sequence[Confusion | None]) -> Confusion | None:
+    """The confusion of label combinations (age bracket x gender), errors taken as
+    independent: rates multiply. Each joint row counts as many faces as the less-known of its
+    factors' rows, so the combination is never more certain than its parts. None if any part
+    has no matrix."""
+    if any(p is None for p in parts) or not parts:
+        return None
+    known = [p for p in parts if p is not None]
+    rates, sizes, classes = known[0].rates(), known[0].counts.sum(1), list(known[0].classes)
+    for p in known[1:]:
+        rates = np.kron(rates, p.rates())
+        sizes = np.minimum.outer(sizes, p.counts.sum(1)).ravel()
+        classes = [f"{a} / {b}" for a in classes for b in p.classes]
+    return Confusion(" x ".join(p.head for p in known), tuple(classes),
+                     rates * sizes[:, None], ", ".join(sorted({p.source for p in known})))
 
 
 def gender_min_age(manifest: Mapping[str, Any], configured: float | None = None) -> float:

@@ -229,7 +229,7 @@ def segments_command(
     if csv_path is not None:
         write_csv(rows, dims, period, csv_path)
     if png_path is not None:
-        write_png(rows, k, png_path, title)
+        write_png(rows, k, png_path, title, dims)
     if not rows:
         hint = f" (stores with data: {', '.join(known)})" if known and store not in known else ""
         typer.echo(f"nothing to publish for store {store!r}, {where}{hint}: no day with {k} or "

@@ -18,7 +18,8 @@ HEADS = {"age_bracket": "age_bracket", "gender": "gender", "emotion": "emotion"}
 #: Fixed, so that the same published counts always print the same interval.
 SEED = 0
 
-__all__ = ["INTERVAL_NOTE", "head_shares", "manifest_confusions", "notes", "segment_shares"]
+__all__ = ["INTERVAL_NOTE", "head_shares", "manifest_confusions", "notes", "segment_note",
+           "segment_shares"]
 
 
 def manifest_confusions() -> dict[str, Confusion]:
@@ -39,6 +40,15 @@ def segment_shares(counts: Mapping[tuple[str, ...], int], by: tuple[str, ...],
     known = {" / ".join(key): n for key, n in counts.items() if UNKNOWN not in key and n > 0}
     parts = [matrices.get(HEADS.get(d, d)) for d in by]
     return estimate(" x ".join(by), known, joint(parts), seed=SEED)
+
+
+def segment_note(by: tuple[str, ...], matrices: Mapping[str, Confusion]) -> str:
+    """What the segments' intervals include, in one line."""
+    combined = joint([matrices.get(HEADS.get(d, d)) for d in by])
+    if combined is None:
+        return (f"{INTERVAL_NOTE} Not corrected: the model ships no confusion matrix for "
+                f"{' x '.join(by)}; the intervals are sampling error only.")
+    return f"{INTERVAL_NOTE} Corrected for the model's confusion ({combined.source})."
 
 
 def notes(shares: list[HeadShares]) -> list[str]:

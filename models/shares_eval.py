@@ -23,7 +23,14 @@ import cv2
 import numpy as np
 
 from audience.core.files import atomic_write_text
-from audience.core.shares import LEVEL, Confusion, confusions, estimate, gender_min_age
+from audience.core.shares import (
+    LEVEL,
+    Confusion,
+    confusions,
+    estimate,
+    gender_min_age,
+    gendered_mix,
+)
 from audience.core.visit import AGE_BRACKETS, age_bracket
 from audience.models.data import ETHNICITIES, GENDERS, DatasetError, cache_dir
 
@@ -153,8 +160,13 @@ def count_confusions(lab: Labelled, min_age: float, source: str) -> dict[str, Co
     out = {}
     g = (lab.gender >= 0) & (lab.pred_age >= min_age)
     if g.any():
-        out["gender"] = _count("gender", GENDERS, lab.gender[g],
-                               (lab.p_female[g] >= 0.5).astype(int), source)
+        pred_g = (lab.p_female[g] >= 0.5).astype(int)
+        pooled = _count("gender", GENDERS, lab.gender[g], pred_g, source)
+        by_age = None
+        if np.isfinite(lab.age).all():  # gender mistakes per true age bracket
+            by_age = np.zeros((len(AGE_BRACKETS), 2, 2), np.int64)
+            np.add.at(by_age, (lab.bracket[g], lab.gender[g], pred_g), 1)
+        out["gender"] = Confusion("gender", GENDERS, pooled.counts, source, by_age)
     a = np.isfinite(lab.age)
     if a.any():
         out["age_bracket"] = _count("age_bracket", AGE_BRACKETS, lab.bracket[a],
@@ -260,11 +272,18 @@ def score_audiences(lab: Labelled, found: dict[str, Confusion], n_audiences: int
                       np.array([1 - aud.female, aud.female])))
         if np.isfinite(aud.ages).all():
             heads.append(("age_bracket", AGE_BRACKETS, pred_b[aud.idx], aud.ages))
+        # the audience's age mix as the report estimates it, for the gender matrix
+        ages = estimate("age_bracket", {c: int((pred_b[aud.idx] == i).sum())
+                                        for i, c in enumerate(AGE_BRACKETS)},
+                        found.get("age_bracket"), LEVEL, draws, seed=a)
         for head, classes, pred, truth in heads:
             if not len(pred):
                 continue
             counts = {c: int((pred == i).sum()) for i, c in enumerate(classes)}
-            est = estimate(head, counts, found.get(head), LEVEL, draws, seed=a)
+            matrix = found.get(head)
+            if head == "gender" and matrix is not None:
+                matrix = matrix.by_age(gendered_mix(ages, min_age))
+            est = estimate(head, counts, matrix, LEVEL, draws, seed=a)
             s = scores.setdefault(head, HeadScore([], [], []))
             for share, t in zip(est.shares, truth, strict=True):
                 if t == 0 and share.count == 0 and head == "age_bracket":

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from audience.core.shares import INTERVAL_NOTE, Confusion, HeadShares, estimate, joint
+from audience.core.shares import (
+    INTERVAL_NOTE,
+    Confusion,
+    HeadShares,
+    estimate,
+    gendered_mix,
+    joint,
+    manifest_gender_min_age,
+)
 from audience.core.shares import manifest_confusions as _manifest_confusions
 from audience.storage.published import UNKNOWN, Published
 
@@ -27,10 +35,15 @@ def manifest_confusions() -> dict[str, Confusion]:
     return _manifest_confusions()
 
 
-def head_shares(p: Published, head: str, matrices: Mapping[str, Confusion]) -> HeadShares:
-    """Shares of ``head``'s shown labelled cells (unknown and hidden cells left out)."""
+def head_shares(p: Published, head: str, matrices: Mapping[str, Confusion],
+                ages: HeadShares | None = None) -> HeadShares:
+    """Shares of ``head``'s shown labelled cells (unknown and hidden cells left out). Gender
+    with ``ages`` (the same report's age shares): its matrix weighted by that age mix."""
     counts = {str(key): n for key, n in p.counts.items() if key != UNKNOWN and n > 0}
-    return estimate(head, counts, matrices.get(HEADS.get(head, head)), seed=SEED)
+    matrix = matrices.get(HEADS.get(head, head))
+    if matrix is not None and ages is not None and head == "gender":
+        matrix = matrix.by_age(gendered_mix(ages, manifest_gender_min_age()))
+    return estimate(head, counts, matrix, seed=SEED)
 
 
 def segment_shares(counts: Mapping[tuple[str, ...], int], by: tuple[str, ...],

@@ -131,9 +131,10 @@ def report_shares(report: Report) -> dict[str, HeadShares]:
     """Corrected shares with intervals, from the published cells of each labelled breakdown
     (``reports.intervals``), keyed by breakdown title."""
     matrices = intervals.manifest_confusions()
-    return {title: intervals.head_shares(p, head, matrices) for title, p, head in (
-        ("Age brackets", report.age, "age_bracket"), ("Gender", report.gender, "gender"),
-        ("Emotion", report.emotion, "emotion"))}
+    ages = intervals.head_shares(report.age, "age_bracket", matrices)
+    return {"Age brackets": ages,
+            "Gender": intervals.head_shares(report.gender, "gender", matrices, ages),
+            "Emotion": intervals.head_shares(report.emotion, "emotion", matrices)}
 
 
 def _estimated(shares: HeadShares | None, label: str) -> str:

@@ -127,3 +127,24 @@ def test_children_get_no_gender(age, gender):
     assert visit.gender == gender
     assert (visit.gender_score is None) == (gender is None)
     assert visit.age == age  # the age itself is still reported
+
+
+def test_gender_matrix_follows_the_age_mix():
+    """Older women are read as men more often: a store of older visitors gets that bracket's
+    rates; an age mix of nothing, or a matrix without strata, keeps the pooled rates."""
+    young = np.array([[95, 5], [5, 95]])
+    old = np.array([[95, 5], [30, 70]])
+    strata = np.zeros((8, 2, 2))
+    strata[3], strata[7] = young, old
+    conf = Confusion("gender", ("male", "female"), young + old, "x:val", strata)
+    mix = np.zeros(8)
+    mix[7] = 1.0
+    assert conf.by_age(mix).rates()[1, 0] == pytest.approx(0.30, abs=0.01)
+    mix[:] = 0
+    mix[3] = 1.0
+    assert conf.by_age(mix).rates()[1, 0] == pytest.approx(0.05, abs=0.01)
+    assert conf.by_age(np.zeros(8)) is conf
+    plain = Confusion("gender", ("male", "female"), young + old)
+    assert plain.by_age(mix) is plain
+    back = confusions({"confusion": {"gender": conf.to_json()}})["gender"]
+    assert back.by_age_counts is not None and back.by_age_counts[7].tolist() == old.tolist()

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from audience.core.errors import WeightsError
+from audience.core.visit import AGE_BRACKETS
 from audience.core.weights import WEIGHTS_DIR
 
 #: Level of the published intervals: 9 times in 10 the interval holds the true share.
@@ -69,6 +70,10 @@ class Confusion:
     classes: tuple[str, ...]
     counts: np.ndarray
     source: str = ""  #: where it was counted (dataset, split, model)
+    #: the same counts per true age bracket (AGE_BRACKETS order), (brackets, K, K), or None:
+    #: gender mistakes depend on age (older women read as men more often), so the matrix that
+    #: applies to a store depends on its age mix (``by_age``)
+    by_age_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         c = np.asarray(self.counts, np.float64)
@@ -77,6 +82,29 @@ class Confusion:
             raise ConfusionError(f"confusion matrix for {self.head}: expected {k}x{k} "
                                  f"non-negative counts, got shape {c.shape}")
         object.__setattr__(self, "counts", c)
+        if self.by_age_counts is not None:
+            b = np.asarray(self.by_age_counts, np.float64)
+            if b.ndim != 3 or b.shape[1:] != (k, k) or (b < 0).any():
+                raise ConfusionError(f"confusion by age for {self.head}: expected Bx{k}x{k} "
+                                     f"non-negative counts, got shape {b.shape}")
+            object.__setattr__(self, "by_age_counts", b)
+
+    def by_age(self, age_mix: Sequence[float] | np.ndarray) -> Confusion:
+        """The matrix for an audience with this age mix (shares of the age brackets): each
+        bracket's rates weighted by its share, as many faces per row as the pooled matrix.
+        A bracket without faces of a class takes the pooled rates. Self without strata."""
+        if self.by_age_counts is None:
+            return self
+        w = np.clip(np.nan_to_num(np.asarray(age_mix, np.float64)), 0, None)
+        if w.shape != (len(self.by_age_counts),) or w.sum() <= 0:
+            return self
+        pooled = self.rates()
+        rows = self.by_age_counts.sum(2, keepdims=True)
+        rates = np.where(rows > 0, (self.by_age_counts + PRIOR) / (rows + PRIOR * len(pooled)),
+                         pooled[None])
+        mixed = np.einsum("b,bij->ij", w / w.sum(), rates)
+        return Confusion(self.head, self.classes, mixed * self.counts.sum(1, keepdims=True),
+                         f"{self.source}, weighted by the age mix")
 
     def restrict(self, labels: Sequence[str]) -> Confusion:
         """The matrix over these classes only (rows and columns), in this order."""
@@ -94,8 +122,11 @@ class Confusion:
         return np.stack([rng.dirichlet(row, size=draws) for row in a], axis=1)
 
     def to_json(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), "counts": self.counts.astype(int).tolist(),
-                "source": self.source}
+        out = {"classes": list(self.classes), "counts": self.counts.astype(int).tolist(),
+               "source": self.source}
+        if self.by_age_counts is not None:
+            out["by_age_counts"] = self.by_age_counts.astype(int).tolist()
+        return out
 
 
 def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
@@ -103,8 +134,10 @@ def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
     out = {}
     for head, entry in (manifest.get("confusion") or {}).items():
         try:
+            strata = entry.get("by_age_counts")
             out[head] = Confusion(head, tuple(entry["classes"]), np.array(entry["counts"]),
-                                  str(entry.get("source", "")))
+                                  str(entry.get("source", "")),
+                                  np.array(strata) if strata is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfusionError(f"manifest confusion for {head!r} is malformed ({exc}): "
                                  "re-run `audience evaluate confusion --write`") from None
@@ -120,6 +153,15 @@ def manifest_confusions(path: str | Path | None = None) -> dict[str, Confusion]:
     except (OSError, json.JSONDecodeError, ConfusionError) as exc:
         raise WeightsError(f"cannot read the confusion matrices of {path} ({exc}): restore "
                            "the manifest or re-run `audience evaluate confusion --write`") from None
+
+
+def manifest_gender_min_age(path: str | Path | None = None) -> float:
+    """The age under which a manifest's model gives no gender (GENDER_MIN_AGE if unset)."""
+    path = Path(path) if path else WEIGHTS_DIR / "audience-mt.json"
+    try:
+        return gender_min_age(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return GENDER_MIN_AGE
 
 
 def joint(parts: Sequence[Confusion | None]) -> Confusion | None:
@@ -205,6 +247,18 @@ class HeadShares:
                     f"{self.level:.0%} intervals include its uncertainty and sampling error.")
         return (f"{self.head}: not corrected (the model ships no confusion matrix for it); "
                 f"{self.level:.0%} intervals are sampling error only.")
+
+
+def gendered_mix(ages: HeadShares, min_age: float) -> np.ndarray:
+    """The age-bracket mix of the visitors who get a gender: the corrected age shares, with
+    the brackets wholly under ``min_age`` at 0 (for ``Confusion.by_age``)."""
+    upper = (13, 18, 25, 35, 45, 55, 65, 200)  # each bracket's first age not in it
+    mix = np.zeros(len(AGE_BRACKETS))
+    for i, (b, top) in enumerate(zip(AGE_BRACKETS, upper, strict=True)):
+        share = ages.get(b)
+        if share is not None and top > min_age and np.isfinite(share.share):
+            mix[i] = share.share
+    return mix
 
 
 def pct(x: float, sign: bool = True) -> str:

@@ -148,3 +148,25 @@ def test_gender_matrix_follows_the_age_mix():
     assert plain.by_age(mix) is plain
     back = confusions({"confusion": {"gender": conf.to_json()}})["gender"]
     assert back.by_age_counts is not None and back.by_age_counts[7].tolist() == old.tolist()
+
+
+def test_drawn_audiences_and_split_names():
+    from audience.models.data import DatasetError
+    from audience.models.shares_eval import Labelled, draw_audience, parse_spec
+
+    rng = np.random.default_rng(0)
+    n = 600
+    ages = rng.choice([8.0, 15.0, 30.0, 70.0], size=n)  # no 18-24, 35-64 faces in this pool
+    gender = rng.integers(0, 2, n)
+    lab = Labelled("x:val", ages.astype(np.float32), gender, np.full(n, -1), ages, gender * 1.0,
+                   np.zeros(n, np.int64))
+    for _ in range(20):
+        aud = draw_audience(lab, rng)
+        assert aud is not None and 50 <= len(aud.idx) <= 500 and 0.2 <= aud.female <= 0.8
+        assert aud.ages.sum() == pytest.approx(1.0)
+        present = set(lab.bracket[aud.idx])
+        assert present <= {0, 1, 3, 7}  # only brackets the pool has
+    assert parse_spec("aaf:val") == ("aaf", "val")
+    for bad in ("aaf:test", "imdb:val", "utkface"):
+        with pytest.raises(DatasetError):
+            parse_spec(bad)

@@ -286,7 +286,7 @@ def score_audiences(lab: Labelled, found: dict[str, Confusion], n_audiences: int
             est = estimate(head, counts, matrix, LEVEL, draws, seed=a)
             s = scores.setdefault(head, HeadScore([], [], []))
             for share, t in zip(est.shares, truth, strict=True):
-                if t == 0 and share.count == 0 and head == "age_bracket":
+                if t == 0 and head == "age_bracket":
                     continue  # a bracket the pool cannot show (AAF has no adults)
                 s.raw.append(abs(share.raw - t))
                 s.corrected.append(abs(share.share - t))

@@ -3,13 +3,14 @@
 The public API, imported lazily so that ``import audience`` stays cheap::
 
     from audience import analyze
-    faces = analyze("shop.jpg")  # or a BGR array: [{"box": [...], "emotion": ..., "age": ...}]
+    faces = analyze("shop.jpg")  # or a BGR array: one FaceResult per face, largest first
+    rows = [f.to_dict() for f in faces]  # {"box": [...], "emotion": ..., "age": ...}
 
     from audience import FaceAnalyzer
     labels = FaceAnalyzer().analyze(crops)  # a batch of face crops -> FaceAttributes each
 
 Everything else is reached through the subpackages (``audience.ingest``, ``audience.inference``,
-``audience.storage``, ``audience.reports``, ``audience.models``); see README "Layout".
+``audience.storage``, ``audience.reports``, ``audience.models``); see docs/development.md "Layout".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _EXPORTS = {
     "AttributePolicy": "audience.inference.config",
     "analyze": "audience.api",
     "analyze_images": "audience.api",
+    "FaceResult": "audience.core.result",
     "Face": "audience.core.face",
     "Track": "audience.core.face",
     "FaceAttributes": "audience.core.visit",

@@ -3,7 +3,10 @@
 
     from audience import analyze
     for face in analyze("shop.jpg"):          # a path, or a BGR uint8 array (OpenCV order)
-        print(face["box"], face["emotion"], face["age"], face["gender"])
+        print(face.box, face.attributes.emotion, face.attributes.age, face.to_dict())
+
+Every face is a :class:`~audience.core.result.FaceResult`; ``to_dict()`` gives the keys
+``audience analyze --json`` prints, the same ones everywhere.
 
 Nothing is stored: images, crops and results stay in the caller's memory.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import numpy as np
 from audience.core import images
 from audience.core.errors import InputError
 from audience.core.face import Track
-from audience.core.visit import FaceAttributes
+from audience.core.result import KEYS, FaceResult
 from audience.inference.aggregate import label_tracks
 from audience.inference.analyzer import FaceAnalyzer
 from audience.inference.config import AnalyzerConfig, AttributePolicy
@@ -33,21 +36,8 @@ from audience.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-KEYS = ("source", "face", "box", "emotion", "emotion_scores", "age", "age_bracket", "gender",
-        "gender_score", "ethnicity", "ethnicity_scores")
-# Which result keys each attribute head fills (a disabled head's keys are left out by analyze).
-HEAD_KEYS = {"emotion": ("emotion", "emotion_scores"), "age": ("age", "age_bracket"),
-             "gender": ("gender", "gender_score"), "ethnicity": ("ethnicity", "ethnicity_scores")}
+__all__ = ["KEYS", "FaceResult", "analyze", "analyze_files", "analyze_images", "find_faces"]
 Image = str | Path | np.ndarray
-
-
-@dataclass(frozen=True, slots=True)
-class Labelled:
-    """One face found in an image: where (frame pixels) and what the analyzer says."""
-
-    box: list[float]  #: x1, y1, x2, y2
-    score: float  #: detector confidence (1.0 for an --aligned crop)
-    attributes: FaceAttributes
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -78,8 +68,8 @@ def as_bgr(image: Image, rgb: bool = False) -> np.ndarray:
 
 
 def find_faces(img: np.ndarray, detector: YuNetDetector, analyzer: FaceAnalyzer,
-               aligned: bool = False) -> list[Labelled]:
-    """Detect the faces of one BGR image and label them in one batch.
+               aligned: bool = False, source: str | None = None) -> list[FaceResult]:
+    """Detect the faces of one BGR image and label them in one batch, largest first.
 
     With ``aligned`` the image is one face crop: it is aligned on its own landmarks where
     YuNet finds them, else taken as already framed.
@@ -97,7 +87,10 @@ def find_faces(img: np.ndarray, detector: YuNetDetector, analyzer: FaceAnalyzer,
     if not boxes:
         return []
     attrs = analyzer.analyze([img] * len(boxes), landmarks)
-    return [Labelled(b, s, a) for b, s, a in zip(boxes, scores, attrs, strict=True)]
+    results = sorted((FaceResult(b, s, a, source) for b, s, a in zip(boxes, scores, attrs,
+                                                                      strict=True)),
+                     key=lambda f: -f.area)
+    return [replace(f, face=i) for i, f in enumerate(results)]
 
 
 @lru_cache(maxsize=4)
@@ -108,16 +101,15 @@ def _models(heads: tuple[str, ...]) -> tuple[YuNetDetector, FaceAnalyzer]:
 
 
 def analyze(image: Image, attributes: str | Sequence[str] | None = None, *,
-            rgb: bool = False, analyzer: FaceAnalyzer | None = None) -> list[dict]:
+            rgb: bool = False, analyzer: FaceAnalyzer | None = None) -> list[FaceResult]:
     """Detect and label every face in one image.
 
     ``image``: a file path, or a uint8 array in OpenCV's BGR order (``rgb=True`` for RGB, as
     PIL and matplotlib give). ``attributes``: heads to run, e.g. ``"emotion,age"``; default the
-    analyzer's policy (emotion, age, gender; ethnicity is off unless enabled). Returns one dict
-    per face, largest first: ``box`` [x1, y1, x2, y2] in pixels, ``score`` (detector
-    confidence) and the keys of the enabled heads only (``emotion``, ``emotion_scores``,
-    ``age``, ``age_bracket``, ``gender``, ``gender_score``, ``ethnicity``,
-    ``ethnicity_scores``). An image without a face gives ``[]``.
+    analyzer's policy (emotion, age, gender; ethnicity is off unless enabled). Returns one
+    :class:`FaceResult` per face, largest first: ``box`` [x1, y1, x2, y2] in pixels, ``score``
+    (detector confidence) and ``attributes`` (a head that did not run is None);
+    ``to_dict()`` gives the keys ``KEYS``. An image without a face gives ``[]``.
     """
     img = as_bgr(image, rgb)
     if analyzer is None:
@@ -129,37 +121,31 @@ def analyze(image: Image, attributes: str | Sequence[str] | None = None, *,
         if attributes is not None:
             raise ValueError("pass either attributes or an analyzer (it has its own policy)")
         detector = _models(tuple(analyzer.policy.enabled()))[0]
-    enabled = analyzer.policy.enabled()
-    keys = [k for head in enabled for k in HEAD_KEYS[head]]
-    faces = sorted(find_faces(img, detector, analyzer),
-                   key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    return [{"box": f.box, "score": f.score,
-             **{k: v for k, v in f.attributes.to_dict().items() if k in keys}} for f in faces]
+    return find_faces(img, detector, analyzer,
+                      source=str(image) if isinstance(image, str | Path) else None)
 
 
 def analyze_images(paths: list[Path], aligned: bool = False,
                    config: AnalyzerConfig | None = None,
                    policy: AttributePolicy | None = None) -> Iterator[dict]:
     """One dict per face (keys ``KEYS``; attributes the policy disables are None)."""
-    for _, row, _ in analyze_files(paths, aligned, config, policy):
-        yield from row
+    for _, faces in analyze_files(paths, aligned, config, policy):
+        yield from (f.to_dict() for f in faces)
 
 
 def analyze_files(paths: list[Path], aligned: bool = False,
                   config: AnalyzerConfig | None = None,
                   policy: AttributePolicy | None = None,
-                  ) -> Iterator[tuple[np.ndarray, list[dict], list[Labelled]]]:
-    """Per image: (the image, one ``KEYS`` dict per face, the faces) for `audience analyze`."""
+                  ) -> Iterator[tuple[np.ndarray, list[FaceResult]]]:
+    """Per image: (the image, its faces, largest first) for `audience analyze`."""
     analyzer = FaceAnalyzer(config, policy)
     detector = YuNetDetector(work_width=1280)
     for path in paths:
         img = read_image(Path(path))
-        faces = find_faces(img, detector, analyzer, aligned)
+        faces = find_faces(img, detector, analyzer, aligned, source=str(path))
         if not faces:
             log.warning("no face found in %s", path)
-        rows = [{"source": str(path), "face": i, "box": f.box, **f.attributes.to_dict()}
-                for i, f in enumerate(faces)]
-        yield img, rows, faces
+        yield img, faces
 
 
 def track_genders(config: Path | None = None) -> GenderFn:

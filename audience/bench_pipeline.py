@@ -3,7 +3,7 @@
 Uses fresh topics, group and store id per run, so it never mixes with live data; the visits
 it writes belong to store ``bench-TAG``.
 
-**Latency**, as printed and as the README states it: for each stored visit, from the moment
+**Latency**, as printed and as docs/benchmarks.md states it: for each stored visit, from the moment
 the camera stage ends its track (the tracker has not seen the face for
 ``tracker.max_unseen_s``; the message's ``produced_at``, taken before encoding) to the
 commit of the transaction holding its row. It includes encoding the crops, Kafka, waiting
@@ -67,7 +67,7 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
     from audience.inference.analyzer import FaceAnalyzer
     from audience.inference.worker import InferenceWorker
     from audience.ingest.simulate import DEFAULT_FACES, GAP_S, WALK_S, ground_truth, plan, publish
-    from audience.storage.db import prepare_database
+    from audience.storage.bench import bench_database
     from audience.storage.query import visit_total
 
     faces = faces or DEFAULT_FACES
@@ -79,7 +79,7 @@ def bench_pipeline(cfg: AppConfig, cameras: int, workers: int, duration_s: float
         "group_id": f"{cfg.kafka.group_id}-bench-{tag}", "metrics_port": 0})
     plans = plan(cameras, fps, duration_s, faces, store_id=store)
     expected = ground_truth(plans)["visitors"]
-    engine = prepare_database(cfg.database.url)
+    engine = bench_database(cfg.database.url)  # a new, empty one is migrated
     analyzer = FaceAnalyzer(cfg.analyzer)  # one model, shared by the worker threads
     group = [InferenceWorker(cfg.kafka, analyzer, engine, cfg.analyzer.crops_per_visit)
              for _ in range(workers)]

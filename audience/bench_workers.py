@@ -316,21 +316,25 @@ def steady_rate(samples: list[Sample], shares: list[float]) -> float | None:
     return round((sum(v2) - sum(v1)) / (t2 - t1), 1)
 
 
-def bench_workers(cfg: AppConfig, workers: list[int], tracks: int = 3000,
-                  faces: Path | None = None, pin: bool = True, cameras: int = 48,
-                  upsert_seconds: float = 3.0, timeout_s: float = 600.0) -> dict[str, Any]:
-    """The drain figures for each W, and the database's batched upsert rate beside them."""
-    from audience.storage.bench import upsert_rate
-    from audience.storage.db import prepare_database
-
+def check_counts(cfg: AppConfig, workers: list[int], tracks: int) -> None:
+    """InputError unless every W gets a partition and the backlog has a track."""
     if tracks < 1 or not workers or min(workers) < 1:
         raise InputError("need at least 1 track and worker counts >= 1, e.g. --workers 1,2")
     if max(workers) > cfg.kafka.partitions:
         raise InputError(f"{max(workers)} workers but {cfg.kafka.partitions} partitions: "
                          "raise kafka.partitions (a worker without a partition sits idle)")
+
+
+def bench_workers(cfg: AppConfig, workers: list[int], tracks: int = 3000,
+                  faces: Path | None = None, pin: bool = True, cameras: int = 48,
+                  upsert_seconds: float = 3.0, timeout_s: float = 600.0) -> dict[str, Any]:
+    """The drain figures for each W, and the database's batched upsert rate beside them."""
+    from audience.storage.bench import bench_database, upsert_rate
+
+    check_counts(cfg, workers, tracks)
     per_track = cfg.analyzer.crops_per_visit
     crops = face_crops(faces or Path("../shared/datasets/utkface/crop_part1"))
-    engine = prepare_database(cfg.database.url)  # migrates the embedded SQLite default
+    engine = bench_database(cfg.database.url)  # a new, empty one is migrated
     try:
         upserts = upsert_rate(engine, cfg.kafka.batch_max_messages, upsert_seconds)
     finally:

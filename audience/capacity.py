@@ -138,7 +138,7 @@ def plan(s: Scenario, m: Measured) -> dict[str, Any]:
 
 
 def table(s: Scenario, m: Measured, p: dict[str, Any]) -> list[tuple[str, str]]:
-    """(what, figure) rows for a terminal or the README."""
+    """(what, figure) rows for a terminal or docs/operations.md."""
     lo, hi = p["db_transactions_per_s"]
     return [
         ("chain", f"{s.stores} stores x {s.cameras} cameras = {p['cameras']} cameras, "

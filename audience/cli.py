@@ -103,7 +103,8 @@ BrokerOpt = Annotated[str | None, typer.Option(
 DEFAULT_FACES = Path("../shared/datasets/utkface/crop_part1")
 FacesOpt = Annotated[Path, typer.Option(help="UTKFace-named face images the crops are cut from.")]
 BenchDbOpt = Annotated[str | None, typer.Option(
-    help="Database URL (PostgreSQL for real figures; must be migrated).")]
+    help="Database URL (PostgreSQL for real figures). A new, empty database is migrated "
+    "first; one with tables must be at the latest revision (`audience db upgrade`).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -242,13 +243,12 @@ def analyze(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attributes") from exc
     targets = [annotated_path(annotate, p, len(images)) for p in images] if annotate else []
-    for i, (img, rows, faces) in enumerate(analyze_files(
+    for i, (img, faces) in enumerate(analyze_files(
             images, aligned=aligned, config=AnalyzerConfig(), policy=policy)):
-        for row in rows:
-            _print_face(row, as_json)
+        for face in faces:
+            _print_face(face.to_dict(), as_json)
         if targets:
-            out = write_image(targets[i], annotate_faces(
-                img, [f.box for f in faces], [f.attributes for f in faces]))
+            out = write_image(targets[i], annotate_faces(img, faces))
             typer.echo(f"annotated: {out}", err=True)
 
 
@@ -329,9 +329,13 @@ def bench_workers(
 ) -> None:
     """Backlog drain rate with W real `audience infer` processes (one analyzer thread each,
     pinned), for each W; and the database's batched upsert rate. Fresh topics and
-    bench-wW-TAG store ids: live data is never touched."""
+    bench-wW-TAG store ids: live data is never touched. Without --bootstrap-servers (and
+    none in the config), a local broker (tansu, in memory) runs for the benchmark; a new,
+    empty database is migrated first."""
     from audience.bench_workers import bench_workers as run_bench
+    from audience.bench_workers import check_counts
     from audience.core.errors import InputError
+    from audience.core.local_broker import LocalBroker
     from audience.settings import load_settings
 
     try:
@@ -340,12 +344,26 @@ def bench_workers(
         raise InputError(f"--workers {workers!r}: give worker counts like 1,2") from None
     cfg = load_settings(config, {"database": {"url": db},
                                  "kafka": {"bootstrap_servers": bootstrap_servers}})
-    r = run_bench(cfg, counts, tracks, faces, pin)
+    check_counts(cfg, counts, tracks)
+    local = None
+    # As `bench pipeline`: no broker named by the option, config file or environment.
+    if bootstrap_servers is None and "bootstrap_servers" not in cfg.kafka.model_fields_set:
+        local = LocalBroker().start()
+        cfg.kafka = cfg.kafka.model_copy(update={"bootstrap_servers": local.bootstrap})
+        typer.echo(f"no --bootstrap-servers given: started a local Kafka-protocol broker "
+                   f"(tansu, in memory) on {local.bootstrap} for this run", err=True)
+    try:
+        r = run_bench(cfg, counts, tracks, faces, pin)
+    finally:
+        if local is not None:
+            local.close()
+    r["broker"] = "local tansu" if local is not None else "given"
     if as_json:
         echo_json(r)
         return
     typer.echo(f"{r['cores']} cores, load {r['load_avg_1m']}, {r['partitions']} partitions, "
-               f"{r['crops_per_visit']} crops/visit, messages of {r['message_bytes']} bytes")
+               f"{r['crops_per_visit']} crops/visit, messages of {r['message_bytes']} bytes, "
+               f"broker: {r['broker']}")
     first = min(run["workers"] for run in r["runs"])
     for run in r["runs"]:
         share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in run["stage_share"].items())

@@ -24,13 +24,14 @@ def _top(scores: dict[str, float]) -> str:
 def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str,
               gender_min_age: float = 0.0) -> Visit:
     """Quality-weighted mean over the track's crops: scores are averaged, then the label is
-    the arg-max; age is the weighted mean; gender uses the mean P(female), except for a
-    visitor estimated younger than ``gender_min_age`` (children's gender stays unknown)."""
+    the arg-max; age is the weighted mean; gender uses the mean P(female) of the crops that
+    carry one, and is unknown for a visitor whose mean age is under ``gender_min_age``."""
     visit = Visit(
         store_id=track.store_id, camera_id=track.camera_id, track_id=track.track_id,
         started_at=datetime.fromtimestamp(track.started_at, UTC),
         ended_at=datetime.fromtimestamp(track.ended_at, UTC),
         dwell_s=round(track.dwell_s, 2), n_crops=len(attrs), model_version=model_version,
+        attention_s=track.attention_s, watcher=track.watcher,
     )
     if not attrs:
         return visit
@@ -43,9 +44,10 @@ def aggregate(track: Track, attrs: list[FaceAttributes], model_version: str,
     if first.age is not None:
         visit.age = round(float(np.average([a.age for a in attrs], weights=w)), 1)
         visit.age_bracket = age_bracket(visit.age)
+    gendered = [i for i, a in enumerate(attrs) if a.gender is not None]
     child = visit.age is not None and visit.age < gender_min_age
-    if first.gender is not None and not child:
-        p_female = np.average([a.p_female for a in attrs], weights=w)
+    if gendered and not child:
+        p_female = np.average([attrs[i].p_female for i in gendered], weights=w[gendered])
         visit.gender = "female" if p_female >= 0.5 else "male"
         visit.gender_score = round(float(max(p_female, 1 - p_female)), 4)
     if first.ethnicity_scores is not None:

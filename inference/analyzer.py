@@ -60,7 +60,7 @@ def load_manifest(path: Path | None = None, float32: bool = False) -> tuple[dict
 
 class FaceAnalyzer:
     """Label face crops. ``analyze`` takes crops as images (uint8 gray/BGR/BGRA), optionally
-    with landmarks; everything goes through ``models.preprocess.prepare_face``."""
+    with landmarks; everything goes through ``audience.core.preprocess.prepare_face``."""
 
     def __init__(self, config: AnalyzerConfig | None = None,
                  policy: AttributePolicy | None = None) -> None:
@@ -86,12 +86,16 @@ class FaceAnalyzer:
         self.flip_average = bool(self.manifest.get("flip_average", False) if flip is None
                                  else flip)
         self._input = self._session.get_inputs()[0].name
-        #: visits estimated younger get no gender (inference.aggregate)
-        self.gender_min_age = gender_min_age(self.manifest, self.config.gender_min_age)
-        # Run only the heads the policy enables: a disabled head is never computed or returned.
+        # Run only the heads the policy enables: a disabled head is never returned, and never
+        # computed except age where the gender rule needs it.
         self._outputs = self.policy.enabled()
         if not self._outputs:
             raise ValueError("the attribute policy enables no attribute: enable at least one")
+        # configured, else the manifest's, else 13 (core.shares.GENDER_MIN_AGE)
+        self.gender_min_age = gender_min_age(self.manifest, self.config.gender_min_age)
+        self._run = list(self._outputs)
+        if self.policy.gender and self.gender_min_age > 0 and "age" not in self._run:
+            self._run.append("age")
         trained = self.manifest.get("training", {}).get("tasks")
         untrained = [h for h in self._outputs if trained and "ensemble" not in self.manifest
                      and h not in trained]
@@ -107,18 +111,18 @@ class FaceAnalyzer:
         """Raw head outputs for a prepared batch (N, size, size, C) float32; gray batches feed a
         colour model (replicated) and colour batches a gray one (their luma)."""
         x = to_channels(x, self.channels)
-        out: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self._run}
         step = self.config.batch_size
         for i in range(0, len(x), step):
             chunk = x[i:i + step]
             if self.flip_average:  # one run over the faces and their mirrors, then average
                 n = len(chunk)
                 both = np.concatenate([chunk, chunk[:, :, ::-1]])
-                res = [(r[:n] + r[n:]) / 2 for r in self._session.run(self._outputs,
+                res = [(r[:n] + r[n:]) / 2 for r in self._session.run(self._run,
                                                                       {self._input: both})]
             else:
-                res = self._session.run(self._outputs, {self._input: chunk})
-            for name, arr in zip(self._outputs, res, strict=True):
+                res = self._session.run(self._run, {self._input: chunk})
+            for name, arr in zip(self._run, res, strict=True):
                 out[name].append(arr)
         return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()}
 
@@ -130,13 +134,15 @@ class FaceAnalyzer:
                 f.emotion = self.emotions[int(p.argmax())]
                 f.emotion_scores = {c: round(float(s), 4)
                                     for c, s in zip(self.emotions, p, strict=True)}
-        if "age" in raw:
-            ages = expected_age(raw["age"])
+        ages = expected_age(raw["age"]) if "age" in raw else None
+        if ages is not None and self.policy.age:
             for f, a in zip(faces, ages, strict=True):
                 f.age = round(float(a), 1)
                 f.age_bracket = age_bracket(f.age)
         if "gender" in raw:
-            for f, p in zip(faces, raw["gender"][:, 0], strict=True):
+            for i, (f, p) in enumerate(zip(faces, raw["gender"][:, 0], strict=True)):
+                if ages is not None and self.withholds_gender(float(ages[i])):
+                    continue  # a child's apparent gender: unknown (the model card's rule)
                 female = float(p) >= 0.5
                 f.gender = self.genders[1] if female else self.genders[0]
                 f.gender_score = round(float(p if female else 1 - p), 4)
@@ -146,6 +152,10 @@ class FaceAnalyzer:
                 f.ethnicity_scores = {c: round(float(s), 4)
                                       for c, s in zip(self.ethnicities, p, strict=True)}
         return faces
+
+    def withholds_gender(self, age: float | None) -> bool:
+        """Whether the gender of a face or visitor estimated at ``age`` years is withheld."""
+        return age is not None and age < self.gender_min_age
 
     def analyze(self, crops: list[np.ndarray],
                 landmarks: list[np.ndarray | None] | None = None) -> list[FaceAttributes]:

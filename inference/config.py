@@ -44,11 +44,12 @@ class AnalyzerConfig(Strict):
     flip_average: bool | None = Field(
         None, description="Also label the mirrored face and average the two (better on the "
         "validation splits; twice the network work). Default: what the model's manifest says "
-        "(the shipped 2.2.0: no; the model card says why).")
-    # 13: gender on children is the model's known gap (README, model card), so a visitor
-    # it reads as younger gets no gender; a manifest's gender_min_age sets its own age.
-    gender_min_age: float | None = Field(
-        None, ge=0, le=100, description="Visitors estimated younger than this get no gender "
-        "(reported as unknown). Default: the model manifest's gender_min_age, else 13.")
+        "(the shipped 2.4.0: no; the model card says why).")
     crops_per_visit: int = Field(
         5, ge=1, le=50, description="Best crops analysed per track; their results are averaged.")
+    # 13 where the manifest sets no age: gender on children is the model's known gap.
+    gender_min_age: float | None = Field(
+        None, ge=0, le=100, description="No gender for a face or visitor whose estimated age is "
+        "under this many years: reported as unknown. Default: the age the model's manifest "
+        "sets (`gender_min_age`, chosen where its gender accuracy in the wild falls; the model "
+        "card gives the figures), else 13; 0 turns the rule off.")

@@ -17,6 +17,7 @@ import numpy as np
 
 from audience.core.errors import InputError
 from audience.core.face import Face
+from audience.core.result import FaceResult
 from audience.core.visit import FaceAttributes
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 BOX = (0, 200, 0)  # BGR: a face that is tracked (or analysed)
 NO_CROP = (0, 200, 255)  # a face tracked without a usable crop (blurred, turned)
+BODY = (200, 120, 0)  # a person found by the person detector
 MASK = (60, 60, 220)
 TEXT = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -79,12 +81,11 @@ def draw_counts(img: np.ndarray, lines: Sequence[str]) -> None:
         cv2.putText(img, t, (6, step * (i + 1)), FONT, 0.5 * s, TEXT, 1, cv2.LINE_AA)
 
 
-def annotate_faces(img: np.ndarray, boxes: Sequence[Sequence[float]],
-                   attributes: Sequence[FaceAttributes]) -> np.ndarray:
+def annotate_faces(img: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
     """A copy of ``img`` (same size) with each face's box and its labels."""
     out = img.copy()
-    for box, attrs in zip(boxes, attributes, strict=True):
-        draw_box(out, box, label(attrs))
+    for face in faces:
+        draw_box(out, face.box, label(face.attributes))
     return out
 
 
@@ -121,13 +122,15 @@ def annotate_frame(stage: CameraStage, frame: np.ndarray, faces: Sequence[Face])
     stage's counts so far."""
     out = frame.copy()
     draw_masks(out, stage.config.exclusion_masks)
+    for body in stage.bodies:  # people (the person detector), under their faces
+        draw_box(out, body.box, short_id(body.track_id), BODY)
     for face in faces:
         draw_box(out, face.box, short_id(face.track_id), BOX if face.crop is not None
                  else NO_CROP)
     c = stage.counters
     draw_counts(out, [f"{stage.config.store}/{stage.config.id}  frame {c.frames}",
                       f"faces now {len(faces)}  in view {stage.tracker.active}",
-                      f"visits ended {c.tracks}  masked {c.masked}"])
+                      f"visits ended {c.tracks}  masked {c.masked}  watchers {c.watchers}"])
     return out
 
 

@@ -112,9 +112,10 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         seconds: Annotated[float, typer.Option(help="Seconds to measure.")] = 10.0,
         config: ConfigOpt = None,
     ) -> None:
-        """Camera-stage frames/s on 720p input (detection + tracking + crop selection), one
-        core, with the camera settings of the config and environment (e.g.
-        AUDIENCE_CAMERA__DETECTOR__WORK_WIDTH=640)."""
+        """Camera-stage frames/s on 720p input (face and body detection + tracking + crop
+        selection), one core, with the camera settings of the config and environment (e.g.
+        AUDIENCE_CAMERA__DETECTOR__WORK_WIDTH=640; AUDIENCE_CAMERA__BODIES__ENABLED=false:
+        faces only)."""
         from audience.ingest.bench import bench_camera as run_bench
 
         cfg = load(config, {})
@@ -122,9 +123,10 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
         if as_json:
             echo_json(result)
         else:
+            bodies = "faces and bodies" if result["bodies"] else "faces only"
             typer.echo(f"camera stage: {result['fps']:.1f} frames/s on {result['resolution']} "
                        f"({result['cpu_fps']:.1f} per CPU-second; {result['threads']} thread, "
-                       f"detection at width {result['work_width']})")
+                       f"{bodies}, face detection at width {result['work_width']})")
 
     @evaluate.command("counting")
     def evaluate_counting(
@@ -143,11 +145,12 @@ def register(app: typer.Typer, bench: typer.Typer, evaluate: typer.Typer, load: 
             "the same size (a camera farther away: smaller faces, same truth).")] = 1.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
-        """Count visitors on annotated clips with the camera stage (config and environment
-        settings apply): per clip true, counted, error, missed visitors and extra tracks;
-        totals with over- and under-counts and gender agreement. A clip's truth is
-        `<name>.yaml`: clip, visitors, and optionally genders, in_view ([from, to] seconds per
-        visitor), faces_seen, fps (image folders), note."""
+        """Count visitors (people) on annotated clips with the camera stage (config and
+        environment settings apply): per clip true, counted, error, missed visitors and extra
+        tracks, visitors whose face was seen and watchers (counted/true); totals with over-
+        and under-counts and gender agreement. A clip's truth is `<name>.yaml`: clip,
+        visitors, and optionally watchers, genders, in_view ([from, to] seconds per visitor),
+        faces_seen, fps (image folders), note."""
         from audience.ingest.counting import evaluate_counting as run_eval
         from audience.ingest.counting import table
 

@@ -10,13 +10,13 @@ from audience.core.ids import is_valid_id
 
 
 class DetectorConfig(Strict):
-    """Where the detector's limits are (measured, README "Counting"): YuNet finds a face of
-    about 12 px or more at the working resolution, so ``work_width`` decides which faces can
+    """Where the detector's limits are (measured, docs/benchmarks.md "Counting"): YuNet finds a
+    face of about 12 px or more at the working resolution, so ``work_width`` decides which faces can
     be counted at all. 960 keeps a 720p frame's 16 px faces at 12 px and runs 31.5 frames of
     720p per CPU-second (`audience bench camera`; 640: 70, 1280: 21); a 480x270 frame is
     detected at 2x, so its 8-12 px faces reach the floor too."""
 
-    # 0.6/0.4 measured against 0.7/0.5 and 0.5/0.3 (README "Counting"): 0.7 misses most
+    # 0.6/0.4 measured against 0.7/0.5 and 0.5/0.3 (docs/benchmarks.md "Counting"): 0.7 misses most
     # faces under 16 px, 0.5 starts a second track on one head (a double detection).
     score_threshold: float = Field(
         0.6, ge=0, le=1, description="YuNet confidence a face needs to start a track.")
@@ -40,6 +40,61 @@ class DetectorConfig(Strict):
         if self.low_score_threshold > self.score_threshold:
             raise ValueError("low_score_threshold must not exceed score_threshold")
         return self
+
+
+class BodiesConfig(Strict):
+    """The person (body) detector beside the face detector: MoveNet MultiPose Lightning.
+
+    It finds the people a face detector cannot (backs turned, faces too small); a visitor is
+    then one person track, with or without a face. Defaults from measurements
+    (docs/store-manager.md, "Passers-by, watchers and attention"): at long side 256 it runs
+    about 55 frames of 720p per core-second and finds a back-turned person in 94 % of frames
+    at score 0.3 with no detection on empty frames; it scores a clearly visible person
+    0.5-0.7, so 0.3 is the point that keeps partly seen people without admitting noise.
+    """
+
+    enabled: bool = Field(True, description="Detect people (bodies) as well as faces; off: "
+                          "a visitor is a face track, as before.")
+    long_side: int = Field(
+        256, ge=128, le=640, multiple_of=32, description="Frames are resized to this long "
+        "side (a multiple of 32) before body detection: 256 is fast, 384 finds a little more "
+        "(small, far people) at about half the speed.")
+    score_threshold: float = Field(
+        0.3, ge=0, le=1, description="MoveNet confidence a person needs to be kept.")
+    min_hits: int = Field(
+        3, ge=1, description="Detections a person track without a confirmed face needs "
+        "before it counts as a visitor (as tracker.min_hits for faces): one- or two-frame "
+        "false detections stay out.")
+
+
+class AttentionConfig(Strict):
+    """When a person counts as facing the camera, and when a visitor is a watcher.
+
+    A head turned up to about 30 degrees from the camera still lets the eyes reach it (the
+    eyes turn a further 15-20 degrees comfortably): ``max_yaw`` 0.5 (the nose half-way
+    from the eyes' midpoint to one eye: about 30 degrees) and ``max_pitch`` 0.5. A watcher
+    looked for ``min_attention_s`` = 1 s in all: five frames at 5 fps, more than a head
+    swinging past the camera (frontal for one or two frames), and about the time it takes
+    to read a few words: a look, not a glance (docs/store-manager.md, "Passers-by, watchers
+    and attention").
+    """
+
+    max_yaw: float = Field(
+        0.5, ge=0, le=1, description="Largest left/right head turn that still counts as "
+        "facing the camera (0 frontal, 1 profile; the nose between the eyes).")
+    max_pitch: float = Field(
+        0.5, ge=0, le=1, description="Largest up/down head tilt that still counts as facing "
+        "the camera (0 level, 1 the nose on the eye line or the mouth line; face landmarks "
+        "only).")
+    min_attention_s: float = Field(
+        1.0, ge=0, description="Seconds facing the camera that make a visitor a watcher.")
+    min_face_px: float = Field(
+        24.0, ge=1, description="Faces whose shorter box side (frame pixels) is smaller are "
+        "judged from the body's keypoints (nose, eyes) where a body is attached: the face "
+        "landmarks of smaller faces are too coarse.")
+    keypoint_score: float = Field(
+        0.3, ge=0, le=1, description="Confidence a body keypoint (nose, eye, ear, shoulder) "
+        "needs to be used.")
 
 
 class QualityConfig(Strict):
@@ -109,6 +164,10 @@ class CameraConfig(Strict):
     reconnect_attempts: int = Field(
         0, ge=0, description="Give up a live source after this many failed reconnects (0: never).")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detection.")
+    bodies: BodiesConfig = Field(default_factory=BodiesConfig,
+                                 description="Person (body) detection.")
+    attention: AttentionConfig = Field(default_factory=AttentionConfig,
+                                       description="Facing the camera, and watchers.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Crop quality gates.")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracking.")
     exclusion_masks: list[list[tuple[float, float]]] = Field(

@@ -4,7 +4,11 @@ A clip's truth is a small YAML file (``ClipTruth``): beside the clip (``DIR/<cli
 or, for the shared sample clips that cannot carry one, in this package's ``clips/`` folder.
 ``audience simulate --out`` writes one per synthetic camera, with exact truth.
 
-Each confirmed track is one counted visitor (the stage's own rule, whatever its crops).
+Each confirmed track is one counted visitor (the stage's own rule, whatever its crops): a
+person, seen as a body, a face or both (with bodies off, a face track). Beside people, each
+clip reports the tracks that showed a face (against ``faces_seen``) and the watchers (tracks
+that faced the camera for ``attention.min_attention_s``, against ``watchers`` where the truth
+judges it).
 Where the truth also says when each visitor is in view (``in_view``, seconds from the clip's
 start), every track is matched to the visitor it overlaps most, and the over- and
 under-counts are real ones: ``missed`` visitors no track overlaps, ``extra`` tracks (a
@@ -52,11 +56,14 @@ class ClipTruth(Strict):
 
     clip: str = Field(min_length=1, description="File or image-folder name, relative to the "
                       "clips directory.")
-    visitors: int = Field(ge=0, description="People who enter the view: the footfall the "
-                          "counter should report.")
+    visitors: int = Field(ge=0, description="People who enter the view (passers-by): the "
+                          "footfall the counter should report, faces shown or not.")
     faces_seen: int | None = Field(None, ge=0, description="Of those, how many show a face "
                                    "to the camera at some point (what a face counter can "
                                    "see); informative, not scored.")
+    watchers: int | None = Field(None, ge=0, description="Of those, how many look at the "
+                                 "camera for a second or more, judged by eye (optional: left "
+                                 "out where it cannot be judged).")
     genders: list[Gender] | None = Field(None, description="Gender of each visitor, any "
                                          "order (optional).")
     in_view: list[tuple[float, float]] | None = Field(
@@ -73,6 +80,8 @@ class ClipTruth(Strict):
         if self.genders is not None and len(self.genders) != self.visitors:
             raise ValueError(f"genders has {len(self.genders)} entries for "
                              f"{self.visitors} visitors")
+        if self.watchers is not None and self.watchers > self.visitors:
+            raise ValueError(f"{self.watchers} watchers among {self.visitors} visitors")
         return self
     note: str = Field("", description="What the clip shows and why it is hard.")
 
@@ -86,6 +95,9 @@ class ClipResult:
     missed: int  #: visitors no track stands for (from in_view; else max(0, -error))
     extra: int  #: tracks beyond one per visitor: splits, false tracks (else max(0, error))
     faces_seen: int | None
+    faces_counted: int  #: counted visitors whose face was seen in some frame
+    watchers_true: int | None  #: from the truth, where judged by eye
+    watchers: int  #: counted visitors who faced the camera for min_attention_s
     without_crop: int  #: counted visitors with no usable crop (attributes unknown)
     genders_annotated: int
     genders_agreeing: int | None  #: None when not annotated or not labelled
@@ -190,6 +202,8 @@ def count_clip(path: Path, truth: ClipTruth, camera: CameraConfig,
         clip=truth.clip, true=truth.visitors, counted=len(tracks),
         error=len(tracks) - truth.visitors, missed=missed, extra=extra,
         faces_seen=truth.faces_seen,
+        faces_counted=sum(bool(t.face_hits) for t in tracks),
+        watchers_true=truth.watchers, watchers=sum(bool(t.watcher) for t in tracks),
         without_crop=sum(not t.faces for t in tracks),
         genders_annotated=len(truth.genders or []), genders_agreeing=agreeing,
         seconds=round(seconds, 2))
@@ -214,6 +228,16 @@ def evaluate_counting(clips: Path, camera: CameraConfig, truth_dirs: list[Path] 
         "within_1": sum(abs(r.error) <= 1 for r in results),
         "exact": sum(r.error == 0 for r in results),
         "without_crop": sum(r.without_crop for r in results),
+        "faces_counted": sum(r.faces_counted for r in results),
+        "watchers": sum(r.watchers for r in results),
+        # watchers where the truth judges them: counted against true, clip by clip
+        "watchers_judged_true": sum(r.watchers_true or 0 for r in results
+                                    if r.watchers_true is not None),
+        "watchers_judged_counted": sum(r.watchers for r in results
+                                       if r.watchers_true is not None),
+        "watchers_judged_exact": sum(r.watchers == r.watchers_true for r in results
+                                     if r.watchers_true is not None),
+        "watchers_judged_clips": sum(r.watchers_true is not None for r in results),
         "genders_annotated": sum(r.genders_annotated for r in labelled),
         "genders_agreeing": sum(r.genders_agreeing or 0 for r in labelled),
     }
@@ -223,32 +247,46 @@ def evaluate_counting(clips: Path, camera: CameraConfig, truth_dirs: list[Path] 
                          "max_upscale": camera.detector.max_upscale,
                          "score_threshold": camera.detector.score_threshold,
                          "low_score_threshold": camera.detector.low_score_threshold,
-                         "min_hits": camera.tracker.min_hits}}
+                         "min_hits": camera.tracker.min_hits,
+                         "bodies": camera.bodies.enabled,
+                         "bodies_long_side": camera.bodies.long_side,
+                         "bodies_score_threshold": camera.bodies.score_threshold,
+                         "bodies_min_hits": camera.bodies.min_hits,
+                         "min_attention_s": camera.attention.min_attention_s}}
 
 
 def table(report: dict) -> str:
     """The report as a fixed-width table, one clip a line, totals last."""
-    head = (f"{'clip':<44} {'true':>4} {'counted':>7} {'error':>5} {'missed':>6} "
-            f"{'extra':>5} {'faces seen':>10} {'no crop':>7} {'gender':>7}")
+    head = (f"{'clip':<44} {'people':>6} {'counted':>7} {'error':>5} {'missed':>6} "
+            f"{'extra':>5} {'faces':>7} {'watchers':>8} {'no crop':>7} {'gender':>7}")
     lines = [head, "-" * len(head)]
 
     def gender(agree: int | None, annotated: int) -> str:
         return "-" if agree is None or not annotated else f"{agree}/{annotated}"
 
+    def of(counted: int, true: int | None) -> str:  # "counted/true", or counted alone
+        return str(counted) if true is None else f"{counted}/{true}"
+
     for r in report["clips"]:
-        seen = "-" if r["faces_seen"] is None else str(r["faces_seen"])
-        lines.append(f"{r['clip'][:44]:<44} {r['true']:>4} {r['counted']:>7} {r['error']:>+5} "
-                     f"{r['missed']:>6} {r['extra']:>5} {seen:>10} {r['without_crop']:>7} "
+        lines.append(f"{r['clip'][:44]:<44} {r['true']:>6} {r['counted']:>7} {r['error']:>+5} "
+                     f"{r['missed']:>6} {r['extra']:>5} "
+                     f"{of(r['faces_counted'], r['faces_seen']):>7} "
+                     f"{of(r['watchers'], r['watchers_true']):>8} {r['without_crop']:>7} "
                      f"{gender(r['genders_agreeing'], r['genders_annotated']):>7}")
     t = report["totals"]
     agree = t["genders_agreeing"] if t["genders_annotated"] else None
     lines.append("-" * len(head))
-    lines.append(f"{'total (' + str(t['clips']) + ' clips)':<44} {t['true']:>4} "
+    lines.append(f"{'total (' + str(t['clips']) + ' clips)':<44} {t['true']:>6} "
                  f"{t['counted']:>7} {t['counted'] - t['true']:>+5} {t['under']:>6} "
-                 f"{t['over']:>5} {'':>10} "
+                 f"{t['over']:>5} {t['faces_counted']:>7} {t['watchers']:>8} "
                  f"{t['without_crop']:>7} "
                  f"{gender(agree, t['genders_annotated']):>7}")
     lines.append(f"absolute error {t['abs_error']}; over-counted {t['over']} (extra tracks), "
                  f"under-counted {t['under']} (missed visitors); "
                  f"{t['exact']} of {t['clips']} clips exact, {t['within_1']} within 1")
+    if t["watchers_judged_clips"]:
+        lines.append(f"watchers (clips judged by eye): {t['watchers_judged_counted']} counted, "
+                     f"{t['watchers_judged_true']} true; {t['watchers_judged_exact']} of "
+                     f"{t['watchers_judged_clips']} clips exact")
+    lines.append("faces and watchers: counted/true (true from the truth file where given)")
     return "\n".join(lines)

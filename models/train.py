@@ -91,6 +91,15 @@ class TrainConfig:
     # score): ``("emotion",)`` trains an emotion specialist for an ensemble (models.ensemble
     # averages each head over the members that trained it).
     tasks: tuple[str, ...] = TASKS
+    # Faces in the wild with their hair (``models.wild``: AAF, LFW folders; with --teachers):
+    # gender always, age where the folder has it. Training shows them ``wild_repeat`` times.
+    wild_dirs: tuple[str, ...] = ()
+    wild_repeat: int = 1
+    # Camera conditions: the share of training faces shown at 12-24 px and scaled back up
+    # (a ceiling camera's face; the crop side is about the face box), and the share given a
+    # colour cast (an independent gain of 0.8-1.2 per channel: white balance, lighting).
+    lowres: float = 0.0
+    colour: float = 0.0
 
 
 def _with_mask(target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -347,6 +356,15 @@ def train(cfg: TrainConfig) -> Path:
 
     def augment_batch(x: tf.Tensor) -> tf.Tensor:
         x = tf.cast(augment(x, training=True), tf.float32)  # bfloat16 under --bf16
+        n = tf.shape(x)[0]
+        if cfg.lowres:  # one size per batch; area-downscaled, bilinear back: a small, soft face
+            side = tf.random.uniform([], 12, 25, dtype=tf.int32)
+            small = tf.image.resize(x, tf.stack([side, side]), method="area")
+            up = tf.image.resize(small, [cfg.size, cfg.size], method="bilinear")
+            x = tf.where(tf.random.uniform(tf.stack([n, 1, 1, 1])) < cfg.lowres, up, x)
+        if cfg.colour and cfg.channels == 3:
+            gain = tf.random.uniform(tf.stack([n, 1, 1, 3]), 0.8, 1.2)
+            x = tf.where(tf.random.uniform(tf.stack([n, 1, 1, 1])) < cfg.colour, x * gain, x)
         if cfg.gray and cfg.channels == 3:  # so colour is a hint, never a requirement
             gray = tf.repeat(tf.reduce_sum(x * luma, -1, keepdims=True), 3, axis=-1)
             pick = tf.random.uniform(tf.stack([tf.shape(x)[0], 1, 1, 1])) < cfg.gray
@@ -416,7 +434,7 @@ def train(cfg: TrainConfig) -> Path:
                 log.warning("time budget of %.1f h reached after epoch %d: stopping",
                             cfg.max_hours, epoch + 1)
                 self.model.stop_training = True
-            if cfg.keep_epochs_from and epoch + 1 >= cfg.keep_epochs_from:  # models.soup
+            if cfg.keep_epochs_from and epoch + 1 >= cfg.keep_epochs_from:  # experiments/soup.py
                 (out / "epochs").mkdir(exist_ok=True)
                 self.model.save_weights(out / "epochs" / f"epoch-{epoch + 1:03d}.weights.h5")
 

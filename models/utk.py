@@ -118,7 +118,7 @@ def aligned_crops(data: UtkData, size: int = 48) -> tuple[np.ndarray, np.ndarray
 
 
 def standardize_batch(crops: np.ndarray) -> np.ndarray:
-    """``models.preprocess.standardize`` over a uint8 batch (N, H, W, C), vectorised."""
+    """``audience.core.preprocess.standardize`` over a uint8 batch (N, H, W, C), vectorised."""
     from audience.core.preprocess import LUMA_BGR
 
     x = crops.astype(np.float32)

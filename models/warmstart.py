@@ -41,11 +41,14 @@ def _onnx_weights(onnx_path: Path) -> dict[str, np.ndarray]:
 
 
 def keras_from_manifest(manifest_path: str | Path, channels: int,
-                        calibration: np.ndarray, dropout: float = 0.3, size: int | None = None):
+                        calibration: np.ndarray | None, dropout: float = 0.3,
+                        size: int | None = None):
     """A Keras model (same architecture as ``models.net.build_model``) holding a shipped
-    model's weights; ``calibration`` is a few thousand prepared training inputs. ``size``:
-    the input side to build (default the manifest's); a gap head takes any size, since its
-    weights do not depend on it."""
+    model's weights; ``calibration`` is a few thousand prepared training inputs, or None for
+    a model only run in inference mode (`audience explain`): it then computes the ONNX
+    function exactly, without the spreads training needs. ``size``: the input side to build
+    (default the manifest's); a gap head takes any size, since its weights do not depend on
+    it."""
     import keras
 
     from audience.inference.analyzer import load_manifest
@@ -89,6 +92,8 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
             layer.set_weights([one, bias, np.zeros_like(bias), one - layer.epsilon])
     # Now the model computes the ONNX function; measure each convolution's output spread and
     # move it into gamma, so training-mode batch statistics give back the same function.
+    if calibration is None:
+        return model
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     probe = keras.Model(model.input, [c.output for c in convs])
     outs = probe.predict(calibration, batch_size=256, verbose=0)
@@ -96,8 +101,8 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
         bn = model.get_layer(conv.name.replace("c", "bn", 1))  # b1c0 -> b1bn0
         # In float64: under --bf16 the probe returns bfloat16, and numpy's bfloat16 sums over
         # millions of values are garbage. Inference mode hides it (the statistics cancel); in
-        # training mode (batch statistics) it wrecked every warm start under --bf16 until
-        # stop 7: gender at chance on the first training batches.
+        # training mode (batch statistics) it once wrecked every warm start under --bf16:
+        # gender at chance on the first training batches.
         y = np.asarray(y, np.float64).reshape(-1, y.shape[-1])
         mu, sigma = (y.mean(0).astype(np.float32),
                      (y.std(0) + 1e-6).astype(np.float32))

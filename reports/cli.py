@@ -11,8 +11,12 @@ from typing import Annotated, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 from sqlalchemy import Engine
 
+from audience.core.errors import InputError
 from audience.core.files import check_output
 from audience.core.ids import is_valid_id
 from audience.reports.config import ReportConfig
@@ -86,10 +90,14 @@ def store_zone(cfg: ReportConfig, store: str, engine: Engine) -> str:
     partitions of the same visits, which could be subtracted: a mismatch is said on stderr."""
     configured = cfg.timezones.get(store)
     stored = read_store_time_zones(engine).get(store)
-    if configured and stored and configured != stored:
-        typer.echo(f"note: report.timezones puts store {store!r} in {configured}, the dashboards"
-                   f" in {stored}: run `audience dashboards provision` with this config so "
-                   "that every output uses one zone", err=True)
+    if configured and configured != (stored or "UTC"):
+        views = f"the report_* views in {stored}" if stored else \
+            "the report_* views in UTC (no zone stored for it)"
+        typer.echo(f"warning: report.timezones puts store {store!r} in {configured}, {views}: "
+                   "two zones cut days differently, so a visit near midnight is in one day here"
+                   " and in another there, and the two can be subtracted. Run `audience "
+                   "dashboards provision` with this config so that every output uses one zone,"
+                   " before publishing either", err=True)
     return configured or stored or "UTC"
 
 
@@ -141,7 +149,7 @@ K = Annotated[int | None, typer.Option("--k", min=2, help="Suppress any group wi
 Until = Annotated[str | None, typer.Option(
     "--until", help="End of the period, excluded: an ISO date in the store's time zone or a "
     "duration back from now (0d: today's start). Default: now, so today, still open, is in; "
-    "reports to share should end before today (see README, threat model).")]
+    "reports to share should end before today (see docs/operations.md, threat model).")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML config file (its report section: k, k_floor, timezones).")]
 
@@ -168,11 +176,10 @@ def report(
         check_output(out)  # before the work: a folder is refused, nothing printed
     with ready_engine(db) as engine:
         window = window_since(since, store_zone(cfg, store, engine), until)
-        known = query.stores(engine)
-        rep = build_report(engine, store, window, k=k) if store in known else None
-    if rep is None:
-        hint = f" (stores with data: {', '.join(known)})" if known else ""
-        typer.echo(f"no visits for store {store!r} in the database{hint}; nothing to report")
+        known = store in query.stores(engine)
+        rep = build_report(engine, store, window, k=k) if known else None
+    if rep is None:  # other stores' ids are not listed: a reader may not know them
+        typer.echo(f"no visits for store {store!r} in the database; nothing to report")
         return
     typer.echo(render_table(rep))
     path = write_html(rep, out or Path(cfg.out_dir) / report_file_name(store))
@@ -202,8 +209,9 @@ def segments_command(
     """Visits per period and audience segment (age bracket, gender, emotion) for marketers.
 
     Counts are **k-suppressed** per camera and store-local day, then added up: a segment under
-    k is hidden, and so is the smallest shown one wherever the hidden ones hold fewer than k
-    together; a day with fewer than k visits at a camera is left out. Hidden segments are
+    k is hidden, and more are hidden, chosen for all tables of the day together, wherever a
+    subtotal another output shows would give a hidden one away (`audience privacy audit`
+    checks it); a day with fewer than k visits at a camera is left out. Hidden segments are
     never listed: each period has one `(suppressed)` row with their sum. Unknown labels read
     `unknown`. Ethnicity is not offered. `--csv <file>` and `--png <file>` write the same rows.
 
@@ -221,7 +229,7 @@ def segments_command(
     with ready_engine(db) as engine:
         window = window_since(since, store_zone(cfg, store, engine), until)
         rows = segments(engine, store, dims, period, window, k=k)
-        known = query.stores(engine) if not rows else []
+        known = store in query.stores(engine) if not rows else True
     where = (f"from {window.first.isoformat()}" if window.first else "all days") + \
         (f" to {window.end.isoformat()} (excluded)" if window.end else "") + \
         f" ({window.time_zone})"
@@ -231,15 +239,70 @@ def segments_command(
     if png_path is not None:
         write_png(rows, k, png_path, title, dims)
     if not rows:
-        hint = f" (stores with data: {', '.join(known)})" if known and store not in known else ""
-        typer.echo(f"nothing to publish for store {store!r}, {where}{hint}: no day with {k} or "
-                   "more visits at a camera")
+        typer.echo(f"nothing to publish for store {store!r}, {where}: " + (
+            f"no day with {k} or more visits at a camera" if known
+            else "no visits for this store in the database"))
     else:
         typer.echo(render_segments(rows, dims, period, k, title), nl=False)
     if csv_path is not None:
         typer.echo(f"CSV: {csv_path}")
     if png_path is not None:
         typer.echo(f"PNG: {png_path}")
+
+
+def privacy_audit(
+    store: Annotated[str, typer.Option("--store", help="Store id to audit.")],
+    since: Since = None,
+    until: Until = None,
+    db: DbUrl = DEFAULT_URL,
+    k: K = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check that nothing published for a store confines a visitor group to 1..k-1 visits.
+
+    For each camera and store-local day, puts together everything every output publishes
+    (the report's tables, every `segments --by`, the report_* views, each "suppressed" sum and
+    the day total) and bounds every cell and group of 1 to k-1 visits by linear programming:
+    the least and the most visits consistent with all of it. A group bounded to 1..k-1 is a
+    breach (listed with its labels: this is an operator's tool, run it where the raw visits
+    may be seen). Exit 0: no breach; 1: breaches found.
+
+    Example: `audience privacy audit --store store-1 --since 2026-11-30 --until 2026-12-07`
+    """
+    from audience.storage.audit import audit_store
+
+    cfg = settings(config)
+    k = _k(cfg, k)
+    with ready_engine(db) as engine:
+        window = window_since(since, store_zone(cfg, store, engine), until)
+        if store not in query.stores(engine):
+            raise InputError(f"no visits for store {store!r} in the database: check the store "
+                             "id (and --db)")
+        days = list(audit_store(engine, store, window, k))
+    table = Table(title=f"Privacy audit of store {store}, k={k} ({window.time_zone})",
+                  title_justify="left")
+    for name in ("day", "camera", "visits", "cells", "shown", "checked", "breaches"):
+        table.add_column(name, justify="left" if name in ("day", "camera") else "right")
+    breaches = []
+    for d in days:
+        table.add_row(d.day.isoformat(), escape(d.camera), str(d.visits),
+                      *(map(str, (d.cells, d.shown, d.checked, len(d.breaches))) if d.published
+                        else ("-", "-", "-", "under k: nothing published")))
+        breaches += [(d, b) for b in d.breaches]
+    console = Console(width=120, color_system=None, force_terminal=False)
+    console.print(table)
+    cells, shown = sum(d.cells for d in days), sum(d.shown for d in days)
+    typer.echo(f"{len(days)} camera-days, {sum(d.published for d in days)} published; "
+               f"{shown} of {cells} cells shown ({100 * shown / max(cells, 1):.0f}%), "
+               f"{sum(d.checked for d in days)} hidden groups of 1..{k - 1} visits bounded")
+    for d, b in breaches:
+        typer.echo(f"BREACH {d.day} {d.camera}: {b.table} {'/'.join(b.found.key)} "
+                   f"({b.found.visits} visits) is bounded to {b.found.least}..{b.found.most}")
+    if breaches:
+        typer.echo(f"{len(breaches)} groups bounded to 1..{k - 1} visits: do not publish "
+                   "these days; report the breach (see docs/operations.md, Privacy)")
+        raise typer.Exit(1)
+    typer.echo(f"no cell or group is bounded to 1..{k - 1} visits")
 
 
 def register(app: typer.Typer, load: Load | None = None) -> None:
@@ -249,3 +312,7 @@ def register(app: typer.Typer, load: Load | None = None) -> None:
     _load = load
     app.command("report")(report)
     app.command("segments")(segments_command)
+    privacy = typer.Typer(help="Check what the outputs publish against a reader who combines "
+                          "them.", no_args_is_help=True)
+    privacy.command("audit")(privacy_audit)
+    app.add_typer(privacy, name="privacy")

@@ -27,8 +27,18 @@ from audience.core.shares import HeadShares
 from audience.core.visit import AGE_BRACKETS
 from audience.reports import intervals
 from audience.storage.db import storage_errors
-from audience.storage.demo_data import has_synthetic
-from audience.storage.published import UNKNOWN, Published, Window, breakdown, footfall
+from audience.storage.published import (
+    UNKNOWN,
+    WATCHER,
+    Attention,
+    Published,
+    Window,
+    attention,
+    breakdown,
+    footfall,
+    holds_synthetic,
+    looked_hourly,
+)
 from audience.storage.sqltime import DWELL_BANDS
 from audience.storage.timezones import local_day, zone
 
@@ -47,7 +57,18 @@ class Report:
     age: Published
     gender: Published
     emotion: Published
-    synthetic: bool = False  #: the window holds generated visits (storage.demo_data)
+    synthetic: bool = False  #: a published day holds generated visits (storage.demo_data)
+    #: Passers-by, watchers, attention time; None where no published visit measured it.
+    attention: Attention | None = None
+    looked_hourly: Published | None = None  #: keys: (local hour, looked label)
+
+    @property
+    def watchers_by_hour(self) -> dict[datetime, int]:
+        """Shown watcher cells per local hour (an hour missing: hidden, or none)."""
+        p = self.looked_hourly
+        return {} if p is None else {
+            datetime.fromisoformat(h): n for (h, label), n in p.counts.items()
+            if label == WATCHER}
 
     @property
     def total(self) -> int:
@@ -66,6 +87,8 @@ def build_report(engine: Engine, store: str, window: Window | None = None, k: in
     window = window or Window()
     generated_at = now or datetime.now(UTC)
     with storage_errors(engine, "reading the report from"), engine.connect() as conn:
+        looked = attention(conn, store, window, k, now=generated_at)
+        measured = set(looked.looked.counts) - {UNKNOWN}  # none: stored before attention
         return Report(
             store=store, window=window, generated_at=generated_at, k=k,
             footfall=footfall(conn, store, window, k, now=generated_at),
@@ -73,7 +96,10 @@ def build_report(engine: Engine, store: str, window: Window | None = None, k: in
             age=breakdown(conn, store, window, "age_bracket", k, now=generated_at),
             gender=breakdown(conn, store, window, "gender", k, now=generated_at),
             emotion=breakdown(conn, store, window, "emotion", k, now=generated_at),
-            synthetic=has_synthetic(conn, store, *window.bounds(generated_at)),
+            synthetic=holds_synthetic(conn, store, window, k, now=generated_at),
+            attention=looked if measured else None,
+            looked_hourly=looked_hourly(conn, store, window, k, now=generated_at)
+            if measured else None,
         )
 
 
@@ -122,6 +148,24 @@ def footer(k: int) -> str:
             f"good enough to label.")
 
 
+ATTENTION_NOTE = ("Passers-by: everyone in view (a body or a face). Watchers: passers-by who "
+                  "faced the camera for the camera's min_attention_s (1 s by default). "
+                  "Attention rate: watchers per passer-by; mean attention time: seconds "
+                  "facing the camera, per watcher. Hidden watcher cells count as not "
+                  "watching. \"unknown\": visits stored before attention was measured.")
+
+
+def attention_rows(report: Report) -> list[tuple[str, str]]:
+    """(figure, value) for the summary: passers-by, watchers, rate, mean attention."""
+    a = report.attention
+    if a is None:
+        return []
+    rate = "-" if a.rate is None else f"{100 * a.rate:.0f}%"
+    mean = "-" if a.mean_attention_s is None else f"{a.mean_attention_s:.1f} s"
+    return [("passers-by", str(a.passers_by)), ("watchers", str(a.watchers)),
+            ("attention rate", rate), ("mean attention time (watchers)", mean)]
+
+
 def nothing_note(k: int) -> str:
     return (f"Nothing to publish: no camera had {k} or more visits on any day of this period "
             "(or none at all).")
@@ -167,6 +211,8 @@ def render_table(report: Report) -> str:
     summary.add_column()
     summary.add_column(justify="right")
     summary.add_row("visits", str(report.total))
+    for name, value in attention_rows(report):
+        summary.add_row(name, value)
     console.print(summary)
     if not report.total:
         console.print(nothing_note(report.k), markup=False)
@@ -180,6 +226,19 @@ def render_table(report: Report) -> str:
     if report.footfall.suppressed:
         hours.add_row(f"{SUPPRESSED} hours", str(report.footfall.suppressed))
     console.print(hours)
+    if report.attention is not None:
+        looked = Table(title=f"Passers-by and watchers per hour ({report.window.time_zone})",
+                       title_justify="left")
+        looked.add_column("hour")
+        looked.add_column("passers-by", justify="right")
+        looked.add_column("watchers", justify="right")
+        watchers = report.watchers_by_hour
+        for hour, n in sorted(report.footfall.counts.items()):
+            looked.add_row(f"{hour:%Y-%m-%d %H:00}", str(n), str(watchers.get(hour, "-")))
+        console.print(looked)
+        console.print(_table("Attention", report.attention.looked,
+                             (WATCHER, "not watching")))
+        console.print(ATTENTION_NOTE, markup=False)
     console.print(_table("Dwell time", report.dwell, BANDS, unknown=False))
     shares = report_shares(report)
     console.print(_table("Age brackets", report.age, AGE_BRACKETS, shares=shares["Age brackets"]))
@@ -236,6 +295,30 @@ def bar_png(title: str, labels: list[str], counts: list[int], rotate: bool = Fal
     return buf.getvalue()
 
 
+def pair_png(title: str, labels: list[str], passers: list[int], watchers: list[int]) -> bytes:
+    """Passers-by and, over them, watchers per hour, as PNG bytes."""
+    fig = Figure(figsize=(7, 3.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_ylabel("visitors")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if labels and any(passers):
+        xs = range(len(labels))
+        ax.bar(xs, passers, color=GREY, label="passers-by")
+        ax.bar(xs, watchers, color="#4C72B0", width=0.5, label="watchers")
+        step = max(1, len(labels) // 24)
+        ax.set_xticks(list(xs)[::step], labels[::step], rotation=60, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_xticks([])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def _img(alt: str, png: bytes) -> str:
     b64 = base64.b64encode(png).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
@@ -262,6 +345,12 @@ def _plots(report: Report) -> list[str]:
         hour_title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours], counts,
         rotate=True))]
     shares = report_shares(report)
+    if report.attention is not None:
+        watchers = report.watchers_by_hour
+        title = f"Passers-by and watchers per hour ({tz})"
+        out.append(_img(title, pair_png(
+            title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours], counts,
+            [watchers.get(h, 0) for h in hours])))
     for title, p, order, rotate in (
             ("Dwell time", report.dwell, BANDS, False),
             ("Age brackets", report.age, AGE_BRACKETS, False),
@@ -300,7 +389,9 @@ def write_html(report: Report, path: str | Path) -> Path:
     """Write one self-contained HTML page (plots inlined as base64 PNG); returns its path."""
     path = Path(path)
     esc = html.escape
-    summary = f"<tr><th>Visits</th><td>{report.total}</td></tr>"
+    summary = f"<tr><th>Visits</th><td>{report.total}</td></tr>" + "".join(
+        f"<tr><th>{esc(name.capitalize())}</th><td>{esc(value)}</td></tr>"
+        for name, value in attention_rows(report))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Audience report: {esc(report.store)}</title><style>{CSS}</style></head>
@@ -312,6 +403,7 @@ def write_html(report: Report, path: str | Path) -> Path:
 {chr(10).join(_plots(report))}
 <p class="note">{"<br>".join(map(esc, intervals.notes(list(report_shares(report).values()))))}
 Black marks on a bar: the corrected number of visits, with its interval.</p>
+<p class="note">{esc(ATTENTION_NOTE)}</p>
 <p class="note">{esc(footer(report.k))} Grey bars are shares, not groups: visits without a
 label, and hidden cells added up. An hour without a bar is hidden (see above) or had no
 visits.</p>

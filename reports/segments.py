@@ -2,10 +2,11 @@
 
 Cells are one camera, one store-local day and one label combination (``--by``), suppressed
 as every output is (``storage.published``): a cell under k is hidden, a day (per camera) under
-k is left out, and hidden cells always hold k or more visits together, within the day and
-within every group of cells that share one or two labels (whose subtotal another output, a
-view or a narrower ``--by``, may publish). Days and ISO weeks (Monday first, labelled by their
-Monday) are sums of published day cells, so overlapping periods reveal nothing by subtraction.
+k is left out, and the hidden cells of two- and three-label tables are chosen together for
+every table the day can publish (each ``--by``, the one-label tables, the views), so that no
+combination of them confines a group to fewer than k visits. Days and ISO weeks (Monday
+first, labelled by their Monday) are sums of published day cells, so overlapping periods
+reveal nothing by subtraction.
 Hidden cells are never listed by label: each period has one "suppressed" row with their sum.
 Ethnicity is deliberately not a dimension.
 """
@@ -35,7 +36,7 @@ from audience.core.visit import AGE_BRACKETS
 from audience.reports import intervals
 from audience.storage.published import UNKNOWN, Published, Window, daily
 
-DIMENSIONS = ("age_bracket", "gender", "emotion")
+DIMENSIONS = ("age_bracket", "gender", "emotion", "looked")  # looked: watcher or not
 SUPPRESSED = "suppressed"
 Bind = Engine | Connection
 
@@ -135,9 +136,9 @@ def _labels(row: SegmentRow, n_dims: int) -> tuple[str, ...]:
 
 def footer(k: int) -> str:
     return (f"Cells are one camera and one store-local day. A cell under {k} visits is hidden, "
-            f"and so is the smallest shown cell where the hidden ones hold fewer than {k} "
-            f"together (in the day, or among cells sharing a label): a segment can be hidden "
-            f"although it has {k} or more visits. Hidden cells are added up in the "
+            f"and more are hidden where a subtotal shown elsewhere (a label, the day) would "
+            f"give a hidden one away, chosen for every table of the day together: a segment "
+            f"can be hidden although it has {k} or more visits. Hidden cells are added up in the "
             f"({SUPPRESSED}) row, never listed. A day with fewer than {k} visits at a camera is "
             f"left out. {UNKNOWN}: no face good enough to label.")
 

@@ -7,6 +7,7 @@ it never touches live rows; `audience purge` or a DELETE on that store removes t
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -14,7 +15,27 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from audience.core.visit import Visit
+from audience.storage.db import ensure_ready, mask, migrate_if_new, open_engine
 from audience.storage.sink import VisitSink
+
+log = logging.getLogger(__name__)
+
+
+def bench_database(url: str) -> Engine:
+    """An engine on a benchmark's database. A new, empty one (made for the benchmark) is
+    migrated first, as `audience run` migrates its new SQLite file, and the log says so; one
+    that holds tables must already be at the latest revision (StorageError otherwise)."""
+    engine = open_engine(url)
+    try:
+        revision = migrate_if_new(engine)
+        if revision is not None:
+            log.info("the database %s was empty: migrated it to revision %s", mask(engine),
+                     revision)
+        ensure_ready(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _visit(store: str, camera: str, t: float) -> Visit:

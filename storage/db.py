@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -260,6 +260,15 @@ def ready_engine(url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def migrate_if_new(engine: Engine) -> str | None:
+    """Migrate a database that holds no tables at all (a new one, e.g. made for a benchmark)
+    and return the revision it is at; None when it has tables: upgrading a database in use
+    stays its operator's call (`audience db upgrade`)."""
+    with storage_errors(engine, "reading the tables of"):
+        tables = inspect(engine).get_table_names()
+    return None if tables else migrate(engine)
 
 
 def prepare_database(url: str) -> Engine:

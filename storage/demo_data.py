@@ -7,8 +7,10 @@ same store so the report has something to show. They never pass for camera data:
 - every generated visit has ``model_version = "synthetic"`` (``SYNTHETIC``): the column that
   says what produced a visit's labels says that no model and no camera did;
 - they sit on their own camera id, ``synthetic`` by default, so dashboards show it too;
-- ``audience report`` says on the page that the period contains synthetic visits
-  (``has_synthetic``), without a count (a count would let a reader derive the real one).
+- ``audience report`` says on the page that the period contains synthetic visits, without a
+  count (a count would let a reader derive the real one), and only when a published
+  camera-day holds them (``storage.published.holds_synthetic``): a note about a day that is
+  left out would say that something was there. ``has_synthetic`` asks the raw rows.
 
 The generator is deterministic: each day's visits come from ``random.Random(f"{seed}:{store}:
 {camera}:{date}")``, track ids included, so running it again writes the same rows (the sink
@@ -79,9 +81,16 @@ def _visit(rng: random.Random, store_id: str, camera_id: str, start: datetime) -
     age = round(min(90.0, max(5.0, rng.gauss(38, 15))), 1)
     emotion = rng.choices(EMOTIONS, weights=EMOTION_WEIGHTS)[0]
     gender = "female" if rng.random() < 0.55 else "male"
+    track_id = uuid.UUID(int=rng.getrandbits(128), version=4).hex
+    # Attention from its own generator (seeded by the visit), so the other fields stay as
+    # they were: about a third of visitors look, for a tenth to a half of their dwell; the
+    # others glance for under a second at most.
+    look = random.Random(track_id)
+    attention = round(dwell * look.uniform(0.1, 0.5) if look.random() < 0.35
+                      else min(dwell, look.uniform(0.0, 0.8)), 2)
     return Visit(
-        store_id=store_id, camera_id=camera_id,
-        track_id=uuid.UUID(int=rng.getrandbits(128), version=4).hex,
+        store_id=store_id, camera_id=camera_id, track_id=track_id,
+        attention_s=attention, watcher=attention >= 1.0,
         started_at=start, ended_at=start + timedelta(seconds=dwell), dwell_s=dwell, n_crops=0,
         model_version=SYNTHETIC, age=age, age_bracket=age_bracket(age), gender=gender,
         gender_score=round(rng.uniform(0.6, 0.99), 4), emotion=emotion,

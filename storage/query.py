@@ -1,7 +1,7 @@
 """Operator-side helpers: the known stores, a raw visit count, and duration parsing.
 
 Nothing here is for publication: a count over an arbitrary window can be differenced with a
-window an hour longer (issue 14). What `audience report` and `audience segments` publish goes
+window an hour longer. What `audience report` and `audience segments` publish goes
 through ``storage.published`` (whole store-local days, sums of k-suppressed cells), and the
 dashboards read the ``report_*`` views, the same rules in SQL. ``visit_total`` is for trusted
 use, such as the pipeline benches counting the rows they wrote.

@@ -118,6 +118,9 @@ class VisitRow(Base):
     ethnicity_scores: Mapped[dict[str, float] | None]
     model_version: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Attention (migration 0008): NULL on visits stored before it was measured.
+    attention_s: Mapped[float | None] = mapped_column(Float)
+    watcher: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class ReportSettingsRow(Base):
@@ -206,10 +209,15 @@ report_emotion_daily = _cells(
 report_ethnicity_daily = _cells(
     "report_ethnicity_daily", Column("day", Date), Column("ethnicity", String),
     Column("visits", Integer))
+# Migration 0008: passers-by by whether they looked ('watcher', 'not watching', 'unknown').
+report_attention_daily = _cells(
+    "report_attention_daily", Column("day", Date), Column("looked", String),
+    Column("visits", Integer), Column("avg_attention_s", Float))
 
 __all__ = [
     "Base", "CameraRow", "ReportSettingsRow", "StoreRow", "StoreUtcOffsetRow", "UTCDateTime",
-    "VIEWS", "VISIT_COLUMNS", "VisitRow", "report_age_daily", "report_dwell_daily",
+    "VIEWS", "VISIT_COLUMNS", "VisitRow", "report_age_daily", "report_attention_daily",
+    "report_dwell_daily",
     "report_emotion_daily", "report_ethnicity_daily", "report_gender_daily", "report_visits_daily",
     "report_visits_hourly", "visits_daily_age", "visits_daily_emotion", "visits_daily_gender",
     "visits_hourly",

@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audience.core.result import KEYS as RESULT_KEYS
 from audience.inference.analyzer import DEFAULT_MANIFEST, FaceAnalyzer, WeightsError, load_manifest
 from audience.inference.config import AnalyzerConfig, AttributePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
-KEYS = ["source", "face", "box", "emotion", "emotion_scores", "age", "age_bracket", "gender",
-        "gender_score", "ethnicity", "ethnicity_scores"]
+KEYS = ["source", "face", "box", "score", "emotion", "emotion_scores", "age", "age_bracket",
+        "gender", "gender_score", "ethnicity", "ethnicity_scores"]
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared datasets not present")
 
 
@@ -105,7 +106,7 @@ def test_analyze_json_contract():
     # the shared copy is a crop of the 1927 photo: six faces are fully visible
     assert len(rows) == 6
     for row in rows:
-        assert list(row) == KEYS
+        assert list(row) == KEYS == list(RESULT_KEYS)  # the API's to_dict() keys
         assert row["ethnicity"] is None and row["ethnicity_scores"] is None
         assert row["emotion"] in row["emotion_scores"] and len(row["box"]) == 4
 

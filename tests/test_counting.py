@@ -1,4 +1,4 @@
-"""Count every visitor (issue 13): small faces, the tracker's confidence rules, visits without
+"""Count every visitor: small faces, the tracker's confidence rules, visits without
 a usable crop, and `audience evaluate counting`."""
 
 from __future__ import annotations

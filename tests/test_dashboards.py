@@ -25,11 +25,13 @@ from conftest import _pg_database
 from sqlalchemy import create_engine, text
 from store_data import visits as seeded_visits
 
-from audience.reports.dashboards.bundle import load_assets, query_context
+from audience.reports.dashboards.bundle import dialect_sql, load_assets, query_context
 from audience.reports.dashboards.client import Superset, SupersetError
+from audience.reports.dashboards.dbroles import drop_roles
 from audience.reports.dashboards.serve import Local, prepare, start, wait_healthy
 from audience.storage.db import migrate, open_engine
 from audience.storage.sink import VisitSink
+from audience.storage.sqltime import DWELL_BANDS
 
 pytestmark = [pytest.mark.superset, pytest.mark.postgres, pytest.mark.slow]
 
@@ -39,7 +41,9 @@ CLIP = ROOT / "ingest/assets/face-demographics-walking-and-pause.gif"
 VENV = Path(os.environ.get("AUDIENCE_SUPERSET_VENV", ROOT / ".venv-superset"))
 SCREENSHOT_DIR = ROOT / "out"
 ADMIN_PASSWORD = "admin-pw-for-tests"
-MANAGER, MANAGER_PASSWORD, MANAGER_STORE = "mgr_south", "south-pw-123", "south"
+# User names are the operator's choice: these carry no store id, so a leak would show.
+MANAGER, MANAGER_PASSWORD, MANAGER_STORE = "manager-1", "south-pw-123", "south"
+OTHER_MANAGER, OTHER_STORE = "manager-2", "north"
 
 
 def _free_port() -> int:
@@ -49,7 +53,8 @@ def _free_port() -> int:
 
 
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SUPERSET_") and k != "DASHBOARDS_ROLE_KEY"}
     r = subprocess.run([AUDIENCE, *args], capture_output=True, text=True, timeout=300,
                        env=env, stdin=subprocess.DEVNULL)
     if check and r.returncode != 0:
@@ -69,8 +74,11 @@ def visits_db() -> Iterator[str]:
         for v in seeded_visits():
             sink.add(v)
         sink.flush()
-        engine.dispose()
-        yield url
+        try:
+            yield url
+        finally:
+            drop_roles(engine)  # roles outlive the database
+            engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,7 @@ def superset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     if not (VENV / "bin" / "superset").exists():
         pytest.fail(f"no Superset virtualenv at {VENV}: run `make superset-env`", pytrace=False)
     local = Local(venv=VENV, home=tmp_path_factory.mktemp("superset"), port=_free_port())
+    local.role_key()  # written to home/role_key before Superset starts
     prepare(local, "admin", ADMIN_PASSWORD)
     proc = start(local, workers=2)
     try:
@@ -93,11 +102,14 @@ def superset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
 
 @pytest.fixture(scope="module")
 def provisioned(superset: Local, visits_db: str) -> Local:
+    key = ("--role-key-file", str(superset.home / "role_key"))
     r = _cli("dashboards", "provision", "--superset-url", superset.url, "--user", "admin",
-             "--password", ADMIN_PASSWORD, "--db", visits_db)
-    assert "store roles: audience-store:north, audience-store:south" in r.stdout
-    _cli("dashboards", "grant", "--user", MANAGER, "--store", MANAGER_STORE, "--password",
-         MANAGER_PASSWORD, "--superset-url", superset.url, "--admin-password", ADMIN_PASSWORD)
+             "--password", ADMIN_PASSWORD, "--db", visits_db, *key)
+    assert "store roles: north, south" in r.stdout
+    for user, store in ((MANAGER, MANAGER_STORE), (OTHER_MANAGER, OTHER_STORE)):
+        _cli("dashboards", "grant", "--user", user, "--store", store, "--password",
+             MANAGER_PASSWORD, "--superset-url", superset.url, "--admin-password",
+             ADMIN_PASSWORD, "--db", visits_db, *key)
     return superset
 
 
@@ -108,7 +120,8 @@ def _expected(visits_db: str, chart: dict[str, Any], store: str | None) -> list[
     assets = load_assets()
     dataset = next(d for rel, d in assets.items()
                    if rel.startswith("datasets/") and d["uuid"] == chart["dataset_uuid"])
-    exprs = {c["column_name"]: c["expression"] for c in dataset["columns"]}
+    exprs = {c["column_name"]: dialect_sql(c["expression"], "postgresql")
+             for c in dataset["columns"]}
     metrics = {m["metric_name"]: m["expression"] for m in dataset["metrics"]}
     q = query_context(chart["params"])["queries"][0]
     cols = [f"{exprs.get(c) or c} AS {c}" for c in q["columns"]]
@@ -176,13 +189,176 @@ def test_store_manager_sees_only_their_store(provisioned: Local, visits_db: str)
     assert _expected(visits_db, total, None) != _expected(visits_db, total, MANAGER_STORE)
 
 
+# --- a store manager who knows some SQL ---------------------------------------------------------
+
+def _forbidden(visits_db: str, home: Path) -> list[str]:
+    """Text no answer to the manager may hold: the other store's id, its manager, its
+    Superset role, a server file's content and server settings."""
+    from audience.reports.dashboards.superset_hooks import store_role
+
+    engine = create_engine(visits_db)
+    try:
+        with engine.connect() as conn:
+            data_dir = conn.execute(text("SHOW data_directory")).scalar()
+            hostname = str(conn.execute(text("SELECT pg_read_file('/etc/hostname')")).scalar())
+    finally:
+        engine.dispose()
+    key = (home / "role_key").read_text().strip()
+    return [OTHER_STORE, OTHER_MANAGER, store_role(OTHER_STORE, key), str(data_dir),
+            hostname.strip()]
+
+
+def _dataset_id(sup: Superset, table: str) -> int:
+    return next(d["id"] for d in sup.find("dataset") if d["table_name"] == table)
+
+
+def _sql(expr: str, label: str) -> dict[str, str]:
+    return {"expressionType": "SQL", "sqlExpression": expr, "label": label}
+
+
+def _chart_data(sup: Superset, ds: int, result_type: str, *, metrics: list[Any],
+                columns: list[Any]) -> Any:
+    body = {"datasource": {"id": ds, "type": "table"}, "force": True,
+            "queries": [{"columns": columns, "metrics": metrics, "filters": [],
+                         "row_limit": 50, "extras": {"having": "", "where": ""},
+                         "orderby": []}],
+            "result_format": "json", "result_type": result_type}
+    return sup.session.post(f"{sup.url}/api/v1/chart/data", json=body, timeout=120)
+
+
+#: Why an attack must fail: the database refuses it, or Superset refuses a subquery.
+REFUSED = ("permission denied", "cannot contain sub-queries")
+
+
+def _web_login(url: str, user: str, password: str) -> Any:
+    """A browser-like session (cookie login): the legacy /superset/ views take no token."""
+    import re
+
+    import requests
+
+    web = requests.Session()
+    page = web.get(f"{url}/login/", timeout=60).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert token, "no CSRF token on the login page"
+    r = web.post(f"{url}/login/", data={"username": user, "password": password,
+                                        "csrf_token": token.group(1)}, timeout=60)
+    assert r.ok and "/login" not in r.url, f"cookie login as {user} failed"
+    csrf = web.get(f"{url}/api/v1/security/csrf_token/", timeout=60).json()["result"]
+    web.headers.update({"X-CSRFToken": csrf, "Referer": url})
+    return web
+
+
+def _legacy_form(ds: int, metric: dict[str, str]) -> dict[str, Any]:
+    """Form data of a chart type that /superset/explore_json/ still serves (bullet)."""
+    return {"datasource": f"{ds}__table", "viz_type": "bullet", "metric": metric,
+            "groupby": [], "row_limit": 10, "adhoc_filters": [], "time_range": "No filter"}
+
+
+def _rows(answer: Any) -> list[dict[str, Any]]:
+    try:
+        return [row for q in answer.json().get("result", []) for row in q.get("data") or []]
+    except ValueError:
+        return []
+
+
+@pytest.mark.parametrize("where", ["metric", "column"])
+def test_custom_sql_reaches_no_other_store_nor_the_server(provisioned: Local, visits_db: str,
+                                                          where: str) -> None:
+    from attacks import ATTACKS
+
+    manager = Superset(provisioned.url, MANAGER, MANAGER_PASSWORD)
+    forbidden = _forbidden(visits_db, provisioned.home)
+    ds = _dataset_id(manager, "report_visits_daily")
+    total = _sql("SUM(visits)", "n")
+    control = _chart_data(manager, ds, "full", metrics=[total], columns=["store_id"])
+    assert control.ok and {r["store_id"] for r in _rows(control)} == {MANAGER_STORE}
+    leaks, ran, why = [], [], []
+    for name, expr in ATTACKS.items():
+        for result_type in ("full", "samples", "query"):
+            if where == "metric":
+                r = _chart_data(manager, ds, result_type, metrics=[_sql(expr, "x")], columns=[])
+            else:
+                r = _chart_data(manager, ds, result_type, metrics=[total],
+                                columns=[_sql(expr, "x")])
+            leaks += [(name, result_type, s) for s in forbidden if s in r.text]
+            rows = _rows(r)
+            if result_type == "full" and r.ok and rows:
+                ran.append((name, r.text[:200]))
+            elif result_type == "full" and not any(w in r.text for w in REFUSED):
+                why.append((name, r.status_code, r.text[:200]))
+            if result_type == "samples":
+                assert {row.get("store_id") for row in rows} <= {MANAGER_STORE}, name
+    assert not leaks, leaks
+    assert not ran, f"these ran for a manager: {ran}"
+    assert not why, f"refused, but not by the database or the subquery rule: {why}"
+
+
+def test_explore_json_reaches_no_other_store(provisioned: Local, visits_db: str) -> None:
+    from attacks import ATTACKS
+
+    ds = _dataset_id(Superset(provisioned.url, MANAGER, MANAGER_PASSWORD), "report_visits_daily")
+    manager = _web_login(provisioned.url, MANAGER, MANAGER_PASSWORD)
+    forbidden = _forbidden(visits_db, provisioned.home)
+    answered, why = [], []
+    for name, expr in ATTACKS.items():
+        form = _legacy_form(ds, _sql(expr, "x"))
+        r = manager.post(f"{provisioned.url}/superset/explore_json/",
+                         data={"form_data": json.dumps(form)}, timeout=120)
+        assert not [s for s in forbidden if s in r.text], (name, r.text[:300])
+        if r.ok and r.json().get("data"):
+            answered.append(name)
+        elif not any(w in r.text for w in REFUSED):
+            why.append((name, r.status_code, r.text[:200]))
+    assert not answered, f"explore_json ran these for a manager: {answered}"
+    assert not why, f"refused, but not by the database or the subquery rule: {why}"
+    # The same endpoint still answers a plain metric: the manager's store's total.
+    r = manager.post(f"{provisioned.url}/superset/explore_json/",
+                     data={"form_data": json.dumps(_legacy_form(ds, _sql("SUM(visits)", "n")))},
+                     timeout=120)
+    assert r.ok, r.text[:300]
+    visitors = [c for c in _charts() if c["slice_name"] == "Visitors"][0]
+    (want,) = _expected(visits_db, visitors, MANAGER_STORE)[0]
+    assert r.json()["data"]["measures"] == [want]
+
+
+RELATED = ["/api/v1/dashboard/related/roles", "/api/v1/dashboard/related/owners",
+           "/api/v1/dashboard/related/created_by", "/api/v1/chart/related/owners",
+           "/api/v1/chart/related/created_by", "/api/v1/dataset/related/owners",
+           "/api/v1/dashboard/related/roles?q=(include_ids:!(1,2,3,4,5,6,7,8,9,10,11,12))"]
+
+
+def test_user_and_role_lists_name_no_other_store(provisioned: Local, visits_db: str) -> None:
+    manager = Superset(provisioned.url, MANAGER, MANAGER_PASSWORD)
+    admin = Superset(provisioned.url, "admin", ADMIN_PASSWORD)
+    forbidden = _forbidden(visits_db, provisioned.home)
+    for path in RELATED:
+        r = manager.session.get(f"{provisioned.url}{path}", timeout=60)
+        assert r.status_code == 403, (path, r.status_code)
+        assert not [s for s in forbidden if s in r.text], path
+    for path in ("/api/v1/me/", "/api/v1/me/roles/", "/api/v1/dashboard/store-audience"):
+        r = manager.session.get(f"{provisioned.url}{path}", timeout=60)
+        assert r.ok and not [s for s in forbidden if s in r.text], (path, r.text[:300])
+    # Admins keep the lists; they show the other manager, so the check above means something.
+    owners = admin.session.get(f"{provisioned.url}/api/v1/dataset/related/owners", timeout=60)
+    assert owners.ok and OTHER_MANAGER in owners.text
+    roles = admin.session.get(f"{provisioned.url}{RELATED[0]}", timeout=60)
+    assert roles.ok and forbidden[2] in roles.text and OTHER_STORE not in roles.text
+    # The same with a browser's cookie login instead of an API token.
+    related = f"{provisioned.url}/api/v1/dataset/related/owners"
+    assert _web_login(provisioned.url, MANAGER, MANAGER_PASSWORD).get(
+        related, timeout=60).status_code == 403
+    assert _web_login(provisioned.url, "admin", ADMIN_PASSWORD).get(related, timeout=60).ok
+
+
 def test_provisioning_twice_changes_nothing(provisioned: Local, visits_db: str) -> None:
     admin = Superset(provisioned.url, "admin", ADMIN_PASSWORD)
     before = _inventory(admin)
+    key = ("--role-key-file", str(provisioned.home / "role_key"))
     _cli("dashboards", "provision", "--superset-url", provisioned.url, "--user", "admin",
-         "--password", ADMIN_PASSWORD, "--db", visits_db)
+         "--password", ADMIN_PASSWORD, "--db", visits_db, *key)
     _cli("dashboards", "grant", "--user", MANAGER, "--store", MANAGER_STORE,
-         "--superset-url", provisioned.url, "--admin-password", ADMIN_PASSWORD)
+         "--superset-url", provisioned.url, "--admin-password", ADMIN_PASSWORD,
+         "--db", visits_db, *key)
     assert _inventory(admin) == before
     assert len(before["chart"]) == len(_charts())
     rules = admin.find("rowlevelsecurity")
@@ -204,9 +380,11 @@ def test_provision_errors_are_one_clear_line(provisioned: Local, visits_db: str,
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_grant_to_unknown_user_without_password_says_what_to_do(provisioned: Local) -> None:
+def test_grant_to_unknown_user_without_password_says_what_to_do(provisioned: Local,
+                                                                visits_db: str) -> None:
     r = _cli("dashboards", "grant", "--user", "nobody", "--store", "north", "--superset-url",
-             provisioned.url, "--admin-password", ADMIN_PASSWORD, check=False)
+             provisioned.url, "--admin-password", ADMIN_PASSWORD, "--role-key-file",
+             str(provisioned.home / "role_key"), "--db", visits_db, check=False)
     assert r.returncode == 2
     assert "no user 'nobody': pass --password" in r.stderr
 
@@ -249,7 +427,8 @@ def _rendered(browser: Any, n_charts: int, timeout_s: float = 90) -> dict[str, s
             if holder.find_elements(By.CSS_SELECTOR, "[role=alert], .ant-alert-error"):
                 states[name] = "error: " + holder.text.replace("\n", " ")[:200]
             elif holder.find_elements(By.CSS_SELECTOR, "canvas") or holder.find_elements(
-                    By.CSS_SELECTOR, ".header-line"):
+                    By.CSS_SELECTOR, ".header-line") or holder.find_elements(
+                    By.CSS_SELECTOR, "table tbody tr"):
                 states[name] = "rendered"
             elif "No results were returned" in holder.text:  # every cell k-suppressed
                 states[name] = "empty"
@@ -268,6 +447,16 @@ def _big_number(browser: Any, name: str) -> str:
     holder = browser.find_element(
         By.CSS_SELECTOR, f"[data-test=chart-grid-component][data-test-chart-name='{name}']")
     return holder.find_element(By.CSS_SELECTOR, ".header-line").text.strip()
+
+
+def _table_column(browser: Any, name: str) -> list[str]:
+    """The first column of a table chart, top to bottom."""
+    from selenium.webdriver.common.by import By
+
+    holder = browser.find_element(
+        By.CSS_SELECTOR, f"[data-test=chart-grid-component][data-test-chart-name='{name}']")
+    return [row.find_elements(By.CSS_SELECTOR, "td")[0].text.strip()
+            for row in holder.find_elements(By.CSS_SELECTOR, "table tbody tr")]
 
 
 @pytest.mark.parametrize("who", ["admin", "manager"])
@@ -289,6 +478,10 @@ def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: s
         visitors = [c for c in _charts() if c["slice_name"] == "Visitors"][0]
         (want,) = _expected(visits_db, visitors, store)[0]
         assert _big_number(browser, "Visitors").replace(",", "") == str(int(want))
+        # Dwell bands shortest first, as labelled in the views (no sort prefix such as "1.").
+        shown = _table_column(browser, "Dwell time")
+        assert shown == [label for _, label in DWELL_BANDS if label in shown], shown
+        assert len(shown) >= 3
         assert shot.stat().st_size > 20_000
     finally:
         browser.quit()

@@ -98,7 +98,7 @@ def test_demo_report_in_headless_chromium(demo: tuple[str, Path, str], tmp_path:
         banner = browser.find_element(By.CSS_SELECTOR, ".synthetic")
         assert banner.is_displayed() and SYNTHETIC_NOTE in banner.text
         charts = browser.find_elements(By.TAG_NAME, "img")
-        assert len(charts) == 5  # footfall, dwell bands, age, gender, emotion
+        assert len(charts) == 6  # footfall, passers-by and watchers, dwell, age, gender, emotion
         assert all(browser.execute_script("return arguments[0].naturalWidth", c) > 0
                    for c in charts)
         SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -254,6 +254,24 @@ def test_superset_environment_matches_its_config(services: dict[str, Any]) -> No
     assert "FAB_ADD_SECURITY_API = True" in config
 
 
+def test_superset_never_holds_the_superuser_password(services: dict[str, Any]) -> None:
+    """Superset's metadata and visits logins are its own roles; only the one-shot jobs that
+    migrate and provision (they create roles) use the owner's password."""
+    for name in ("superset", "superset-init"):
+        env = services[name]["environment"]
+        assert "POSTGRES_PASSWORD" not in json.dumps(env), name
+        assert env["SUPERSET_DATABASE_URL"].startswith("postgresql://superset:")
+        assert "DASHBOARDS_ROLE_KEY" in env, name
+    assert "DASHBOARDS_ROLE_KEY" in services["superset-provision"]["environment"]
+    assert "SUPERSET_DB_PASSWORD" in services["postgres"]["environment"]
+    # The store isolation hooks ship next to Superset's config in its image.
+    config = (ROOT / "deploy" / "superset" / "superset_config.py").read_text()
+    assert "DB_CONNECTION_MUTATOR = connection_mutator" in config
+    assert "FLASK_APP_MUTATOR = app_mutator" in config
+    dockerfile = (ROOT / "deploy" / "superset" / "Dockerfile").read_text()
+    assert "superset_hooks.py /app/pythonpath/superset_hooks.py" in dockerfile
+
+
 def test_prometheus_scrapes_the_workers() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
@@ -275,6 +293,11 @@ def test_pipeline_dockerfile() -> None:
     assert "FROM apache/superset:" in superset and "superset_config.py" in superset
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv*", "runs", "out", ".env"} <= ignored
+
+
+#: one-off scripts that live in experiments/, outside the package
+EXPERIMENT_MODULES = {"pilot.py", "soup.py", "tradeoff.py", "chip_framing.py",
+                      "measure_template.py", "tables.py"}
 
 
 def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
@@ -305,8 +328,16 @@ def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
                    "audience/reports/dashboards/superset.lock",
                    "audience/reports/dashboards/superset_config.py"):
         assert needed in names, needed
-    assert any(n.startswith("audience/models/weights/audience-mt") and n.endswith(".onnx")
-               for n in names)
+    # Only the weights the analyzer serves: the shipped model, its manifest, YuNet and its
+    # licence; no retired or warm-start-only model, no experiment, no evaluation output.
+    manifest = json.loads((ROOT / "models" / "weights" / "audience-mt.json").read_text())
+    assert {n for n in names if n.startswith("audience/models/weights/")} == {
+        f"audience/models/weights/{f}" for f in (manifest["file"], "audience-mt.json",
+                                                 "face_detection_yunet_2023mar.onnx",
+                                                 "YUNET_LICENSE.txt")}
+    assert not [n for n in names if n.startswith(("experiments/", "audience/models/eval/"))
+                or n.rsplit("/", 1)[-1] in EXPERIMENT_MODULES], names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the Apache-2.0 text"
     meta = wheel.read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
     heavy = [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist:")
              and re.search(r"tensorflow|tf2onnx|\bonnx\b", ln)]

@@ -1,4 +1,4 @@
-"""Hostile but fair inputs (issue 14, parts 4 and 5): each is one line and exit 2 or 3, never a
+"""Hostile but fair inputs: each is one line and exit 2 or 3, never a
 traceback, never a secret echoed, never a half-written file."""
 
 from __future__ import annotations

@@ -386,7 +386,7 @@ def test_in_masks(x: float, y: float, inside: bool) -> None:
 
 
 def test_masked_and_below_floor_faces_are_dropped_small_faces_counted_without_crop() -> None:
-    """Count first, label what you can (issue 13): a 12 px face is a visitor without a crop;
+    """Count first, label what you can: a 12 px face is a visitor without a crop;
     only a face under the detector's floor (10 working px; a 640-wide frame is detected at
     1.5x, so 6.7 frame px) or inside a mask is dropped."""
     staff, small, speck, visitor = (make_face(20, 20, 80), make_face(400, 20, 12),
@@ -574,7 +574,8 @@ def test_bundled_clip_survives_missed_detections(seed: int) -> None:
 def test_bench_camera_reports_fps() -> None:
     result = bench_camera(seconds=0.3)
     assert set(result) == {"fps", "cpu_fps", "frames", "faces_per_frame", "resolution",
-                           "threads", "work_width"}
+                           "threads", "work_width", "bodies", "bodies_per_frame"}
     assert result["resolution"] == "1280x720" and result["threads"] == 1
     assert result["frames"] >= 1 and result["fps"] > 0 and result["cpu_fps"] > 0
     assert result["faces_per_frame"] == pytest.approx(3.0, abs=0.5)
+    assert result["bodies"] and result["bodies_per_frame"] == pytest.approx(3.0, abs=0.5)

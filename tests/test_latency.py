@@ -1,4 +1,4 @@
-"""Issue 17: adaptive batching, stage timing, the worker-scaling bench and the capacity model.
+"""Adaptive batching, stage timing, the worker-scaling bench and the capacity model.
 
 Speed itself comes from `audience bench pipeline` / `audience bench workers`, never from a
 timed test: these tests check behaviour (what is polled, how long the worker is told to
@@ -139,8 +139,8 @@ def test_capacity_check_at_small_scale() -> None:
 
 
 def test_shipped_keda_settings_are_what_the_model_implies() -> None:
-    """deploy/k8s follows the capacity table for the README's chain (500 stores x 4 cameras)
-    from the measured figures shipped in deploy/capacity/."""
+    """deploy/k8s follows the capacity table for the documented chain (docs/operations.md:
+    500 stores x 4 cameras) from the measured figures shipped in deploy/capacity/."""
     p = plan(Scenario(), Measured.load(MEASURED))
     so = yaml.safe_load((ROOT / "deploy" / "k8s" / "infer-scaledobject.yaml").read_text())
     trigger = so["spec"]["triggers"][0]["metadata"]

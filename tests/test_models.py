@@ -206,16 +206,3 @@ def test_utk_training_input_equals_evaluation_input(tmp_path, monkeypatch, chann
     imgs = [cv2.imread(str(p)) for p in data.paths]
     eval_x = prepare_batch(imgs, [chip_landmarks(i, det)[0] for i in imgs], channels=channels)
     np.testing.assert_allclose(train_x, eval_x, atol=1e-5)
-
-
-@pytest.mark.parametrize("zoom, whole, top", [
-    (1.0, 0.0, 0.0),  # the chip is exactly the tight crop
-    (0.5, 0.75, 1.0),  # twice as wide: the chip fills the centre quarter
-])
-def test_chip_framing_measures_what_a_wider_crop_repeats(zoom, whole, top):
-    from audience.models.chip_framing import outside
-
-    marks = (TEMPLATE * 200).astype(np.float32)
-    got = outside((200, 200), marks, zoom)
-    assert got[0] == pytest.approx(whole, abs=0.02)
-    assert got[1] == pytest.approx(top, abs=0.02)

@@ -118,3 +118,48 @@ def test_one_label_segments_are_the_views_summed(engine: Engine, make_visit: Cal
         if label != "(suppressed)":
             want[(day, "(suppressed)")] -= n
     assert got == +want  # + drops zero counts: a day with nothing hidden has no such row
+
+
+@pytest.mark.parametrize("by", [("age_bracket", "gender"), ("emotion", "gender"),
+                                ("gender", "age_bracket", "emotion")])
+@pytest.mark.parametrize("seed", range(3))
+def test_label_combinations_lean_on_what_the_views_show(
+        engine: Engine, make_visit: Callable[..., Visit], seed: int,
+        by: tuple[str, ...]) -> None:
+    """Segments of two and three labels (chosen with every linked table of the camera-day)
+    and the views (one label, in SQL) are one publication: each day's segments add up to the
+    views' day total, a shown combination's labels are each shown by the views that day, and
+    no label's combinations add up to more than the view shows for it."""
+    from audience.reports.segments import Period, segments
+
+    with VisitSink(engine) as sink:
+        for v in _seeded(make_visit, seed) + _seeded(make_visit, seed + 50):
+            v.camera_id = "c1"  # one camera: segments' days are the views' camera-days
+            sink.add(v)
+    write_report_settings(engine, 5, False)
+    rows = segments(engine, "s1", by, Period.day, Window("UTC", FIRST, END), k=5)
+    views = {label: view for label, view in [("age_bracket", report_age_daily),
+                                             ("gender", report_gender_daily),
+                                             ("emotion", report_emotion_daily)]}
+    shown: dict[tuple[str, date], dict[Any, int]] = {}
+    with engine.connect() as conn:
+        for label, view in views.items():
+            c = view.c
+            for day, key, n in conn.execute(select(c.day, c[label], c.visits).where(
+                    c.store_id == "s1", c.day >= FIRST, c.day < END)):
+                shown.setdefault((label, day), {})[key] = n
+        d = report_visits_daily.c
+        totals = dict(conn.execute(select(d.day, d.visits).where(
+            d.store_id == "s1", d.day >= FIRST, d.day < END)).all())
+    per_day: Counter[date] = Counter()
+    per_label: Counter[tuple[str, date, str]] = Counter()
+    for row in rows:
+        per_day[row.period] += row.count
+        for label, key in zip(by, row.labels, strict=False):
+            assert key in shown.get((label, row.period), {}), (row, label)
+            per_label[(label, row.period, key)] += row.count
+    assert dict(per_day) == totals
+    if len(by) == 2:  # not vacuous (three labels of ~40 visits a day: all hidden, rightly)
+        assert any(row.labels for row in rows)
+    for (label, day, key), n in per_label.items():
+        assert n <= shown[(label, day)][key]

@@ -238,7 +238,7 @@ def test_downgrade_to_0002_and_back(engine: Engine, make_visit: MakeVisit) -> No
                                              (report_emotion_daily, "emotion")])
 def test_visits_without_a_usable_crop_are_an_unknown_share(
         engine: Engine, make_visit: MakeVisit, view: Table, label: str) -> None:
-    # Issue 13: a track without a usable crop is a visit with n_crops = 0 and no labels.
+    # A track without a usable crop is a visit with n_crops = 0 and no labels.
     _write(engine, make_visit, many(6, age=None, gender=None, emotion=None, n_crops=0,
                                     gender_score=None, emotion_scores=None)
            + many(7, gender="male", emotion="sad", age=70))

@@ -215,8 +215,9 @@ def test_cli_empty_writes_header(engine: Engine, db_url: str, make_visit: MakeVi
                "--since", "2026-01-01")
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[0] == (
-        "nothing to publish for store 'store-1', from 2026-01-01 (UTC) (stores with data: other):"
-        " no day with 5 or more visits at a camera")
+        "nothing to publish for store 'store-1', from 2026-01-01 (UTC): no visits for this store "
+        "in the database")
+    assert "other" not in res.output  # other stores' ids are not listed
     assert out.read_text() == "day,age_bracket,visits,suppressed,share,share_low,share_high\n"
 
 

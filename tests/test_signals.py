@@ -1,4 +1,4 @@
-"""Clean shutdown against a live local stream (issue 14, part 3): SIGTERM and Ctrl-C (SIGINT)
+"""Clean shutdown against a live local stream: SIGTERM and Ctrl-C (SIGINT)
 end the open tracks, label, store and exit 0 / 130; a camera worker waiting on a dead stream
 exits within a couple of seconds."""
 

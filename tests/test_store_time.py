@@ -1,4 +1,4 @@
-"""Store-local time (issue 15, item 6): a visit at 23:30 UTC lands in the store's local hour and
+"""Store-local time: a visit at 23:30 UTC lands in the store's local hour and
 day in the report, the segments and the views; stored times stay UTC."""
 
 from __future__ import annotations
@@ -114,4 +114,4 @@ def test_cli_uses_the_zone_the_views_use(engine: Engine, db_url: str,
     res = CliRunner().invoke(app, ["report", "--store", "store-1", "--db", db_url, "--out", out,
                                    "--config", str(cfg)])
     assert res.exit_code == 0 and "│ 2026-01-15 18:00 │      5 │" in res.stdout
-    assert "the dashboards in Europe/Berlin" in res.stderr
+    assert "the report_* views in Europe/Berlin" in res.stderr

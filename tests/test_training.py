@@ -85,8 +85,8 @@ def test_the_cli_offers_exactly_the_backbones_the_network_builds():
 
 
 @pytest.mark.parametrize("manifest, channels, shipped_structure", [
-    ("models/weights/audience-mt-1.1.0.json", 1, ((16, 32, 64, 128), "vgg", "flatten")),
-    ("models/weights/audience-mt-1.1.0.json", 3, ((16, 32, 64, 128), "vgg", "flatten")),
+    ("tests/data/weights/audience-mt-1.1.0.json", 1, ((16, 32, 64, 128), "vgg", "flatten")),
+    ("tests/data/weights/audience-mt-1.1.0.json", 3, ((16, 32, 64, 128), "vgg", "flatten")),
     ("models/weights/audience-mt-2.1.0.json", 3, ((32, 64, 128, 256), "vgg", "gap")),
 ], ids=["1.1.0-gray", "1.1.0-colour", "2.1.0-gap-colour"])
 def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, channels,
@@ -119,7 +119,7 @@ def test_warm_start_from_a_shipped_model_computes_what_it_computes(manifest, cha
 def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
     """Batch statistics (training mode) must give the function the calibration measured.
     Under --bf16 the calibration was once summed in bfloat16 by numpy: inference mode hid it,
-    training started from a wrecked network (stop 7)."""
+    training started from a wrecked network."""
     from audience.models.warmstart import keras_from_manifest
 
     x = np.random.default_rng(0).normal(size=(256, 48, 48, 3)).astype(np.float32)
@@ -137,7 +137,7 @@ def test_a_warm_start_under_bfloat16_computes_the_same_in_training_mode():
 
 @pytest.mark.parametrize("manifest, widths", [
     ("models/weights/audience-mt-2.1.0.json", (48, 96, 192, 384)),
-    ("models/weights/audience-mt-1.1.0.json", (16, 40, 64, 160)),
+    ("tests/data/weights/audience-mt-1.1.0.json", (16, 40, 64, 160)),
 ], ids=["2.1.0-gap", "1.1.0-flatten"])
 def test_a_widened_model_computes_what_the_narrow_one_computes(manifest, widths):
     """Net2WiderNet: new channels copy old ones and the next layer splits their weights, so
@@ -241,31 +241,6 @@ def test_model_comparison_is_paired_and_honest_about_noise():
         "only_base": 0, "only_candidate": 0}
 
 
-def test_weight_averaging_takes_the_mean_of_the_kept_epochs(tmp_path):
-    from audience.models.soup import epoch_files, mean_weights, pick
-
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    (tmp_path / "epochs").mkdir()
-    for epoch, value in [(9, 1.0), (10, 2.0), (11, 6.0)]:
-        model.set_weights([np.full(w.shape, value, np.float32) for w in model.get_weights()])
-        model.save_weights(tmp_path / "epochs" / f"epoch-{epoch:03d}.weights.h5")
-    files = epoch_files(tmp_path)
-    assert [e for e, _ in files] == [9, 10, 11]  # numeric order
-    assert [p.name for p in pick(files, last=2)] == ["epoch-010.weights.h5",
-                                                     "epoch-011.weights.h5"]
-    assert len(pick(files, last=2, first=9)) == 3
-    mean = mean_weights(model, pick(files, last=3))
-    assert all(np.allclose(w, 3.0) for w in mean)
-
-
-def test_weight_averaging_needs_two_epochs(tmp_path):
-    from audience.core.errors import InputError
-    from audience.models.soup import epoch_files, pick
-
-    with pytest.raises(InputError, match="--keep-epochs-from"):
-        pick(epoch_files(tmp_path), last=8)
-
-
 @pytest.mark.parametrize("flags, native", [
     ("fpu sse avx512f avx512_vnni avx512_bf16", True),  # AMD EPYC (Zen 4), where --bf16 was used
     ("fpu sse avx512f amx_bf16 amx_tile", True),
@@ -304,7 +279,7 @@ def test_a_flatten_head_cannot_change_its_input_side():
 
     x = np.zeros((4, 64, 64, 1), np.float32)
     with pytest.raises(InputError, match="flatten head, which fixes its input at 48x48"):
-        keras_from_manifest("models/weights/audience-mt-1.1.0.json", 1, x, size=64)
+        keras_from_manifest("tests/data/weights/audience-mt-1.1.0.json", 1, x, size=64)
 
 
 def test_a_64_pixel_model_exports_its_side_and_the_analyzer_feeds_it(tmp_path):

@@ -1,4 +1,4 @@
-"""No message stops an inference worker (issue 14, part 1): against the real broker (tansu) and
+"""No message stops an inference worker: against the real broker (tansu) and
 a real PostgreSQL. Each poison message goes to the dead-letter topic with its reason, topic,
 partition and offset, in a record that fits the broker's limit; the valid messages of the same
 batch are stored; the worker carries on. Ends with a property-based fuzz test (hypothesis)."""
@@ -125,7 +125,7 @@ def pg_url() -> Iterator[str]:
 
 
 def _hostile() -> dict[str, bytes]:
-    """The probes of issue 14 that stopped a worker or were stored instead of refused."""
+    """The probes that once stopped a worker or were stored instead of refused."""
     many = body(track(1))
     many["crops"] = many["crops"] * 400  # 400 crops, about 3.3 MB with textured crops
     big = body(track(1))

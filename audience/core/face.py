@@ -21,6 +21,7 @@ class Face:
     timestamp: float = 0.0  #: seconds since the epoch of the frame it came from
     track_id: str | None = None
     quality: float = 0.0  #: crop-ranking score (size, sharpness, frontalness)
+    frontal: bool = False  #: facing the camera (yaw and pitch within the attention limits)
     crop: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -44,6 +45,13 @@ class Track:
     ended_at: float  #: epoch seconds of the last detection
     n_detections: int
     faces: list[Face] = field(default_factory=list)
+    #: Seconds the person faced the camera; None where unknown (a message from an older camera).
+    attention_s: float | None = None
+    watcher: bool | None = None  #: attention_s reached the camera's min_attention_s
+    face_hits: int | None = None  #: frames in which a face was seen (None: unknown)
+    #: Frame time -> seconds it stands for, for each frame the person faced the camera: the
+    #: camera stage's working state (merging a face's and a body's track); never sent.
+    frontal: dict[float, float] = field(default_factory=dict, repr=False)
 
     @property
     def dwell_s(self) -> float:

@@ -6,7 +6,7 @@ crops in production. Training and serving therefore cannot drift apart.
 
 Framing: the network sees faces framed the way FER-2013 frames them (the dataset with the
 most labels). ``TEMPLATE`` holds the mean YuNet landmarks measured on FER-2013 images
-(``python -m audience.models.measure_template``), as fractions of the crop side. A face with
+(``python experiments/measure_template.py``), as fractions of the crop side. A face with
 landmarks is warped onto that template with a similarity transform; a face without
 landmarks is taken as already framed (a FER-2013 row, an ``--aligned`` crop).
 """
@@ -26,7 +26,7 @@ LUMA_BGR = np.array([0.114, 0.587, 0.299], np.float32)
 
 #: Mean five-point YuNet landmarks on FER-2013 (right eye, left eye, nose tip, right and left
 #: mouth corner, in image coordinates), as fractions of the crop side.
-#: Measured by ``python -m audience.models.measure_template`` on 4,000 Training rows (3,844 had
+#: Measured by ``python experiments/measure_template.py`` on 4,000 Training rows (3,844 had
 #: exactly one face); eye and mouth pairs symmetrised.
 TEMPLATE = np.array(
     [

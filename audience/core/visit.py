@@ -50,6 +50,10 @@ class Visit(FaceAttributes):
     track_id: str
     started_at: datetime  #: timezone-aware UTC
     ended_at: datetime
-    dwell_s: float
+    dwell_s: float  #: seconds in view, first to last sighting
     n_crops: int
     model_version: str
+    #: Seconds facing the camera (yaw and pitch within the camera's limits); None: not
+    #: measured (a camera before attention was measured).
+    attention_s: float | None = None
+    watcher: bool | None = None  #: attention_s reached the camera's min_attention_s

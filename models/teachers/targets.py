@@ -117,6 +117,46 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
             .astype(np.float32),
         }
         x = np.concatenate([x_fer[f], x_utk[u]]).astype(np.float32)
+        if cfg.wild_dirs:
+            x, y = add_wild(cfg, name, x, y)
         sets[name] = (x, y)
         log.info("%s: %d FER-2013 rows + %d UTKFace chips (teachers' targets)", name, nf, nu)
     return sets
+
+
+def add_wild(cfg: TrainConfig, split: str, x: np.ndarray, y: dict[str, np.ndarray],
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Append the faces of ``cfg.wild_dirs`` (AAF, LFW: ``models.wild``) found by the camera's
+    detector: gender always, age where the folder has it; no emotion or ethnicity target.
+    Training repeats them ``cfg.wild_repeat`` times; validation holds each once, so the
+    checkpoint is chosen on faces in the wild too."""
+    from audience.core.preprocess import to_channels
+    from audience.models.wild import load_wild, wild_crops
+
+    xs, parts = [x], {head: [t] for head, t in y.items()}
+    for directory in cfg.wild_dirs:
+        data = load_wild(directory, split)
+        crops, found = wild_crops(data, cfg.size)
+        idx = np.flatnonzero(found)
+        if split == "train" and cfg.wild_repeat > 1:
+            idx = np.tile(idx, cfg.wild_repeat)
+        if cfg.limit:
+            idx = idx[: cfg.limit]
+        n, ones = len(idx), np.ones(len(idx))
+        age = data.age[idx]
+        has_age = ~np.isnan(age)
+        xs.append(to_channels(standardize_batch(crops[idx]), cfg.channels))
+        for head, t in y.items():
+            block = np.zeros((n, t.shape[1]), np.float32)  # mask column (last) 0: no target
+            if head == "emotion":  # a valid temperature, so a masked row stays finite
+                flat = np.full((n, len(EMOTIONS)), 1 / len(EMOTIONS), np.float32)
+                block = kd_target(flat, flat, cfg.temperature, cfg.kd_alpha, np.zeros(n))
+            elif head == "gender":
+                block = _col(data.gender[idx].astype(np.float32), ones)
+            elif head == "age":
+                block = _col(np.where(has_age, age, 0.0), has_age.astype(np.float64))
+            parts[head].append(block)
+        log.info("%s: %d faces of %s (found by the camera's detector, %d distinct)", split, n,
+                 data.name, int(found.sum()))
+    return (np.concatenate(xs).astype(np.float32),
+            {head: np.concatenate(blocks).astype(np.float32) for head, blocks in parts.items()})

@@ -6,7 +6,9 @@ things are filled in here rather than written by hand:
 - the database URI (``__DATABASE_URI__``), with its password masked: Superset takes the
   password separately, so it never sits in the bundle;
 - each chart's ``query_context``, derived from its ``params``. Superset needs it to answer a
-  chart's ``/data`` endpoint; deriving it keeps the two from drifting apart.
+  chart's ``/data`` endpoint; deriving it keeps the two from drifting apart;
+- dataset column expressions that differ between PostgreSQL and SQLite (``__NAME__``
+  placeholders, ``DIALECT_SQL``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,29 @@ BUNDLE_DIR = Path(__file__).with_name("bundle")
 ROOT = "audience_dashboards"  # the one root folder the import endpoint expects in the ZIP
 DATABASE_FILE = "databases/audience.yaml"
 MASK = "XXXXXXXXXX"
+
+#: Calculated columns whose SQL differs per dialect: placeholder -> dialect -> expression.
+#: The weekday is the same day of the week in 1-7 January 2024 (Monday to Sunday) as a
+#: timestamp: a heat map sorts it as a date and labels it with '%a'.
+DIALECT_SQL = {
+    "__HOUR_OF_DAY__": {
+        "postgresql": "CAST(EXTRACT(HOUR FROM hour) AS INTEGER)",
+        "sqlite": "CAST(strftime('%H', hour) AS INTEGER)",
+    },
+    "__WEEKDAY__": {
+        "postgresql": "CAST(DATE '2024-01-01' + (CAST(EXTRACT(ISODOW FROM day) AS INTEGER) - 1)"
+                      " AS TIMESTAMP)",
+        "sqlite": "datetime('2024-01-01', '+' || ((CAST(strftime('%w', day) AS INTEGER) + 6) "
+                  "% 7) || ' days')",
+    },
+}
+
+
+def dialect_sql(expression: str | None, dialect: str) -> str | None:
+    """A dataset column's expression for ``dialect`` (placeholders filled in)."""
+    if expression in DIALECT_SQL:
+        return DIALECT_SQL[expression][dialect]
+    return expression
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +101,7 @@ def build(db_url: str, assets: dict[str, dict[str, Any]] | None = None) -> Bundl
     """The ZIP to import, pointing Superset's `audience` database at ``db_url``
     (``assets``: the bundle as ``load_assets()`` returns it, if already loaded)."""
     uri, password = superset_uri(db_url)
+    dialect = make_url(db_url).get_backend_name()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for rel, doc in (assets if assets is not None else load_assets()).items():
@@ -83,6 +109,10 @@ def build(db_url: str, assets: dict[str, dict[str, Any]] | None = None) -> Bundl
                 doc = {**doc, "sqlalchemy_uri": uri}
             elif rel.startswith("charts/"):
                 doc = {**doc, "query_context": json.dumps(query_context(doc["params"]))}
+            elif rel.startswith("datasets/"):
+                doc = {**doc, "columns": [{**c, "expression": dialect_sql(c["expression"],
+                                                                          dialect)}
+                                          for c in doc["columns"]]}
             # A fixed timestamp: writestr(name) stamps the clock, so two builds straddling a
             # second differed (a flaky test, and a bundle that is not reproducible).
             info = zipfile.ZipInfo(f"{ROOT}/{rel}", date_time=FIXED_TIME)

@@ -30,6 +30,47 @@ Password = Annotated[str, typer.Option(
     "--password", envvar="SUPERSET_ADMIN_PASSWORD", prompt=True, hide_input=True,
     help="That admin's password (or set SUPERSET_ADMIN_PASSWORD).")]
 DEFAULT_SUPERSET = "http://127.0.0.1:8088"
+RoleKeyFile = Annotated[Path, typer.Option(
+    "--role-key-file", help="File holding the role key that Superset also has (it derives "
+    "the dashboards' database logins from it). The environment variable DASHBOARDS_ROLE_KEY "
+    "wins when set. `audience dashboards serve` writes this file.")]
+DEFAULT_KEY_FILE = Path("out/superset/role_key")
+RoleKey = Annotated[str | None, typer.Option(
+    "--role-key", envvar="DASHBOARDS_ROLE_KEY", show_default=False, show_envvar=True,
+    help="The role key itself, the same value Superset has. Prefer the environment variable: "
+    "a command line is visible to other users of the machine.")]
+
+
+def role_key(key: str | None, path: Path) -> str:
+    """The role key: --role-key / DASHBOARDS_ROLE_KEY, else the file (error if neither, or
+    too short)."""
+    from audience.core.errors import InputError
+    from audience.reports.dashboards.superset_hooks import KEY_ENV
+
+    key = (key or "").strip()
+    if not key and path.is_file():
+        key = path.read_text().strip()
+    if len(key) < 16:
+        raise InputError(f"no role key of 16+ characters: set {KEY_ENV} to the value Superset "
+                         f"has, or point --role-key-file at it (a local `audience dashboards "
+                         f"serve` writes {DEFAULT_KEY_FILE})")
+    return key
+
+
+def reader_url(db: str, superset_db: str | None, key: str) -> tuple[str, str | None]:
+    """Create the dashboards' database roles (PostgreSQL) and return the URL Superset connects
+    with (the reader's login, never the --db user's) and the reader; SQLite: unchanged."""
+    from sqlalchemy import make_url
+
+    from audience.reports.dashboards.dbroles import ensure_reader
+    from audience.reports.dashboards.superset_hooks import role_password
+
+    with ready_engine(db) as engine:
+        if engine.dialect.name != "postgresql":
+            return superset_db or db, None
+        reader = ensure_reader(engine, key)
+    url = make_url(superset_db or db).set(username=reader, password=role_password(reader, key))
+    return url.render_as_string(hide_password=False), reader
 
 
 @app.command()
@@ -51,9 +92,17 @@ def provision(
     ethnicity: Annotated[bool, typer.Option(
         "--ethnicity/--no-ethnicity", help="Fill the report_ethnicity_daily view. Only where "
         "the deployment lawfully enables ethnicity inference (never in the EU).")] = False,
+    role_key_option: RoleKey = None,
+    role_key_file: RoleKeyFile = DEFAULT_KEY_FILE,
     config: ConfigOpt = None,
 ) -> None:
     """Import the dashboard bundle into Superset and create a role per store (idempotent).
+
+    On PostgreSQL it also creates the dashboards' own database logins (run it as the
+    migration user): Superset connects as ``<database>_dashboards``, which reads only the
+    ``dashboards.report_*`` views, never ``visits``; store managers' queries run as their own
+    login (``grant``). ``--db``'s password never reaches Superset. SQLite has no roles: its
+    dashboards are for admins only.
 
     Writes the report settings (k, ethnicity) and the stores' time zones (report.timezones)
     into the visits database, imports the
@@ -79,9 +128,16 @@ def provision(
         write_store_time_zones(engine, cfg.timezones)
 
     sup = Superset(superset_url, user, password)
-    result = run_provision(sup, superset_db or db, stores)
+    postgres = parse_url(db).get_backend_name() == "postgresql"
+    key = role_key(role_key_option, role_key_file) if postgres else None
+    target, reader = reader_url(db, superset_db, key) if key else (superset_db or db, None)
+    result = run_provision(sup, target, stores, key)
+    roles = (", ".join(result.store_roles) or "none (no stores yet)") if postgres else (
+        "none (SQLite has no database roles: admins only)")
     typer.echo(f"provisioned {result.charts} charts on {len(result.datasets)} k-suppressed views"
-               f" (k={k}); store roles: {', '.join(result.store_roles) or 'none (no stores yet)'}")
+               f" (k={k}); store roles: {roles}")
+    if reader:
+        typer.echo(f"Superset reads as database role {reader} (every store, for admins only)")
     typer.echo(f"dashboard: {result.dashboard_url}")
 
 
@@ -89,6 +145,7 @@ def provision(
 def grant(
     user: Annotated[str, typer.Option("--user", help="The store manager's Superset user.")],
     store: Annotated[str, typer.Option("--store", help="The store they may see.")],
+    db: DbUrl = DEFAULT_URL,
     password: Annotated[str | None, typer.Option(
         "--password", help="Create the user with this password if missing (or reset it).")]
     = None,
@@ -100,15 +157,51 @@ def grant(
     admin_password: Annotated[str, typer.Option(
         "--admin-password", envvar="SUPERSET_ADMIN_PASSWORD", prompt=True, hide_input=True,
         help="That admin's password.")] = "",
+    role_key_option: RoleKey = None,
+    role_key_file: RoleKeyFile = DEFAULT_KEY_FILE,
 ) -> None:
-    """Let a store manager see one store: the store's role (row-level security) plus Gamma."""
+    """Let a store manager see one store: Gamma, the store's Superset role, and their own
+    PostgreSQL login that sees only that store (run with the migration user's --db)."""
+    from audience.reports.dashboards.dbroles import grant_stores
+    from audience.reports.dashboards.provision import check_stores, check_user
     from audience.reports.dashboards.provision import grant as run_grant
-    from audience.reports.dashboards.provision import role_name
 
+    check_stores([store])
     sup = Superset(superset_url, admin_user, admin_password)
-    done = run_grant(sup, user, store, password=password, email=email)
-    typer.echo(f"{done} user {user!r}: roles Gamma + {role_name(store)} (sees store {store!r} "
-               "only)")
+    check_user(sup, user, password)
+    key = role_key(role_key_option, role_key_file)
+    with ready_engine(db) as engine:
+        role = grant_stores(engine, user, [store], key)
+    done = run_grant(sup, user, store, key, password=password, email=email)
+    typer.echo(f"{done} user {user!r}: Gamma + the role of store {store!r}; their queries run "
+               f"as database role {role}, which sees that store only")
+
+
+@app.command()
+def bench(
+    store: Annotated[str, typer.Option("--store", help="The store a throwaway manager sees.")],
+    db: DbUrl = DEFAULT_URL,
+    runs: Annotated[int, typer.Option("--runs", min=3, help="Timed runs per query.")] = 20,
+    role_key_option: RoleKey = None,
+    role_key_file: RoleKeyFile = DEFAULT_KEY_FILE,
+) -> None:
+    """Measure what store isolation costs the dashboard's queries (PostgreSQL, as the owner).
+
+    Median ms per query as the owner on the public views and as a manager's own role on the
+    isolated views, and with a new connection per query as Superset makes them.
+    """
+    from audience.reports.dashboards.bench import isolation_cost
+    from audience.reports.dashboards.provision import check_stores
+
+    check_stores([store])
+    key = role_key(role_key_option, role_key_file)
+    with ready_engine(db) as engine:
+        result = isolation_cost(engine, store, key, runs)
+    typer.echo(f"{'query':<18} {'rows':>5} {'owner ms':>9} {'manager ms':>11} "
+               f"{'+connect ms':>12} same")
+    for name, r in result.items():
+        typer.echo(f"{name:<18} {int(r['rows']):>5} {r['owner_ms']:>9} {r['manager_ms']:>11} "
+                   f"{r['manager_new_connection_ms']:>12} {'yes' if r['same_rows'] else 'NO'}")
 
 
 @app.command()

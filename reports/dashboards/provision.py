@@ -1,9 +1,12 @@
 """Provision Superset: import the bundle, then one role per store with row-level security.
 
 A store manager gets two roles: Superset's built-in ``Gamma`` (can open dashboards and charts,
-no SQL Lab, no data by itself) and ``audience-store:<store>``, which grants read access to the
-report datasets and carries a row-level-security filter ``store_id = '<store>'``. So the same
-dashboard shows each manager only their own store. Admins see every store.
+no SQL Lab, no data by itself) and the store's role (``superset_hooks.store_role``: a name
+that does not show the store), which grants read access to the report datasets and carries a
+row-level-security filter ``store_id = '<store>'``. That filter keys Superset's caches and
+filters the queries Superset writes; the isolation itself is the database's: a manager's
+queries run as their own PostgreSQL role (``dbroles``), which sees only their stores.
+Admins see every store.
 
 Everything is idempotent: the bundle overwrites by uuid, roles and filters are looked up by
 name and updated in place, a user's other roles are kept.
@@ -19,12 +22,14 @@ from audience.core.ids import RULE as ID_RULE
 from audience.core.ids import is_valid_id
 from audience.reports.dashboards.bundle import build, dataset_tables, load_assets
 from audience.reports.dashboards.client import Superset, SupersetError
+from audience.reports.dashboards.superset_hooks import store_role
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "audience"
-ROLE_PREFIX = "audience-store:"
 BASE_ROLE = "Gamma"
+LEGACY_PREFIX = "audience-store:"  # earlier role names, which carried the store id
+MANAGER_LAST_NAME = "store manager"  # never the store: user lists must not name stores
 
 
 @dataclass
@@ -32,11 +37,7 @@ class Provisioned:
     dashboard_url: str
     charts: int
     datasets: dict[str, int]  #: view name -> Superset dataset id
-    store_roles: list[str] = field(default_factory=list)
-
-
-def role_name(store: str) -> str:
-    return f"{ROLE_PREFIX}{store}"
+    store_roles: list[str] = field(default_factory=list)  #: the stores given a role
 
 
 def rls_clause(store: str) -> str:
@@ -85,14 +86,21 @@ def _one(items: list[dict[str, Any]], key: str, value: object) -> dict[str, Any]
 
 
 def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int],
-                      permission_ids: list[int]) -> int:
+                      permission_ids: list[int], key: str) -> int:
     """Create or update the store's role and its row-level-security filter; return the role id.
 
     ``permission_ids``: ``_access_permissions`` of the datasets, the same for every store.
+    ``key``: the role key (the role's name is derived from it and the store).
     """
     clause = rls_clause(store)
-    name = role_name(store)
-    role = _one(sup.find("security/roles"), "name", name)
+    name = store_role(store, key)
+    roles = sup.find("security/roles")
+    role = _one(roles, "name", name)
+    legacy = _one(roles, "name", f"{LEGACY_PREFIX}{store}")
+    if role is None and legacy is not None:  # a name that showed the store: rename it
+        sup.call("PUT", f"/api/v1/security/roles/{legacy['id']}", json={"name": name},
+                 doing=f"renaming the role of store {store}")
+        role = legacy
     role_id = role["id"] if role else sup.call(
         "POST", "/api/v1/security/roles/", json={"name": name}, doing=f"creating role {name}")["id"]
     sup.call("POST", f"/api/v1/security/roles/{role_id}/permissions",
@@ -112,8 +120,10 @@ def ensure_store_role(sup: Superset, store: str, dataset_ids: dict[str, int],
     return role_id
 
 
-def provision(sup: Superset, db_url: str, stores: list[str]) -> Provisioned:
-    """Import the bundle (pointing at ``db_url``) and create a role for each store."""
+def provision(sup: Superset, db_url: str, stores: list[str],
+              key: str | None = None) -> Provisioned:
+    """Import the bundle (pointing at ``db_url``) and create a role for each store (none
+    without a role key: a database without store isolation is for admins only)."""
     check_stores(stores)
     assets = load_assets()
     bundle = build(db_url, assets)
@@ -121,22 +131,32 @@ def provision(sup: Superset, db_url: str, stores: list[str]) -> Provisioned:
     datasets = _datasets(sup, dataset_tables(assets))
     permissions = _access_permissions(sup, datasets)
     for store in stores:
-        ensure_store_role(sup, store, datasets, permissions)
-        log.info("store role %s: row-level security store_id = %r", role_name(store), store)
+        if key is None:
+            break
+        ensure_store_role(sup, store, datasets, permissions, key)
+        log.info("store role %s: row-level security store_id = %r", store_role(store, key),
+                 store)
     charts = sum(1 for rel in assets if rel.startswith("charts/"))
     dash = next(d for rel, d in assets.items() if rel.startswith("dashboards/"))
     return Provisioned(f"{sup.url}/superset/dashboard/{dash['slug']}/", charts, datasets,
-                       [role_name(s) for s in stores])
+                       list(stores) if key else [])
 
 
-def grant(sup: Superset, user: str, store: str, password: str | None = None,
+def check_user(sup: Superset, user: str, password: str | None) -> None:
+    """Error unless ``user`` exists or will be created (before anything changes)."""
+    if not password and _one(sup.find("security/users"), "username", user) is None:
+        raise SupersetError(f"Superset has no user {user!r}: pass --password to create one")
+
+
+def grant(sup: Superset, user: str, store: str, key: str, password: str | None = None,
           email: str | None = None) -> str:
     """Give ``user`` the store's role (creating the user when a password is given).
 
+    The database side (the user's own PostgreSQL role) is ``dbroles.grant_stores``.
     Returns "created" or "updated".
     """
     datasets = _datasets(sup, dataset_tables())
-    role_id = ensure_store_role(sup, store, datasets, _access_permissions(sup, datasets))
+    role_id = ensure_store_role(sup, store, datasets, _access_permissions(sup, datasets), key)
     roles = {r["name"]: r["id"] for r in sup.find("security/roles")}
     if BASE_ROLE not in roles:
         raise SupersetError(f"Superset has no {BASE_ROLE} role: run `superset init` there")
@@ -145,7 +165,8 @@ def grant(sup: Superset, user: str, store: str, password: str | None = None,
         if not password:
             raise SupersetError(f"Superset has no user {user!r}: pass --password to create one")
         sup.call("POST", "/api/v1/security/users/", doing=f"creating user {user}", json={
-            "username": user, "password": password, "first_name": user, "last_name": store,
+            "username": user, "password": password, "first_name": user,
+            "last_name": MANAGER_LAST_NAME,
             "email": email or f"{user}@users.invalid", "active": True,
             "roles": [roles[BASE_ROLE], role_id]})
         return "created"
@@ -153,6 +174,8 @@ def grant(sup: Superset, user: str, store: str, password: str | None = None,
     body: dict[str, Any] = {"roles": sorted(current | {roles[BASE_ROLE], role_id})}
     if password:
         body["password"] = password
+    if found.get("last_name") == store:  # set so by earlier versions: it showed the store
+        body["last_name"] = MANAGER_LAST_NAME
     sup.call("PUT", f"/api/v1/security/users/{found['id']}", json=body,
-             doing=f"giving {user} the role {role_name(store)}")
+             doing=f"giving {user} the role of store {store}")
     return "updated"

@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from audience.reports.dashboards.client import SupersetError
+from audience.reports.dashboards.superset_hooks import KEY_ENV
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,18 @@ class Local:
     def bin(self, name: str) -> Path:
         return self.venv / "bin" / name
 
+    def role_key(self) -> str:
+        """The role key (superset_hooks): DASHBOARDS_ROLE_KEY, else ``home/role_key``,
+        generated once; `dashboards provision` and `grant` read the same file."""
+        if os.environ.get(KEY_ENV):
+            return os.environ[KEY_ENV]
+        key_file = self.home / "role_key"
+        if not key_file.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_hex(32))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
     def env(self) -> dict[str, str]:
         self.home.mkdir(parents=True, exist_ok=True)
         key_file = self.home / "secret_key"
@@ -56,7 +69,7 @@ class Local:
             key_file.write_text(secrets.token_urlsafe(42))
             key_file.chmod(0o600)
         meta = self.metadata_url or f"sqlite:///{(self.home / 'superset.db').resolve()}"
-        return {**os.environ, "SUPERSET_CONFIG_PATH": str(CONFIG),
+        return {**os.environ, KEY_ENV: self.role_key(), "SUPERSET_CONFIG_PATH": str(CONFIG),
                 "SUPERSET_SECRET_KEY": key_file.read_text().strip(),
                 "SUPERSET_DATABASE_URL": meta, "SUPERSET_HOME": str(self.home.resolve()),
                 "FLASK_APP": "superset"}

@@ -19,3 +19,17 @@ FEATURE_FLAGS = {"DASHBOARD_NATIVE_FILTERS": True}
 # The embedded pipeline writes SQLite; a local Superset may chart it. Only admins can add
 # databases, and this Superset listens on loopback only.
 PREVENT_UNSAFE_DB_CONNECTIONS = False
+
+# Store isolation (superset_hooks.py, next to this file): a store manager's queries run as
+# their own PostgreSQL role, which sees only their stores; user and role lists are admin-only.
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from superset_hooks import (  # type: ignore[import-not-found]  # noqa: E402
+    app_mutator,
+    connection_mutator,
+)
+
+DB_CONNECTION_MUTATOR = connection_mutator
+FLASK_APP_MUTATOR = app_mutator

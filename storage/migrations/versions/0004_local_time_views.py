@@ -35,7 +35,7 @@ Suppression, with k from report_settings; a partition is one (store, camera, loc
 
 Every figure ``audience report`` and ``audience segments`` publish is a sum of cells with this
 grain and these rules (``storage.published``), so no output can be subtracted from another to
-reveal a hidden cell: see README, "Privacy by design".
+reveal a hidden cell: see docs/operations.md, "Privacy: the k-anonymity threat model".
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """How much of an aligned crop the UTKFace chips can fill, per framing.
 
-``python -m audience.models.chip_framing`` aligns a sample of chips the way training does
+``python experiments/chip_framing.py`` aligns a sample of chips the way training does
 (YuNet landmarks onto ``preprocess.TEMPLATE``), at the shipped framing (zoom 1.0) and at wider
 ones (zoom below 1: the template shrunk about the crop's centre, so the crop shows what is
 around the face), and prints the share of each crop that falls outside the 200x200 chip. The
 warp fills that share by repeating the chip's edge: a network trained on such crops learns
 nothing about hair or shoulders there, and meets real pixels at the camera instead.
 
-Measured for issue 12's last lever (a wider crop for the demographic network, "so it sees the
-hair"): the model card's section on stop 13 quotes the table.
+Measured for the last lever tried on the demographic heads (a wider crop, "so it sees the
+hair"): experiments/demographics.md quotes the table.
 """
 
 from __future__ import annotations

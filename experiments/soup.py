@@ -8,7 +8,7 @@ where ``models.compare`` prefers it on the validation splits.
 
 ``audience train --keep-epochs-from N`` saves ``<run>/epochs/epoch-NNN.weights.h5``; then::
 
-    python -m audience.models.soup runs/mt-2.2 --last 8
+    python experiments/soup.py runs/mt-2.2 --last 8
 
 writes ``<run>/soup-last8.keras`` (export it with ``audience export``). The validation
 score of the mean and of the run's best epoch are printed side by side.

@@ -1,7 +1,7 @@
 """Measure the FER-2013 framing: mean YuNet landmarks on Training rows, as crop fractions.
 
-``python -m audience.models.measure_template --csv ../shared/datasets/fer2013/fer2013.csv.gz``
-prints the array to paste into ``models.preprocess.TEMPLATE``.
+``python experiments/measure_template.py --csv ../shared/datasets/fer2013/fer2013.csv.gz``
+prints the array to paste into ``audience.core.preprocess.TEMPLATE``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input-size pilot (issue 12, item 3): does a larger colour face help age, gender and
+"""Input-size pilot: does a larger colour face help age, gender and
 ethnicity, at equal training time?
 
 Each arm trains one network (the ``vgg2`` variant of the shipped network: widths 32-256, GAP
@@ -8,12 +8,12 @@ on the de-duplicated UTKFace training split only, at one input size, for the sam
 ran while it was quiet), with a cosine learning rate that reaches 0 when the budget is spent.
 Each arm is then measured on the UTKFace validation splits (combined and crop_part1's, both
 de-duplicated), never on a test split. Speed is not timed here (a pilot shares the machine):
-``python -m audience.models.tradeoff --only vgg2-32-256-gap --size N`` times each input.
+``python experiments/tradeoff.py --only vgg2-32-256-gap --size N`` times each input.
 
-    python -m audience.models.pilot --size 48 --size 64 --cpu-minutes 20 --json runs/pilot.json
+    python experiments/pilot.py --size 48 --size 64 --cpu-minutes 20 --json runs/pilot.json
 
 A pilot, not a model: one seed, no teachers, no FER-2013; it says which input to spend the
-next full training run on. Figures go to the model card's architecture table.
+next full training run on. Figures go to experiments/architecture.md.
 """
 
 from __future__ import annotations

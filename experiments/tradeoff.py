@@ -1,10 +1,10 @@
 """Speed side of the backbone trade-off: ONNX Runtime faces/s of candidate backbones.
 
-``python -m audience.models.tradeoff`` builds each candidate (untrained: speed does not depend on
+``python experiments/tradeoff.py`` builds each candidate (untrained: speed does not depend on
 the weights), exports it exactly as ``models.export`` does and times batch 64 with all four heads;
 ``--int8`` also times it quantized as ``models.quantize`` does (calibrated on random inputs:
 the speed of int8 kernels does not depend on the ranges). Accuracy needs a training run per
-candidate; the model card pairs both where measured.
+candidate; experiments/architecture.md pairs both where measured.
 """
 
 from __future__ import annotations

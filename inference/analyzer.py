@@ -14,6 +14,7 @@ import numpy as np
 
 from audience.core.errors import WeightsError
 from audience.core.preprocess import prepare_batch, to_channels
+from audience.core.shares import gender_min_age
 from audience.core.visit import FaceAttributes, age_bracket
 from audience.core.weights import WEIGHTS_DIR, sha256
 from audience.inference.config import AnalyzerConfig, AttributePolicy
@@ -90,9 +91,8 @@ class FaceAnalyzer:
         self._outputs = self.policy.enabled()
         if not self._outputs:
             raise ValueError("the attribute policy enables no attribute: enable at least one")
-        rule = self.config.gender_min_age
-        self.gender_min_age = float(self.manifest.get("gender_min_age", 0) if rule is None
-                                    else rule)
+        # configured, else the manifest's, else 13 (core.shares.GENDER_MIN_AGE)
+        self.gender_min_age = gender_min_age(self.manifest, self.config.gender_min_age)
         self._run = list(self._outputs)
         if self.policy.gender and self.gender_min_age > 0 and "age" not in self._run:
             self._run.append("age")

@@ -47,8 +47,9 @@ class AnalyzerConfig(Strict):
         "(the shipped 2.4.0: no; the model card says why).")
     crops_per_visit: int = Field(
         5, ge=1, le=50, description="Best crops analysed per track; their results are averaged.")
+    # 13 where the manifest sets no age: gender on children is the model's known gap.
     gender_min_age: float | None = Field(
         None, ge=0, le=100, description="No gender for a face or visitor whose estimated age is "
         "under this many years: reported as unknown. Default: the age the model's manifest "
         "sets (`gender_min_age`, chosen where its gender accuracy in the wild falls; the model "
-        "card gives the figures); 0 turns the rule off.")
+        "card gives the figures), else 13; 0 turns the rule off.")

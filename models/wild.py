@@ -143,7 +143,7 @@ def gender_by_band(true_gender: np.ndarray, pred_gender: np.ndarray,
 
 
 def evaluate_wild(directory: str | Path, split: str = "val",
-                  weights: str | Path | None = None) -> dict:
+                  weights: str | Path | None = None, face_px: int | None = None) -> dict:
     """Gender (and age where the folder has it) on one split's faces, found by the product's
     own detector: accuracy, the female share against the truth, accuracy by true and by
     predicted age band (the rule that withholds children's gender is chosen from the latter)."""
@@ -154,13 +154,19 @@ def evaluate_wild(directory: str | Path, split: str = "val",
     idx = np.flatnonzero(found)
     analyzer = load_analyzer("age,gender", weights=weights)
     images = [cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR) for i in idx]
-    attrs = analyzer.analyze(images, [marks[i] for i in idx])
+    lms = [marks[i] for i in idx]
+    if face_px:  # as a distant camera sees them (models.face_px)
+        from audience.models.face_px import shrink_faces
+
+        shrunk, lms = shrink_faces([im for im in images if im is not None], lms, face_px)
+        images = list(shrunk)
+    attrs = analyzer.analyze(images, lms)
     p_female = np.array([a.p_female for a in attrs], np.float64)
     pred = (p_female >= 0.5).astype(np.int64)
     age_pred = np.array([a.age for a in attrs], np.float64)
     truth, age_true = data.gender[idx], data.age[idx]
     out: dict = {
-        "dataset": data.name, "split": split, "model": analyzer.version,
+        "dataset": data.name, "split": split, "model": analyzer.version, "face_px": face_px,
         "n": len(data.paths), "found": len(idx),
         "gender_accuracy": round(float((pred == truth).mean()), 4),
         "female_share_true": round(float(truth.mean()), 4),

@@ -237,7 +237,7 @@ def segments_command(
     if csv_path is not None:
         write_csv(rows, dims, period, csv_path)
     if png_path is not None:
-        write_png(rows, k, png_path, title)
+        write_png(rows, k, png_path, title, dims)
     if not rows:
         typer.echo(f"nothing to publish for store {store!r}, {where}: " + (
             f"no day with {k} or more visits at a camera" if known

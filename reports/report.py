@@ -23,7 +23,9 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from audience.core.files import atomic_write_text
+from audience.core.shares import HeadShares
 from audience.core.visit import AGE_BRACKETS
+from audience.reports import intervals
 from audience.storage.db import storage_errors
 from audience.storage.published import (
     UNKNOWN,
@@ -169,14 +171,33 @@ def nothing_note(k: int) -> str:
             "(or none at all).")
 
 
+def report_shares(report: Report) -> dict[str, HeadShares]:
+    """Corrected shares with intervals, from the published cells of each labelled breakdown
+    (``reports.intervals``), keyed by breakdown title."""
+    matrices = intervals.manifest_confusions()
+    ages = intervals.head_shares(report.age, "age_bracket", matrices)
+    return {"Age brackets": ages,
+            "Gender": intervals.head_shares(report.gender, "gender", matrices, ages),
+            "Emotion": intervals.head_shares(report.emotion, "emotion", matrices)}
+
+
+def _estimated(shares: HeadShares | None, label: str) -> str:
+    est = shares.get(label) if shares else None
+    return est.text() if est and est.count else ""
+
+
 def _table(title: str, p: Published, order: tuple[str, ...] = (), unknown: bool = True,
-           ) -> Table:
+           shares: HeadShares | None = None) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("group")
     table.add_column("visits", justify="right")
     table.add_column("share", justify="right")
+    if shares is not None:
+        table.add_column(f"of labelled, corrected ({shares.level:.0%} interval)",
+                         justify="right")
     for label, n in rows(p, order, unknown):
-        table.add_row(escape(label), str(n), share(n, p.total))
+        extra = [_estimated(shares, label)] if shares is not None else []
+        table.add_row(escape(label), str(n), share(n, p.total), *extra)
     return table
 
 
@@ -219,9 +240,12 @@ def render_table(report: Report) -> str:
                              (WATCHER, "not watching")))
         console.print(ATTENTION_NOTE, markup=False)
     console.print(_table("Dwell time", report.dwell, BANDS, unknown=False))
-    console.print(_table("Age brackets", report.age, AGE_BRACKETS))
-    console.print(_table("Gender", report.gender))
-    console.print(_table("Emotion", report.emotion))
+    shares = report_shares(report)
+    console.print(_table("Age brackets", report.age, AGE_BRACKETS, shares=shares["Age brackets"]))
+    console.print(_table("Gender", report.gender, shares=shares["Gender"]))
+    console.print(_table("Emotion", report.emotion, shares=shares["Emotion"]))
+    for line in intervals.notes(list(shares.values())):
+        console.print(line, markup=False)
     console.print(footer(report.k), markup=False)
     return out.getvalue()
 
@@ -232,8 +256,11 @@ GREY = "#B0B0B0"  # unknown and suppressed bars: shares, not groups of people
 
 
 def bar_png(title: str, labels: list[str], counts: list[int], rotate: bool = False,
-            grey: frozenset[str] = frozenset({UNKNOWN, SUPPRESSED})) -> bytes:
-    """A bar chart as PNG bytes; bars labelled in ``grey`` are drawn grey."""
+            grey: frozenset[str] = frozenset({UNKNOWN, SUPPRESSED}),
+            shares: HeadShares | None = None) -> bytes:
+    """A bar chart as PNG bytes; bars labelled in ``grey`` are drawn grey. With ``shares``,
+    each labelled bar gets the corrected estimate in visits (its share of the labelled
+    visits) as a black mark with its interval as an error bar."""
     fig = Figure(figsize=(7, 3.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # explicit Agg: no display, thread-safe, no pyplot global state
     ax = fig.add_subplot()
@@ -246,7 +273,19 @@ def bar_png(title: str, labels: list[str], counts: list[int], rotate: bool = Fal
         step = max(1, len(labels) // 24)  # a week of hours: label every few bars only
         ax.set_xticks(list(xs)[::step], labels[::step], rotation=60 if rotate else 0,
                       ha="right" if rotate else "center", fontsize=8)
-        ax.set_ylim(bottom=0, top=max(counts) * 1.15)
+        top = float(max(counts))
+        marks = [(x, e) for x, lb in zip(xs, labels, strict=True)
+                 if shares is not None and (e := shares.get(lb)) is not None and e.count]
+        if shares is not None and marks:
+            n = shares.n
+            ax.errorbar([x for x, _ in marks], [e.share * n for _, e in marks], fmt="D",
+                        color="black", markersize=4, capsize=4,
+                        yerr=[[(e.share - e.low) * n for _, e in marks],
+                              [(e.high - e.share) * n for _, e in marks]],
+                        label=f"corrected, {shares.level:.0%} interval")
+            ax.legend(fontsize=7, loc="upper right")
+            top = max(top, *(e.high * n for _, e in marks))
+        ax.set_ylim(bottom=0, top=top * 1.15)
     else:
         ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
                 transform=ax.transAxes)
@@ -305,6 +344,7 @@ def _plots(report: Report) -> list[str]:
     out = [_img(hour_title, bar_png(
         hour_title, [f"{h:%H:00}" if one_day else f"{h:%m-%d %H:00}" for h in hours], counts,
         rotate=True))]
+    shares = report_shares(report)
     if report.attention is not None:
         watchers = report.watchers_by_hour
         title = f"Passers-by and watchers per hour ({tz})"
@@ -317,8 +357,11 @@ def _plots(report: Report) -> list[str]:
             ("Gender", report.gender, (), False), ("Emotion", report.emotion, (), True)):
         labelled = rows(p, order, unknown=p is not report.dwell)
         out.append(_img(title, bar_png(title, [lb for lb, _ in labelled],
-                                       [n for _, n in labelled], rotate)))
-        cells = "".join(f"<td>{html.escape(lb)} {n} ({share(n, p.total)})</td>"
+                                       [n for _, n in labelled], rotate,
+                                       shares=shares.get(title))))
+        est = {lb: _estimated(shares.get(title), lb) for lb, _ in labelled}
+        cells = "".join(f"<td>{html.escape(lb)} {n} ({share(n, p.total)})"
+                        + (f"; corrected {html.escape(est[lb])}" if est[lb] else "") + "</td>"
                         for lb, n in labelled)
         out.append(f'<table class="shares"><tr>{cells}</tr></table>')
     return out
@@ -358,6 +401,8 @@ def write_html(report: Report, path: str | Path) -> Path:
 {_synthetic_banner(report)}<table>{summary}</table>
 {"" if report.total else f'<p class="note">{esc(nothing_note(report.k))}</p>'}
 {chr(10).join(_plots(report))}
+<p class="note">{"<br>".join(map(esc, intervals.notes(list(report_shares(report).values()))))}
+Black marks on a bar: the corrected number of visits, with its interval.</p>
 <p class="note">{esc(ATTENTION_NOTE)}</p>
 <p class="note">{esc(footer(report.k))} Grey bars are shares, not groups: visits without a
 label, and hidden cells added up. An hour without a bar is hidden (see above) or had no

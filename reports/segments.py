@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -30,7 +31,9 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine
 
 from audience.core.files import atomic_write, atomic_write_bytes
+from audience.core.shares import Share
 from audience.core.visit import AGE_BRACKETS
+from audience.reports import intervals
 from audience.storage.published import UNKNOWN, Published, Window, daily
 
 DIMENSIONS = ("age_bracket", "gender", "emotion", "looked")  # looked: watcher or not
@@ -103,6 +106,30 @@ def cell_text(row: SegmentRow) -> str:
     return str(row.count)
 
 
+ShareKey = tuple[date | None, tuple[str, ...]]
+
+
+def row_shares(rows: list[SegmentRow], by: tuple[str, ...], whole: bool = False,
+               ) -> dict[ShareKey, Share]:
+    """Each shown, fully labelled segment's corrected share of its period's labelled shown
+    visits, with its interval (``reports.intervals``): computed from the published rows only.
+    ``whole``: one share per segment over all periods together (key period None)."""
+    matrices = intervals.manifest_confusions()
+    groups: dict[date | None, dict[tuple[str, ...], int]] = defaultdict(dict)
+    for row in rows:
+        if not row.suppressed:
+            cells = groups[None if whole else row.period]
+            cells[row.labels] = cells.get(row.labels, 0) + row.count
+    out: dict[ShareKey, Share] = {}
+    for period, cells in groups.items():
+        est = intervals.segment_shares(cells, by, matrices)
+        for labels in cells:
+            share = est.get(" / ".join(labels))
+            if share is not None and share.count:
+                out[(period, labels)] = share
+    return out
+
+
 def _labels(row: SegmentRow, n_dims: int) -> tuple[str, ...]:
     return row.labels if not row.suppressed else (f"({SUPPRESSED})",) + ("",) * (n_dims - 1)
 
@@ -124,26 +151,38 @@ def render_table(rows: list[SegmentRow], by: tuple[str, ...], period: Period, k:
     for d in by:
         table.add_column(d.replace("_", " "))
     table.add_column("visits", justify="right")
+    table.add_column("of labelled, corrected (90%)", justify="right")
+    shares = row_shares(rows, by)
     for row in rows:
+        share = shares.get((row.period, row.labels)) if not row.suppressed else None
         table.add_row(row.period.isoformat(), *map(escape, _labels(row, len(by))),
-                      cell_text(row))
+                      cell_text(row), share.text() if share else "")
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None, force_terminal=False)
     console.print(title, markup=False, emoji=False)  # a store id is text, not markup
     console.print(table)
+    console.print(intervals.segment_note(by, intervals.manifest_confusions()), markup=False)
     console.print(footer(k), markup=False)
     return out.getvalue()
 
 
 def write_csv(rows: list[SegmentRow], by: tuple[str, ...], period: Period, path: Path) -> Path:
-    """period, dimensions..., visits, suppressed; the suppressed row has empty labels.
+    """period, dimensions..., visits, suppressed, then the corrected share of the period's
+    labelled visits and its 90% interval (fractions; empty for the suppressed row and
+    segments with an unknown label); the suppressed row has empty labels.
     Written whole or not at all (a temporary file, then renamed)."""
+    shares = row_shares(rows, by)
+
     def write(f: io.TextIOBase) -> None:
         w = csv.writer(f)
-        w.writerow([period.value, *by, "visits", "suppressed"])
+        w.writerow([period.value, *by, "visits", "suppressed", "share", "share_low",
+                    "share_high"])
         for row in rows:
             labels = row.labels if not row.suppressed else ("",) * len(by)
-            w.writerow([row.period.isoformat(), *labels, row.count, str(row.suppressed).lower()])
+            share = shares.get((row.period, row.labels)) if not row.suppressed else None
+            est = [f"{v:.4f}" for v in (share.share, share.low, share.high)] if share else [""] * 3
+            w.writerow([row.period.isoformat(), *labels, row.count, str(row.suppressed).lower(),
+                        *est])
 
     return atomic_write(path, write, newline="")
 
@@ -154,10 +193,11 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf", "#393b79", "#637939")  # tab10 without its grey, and two more
 
 
-def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
+def figure(rows: list[SegmentRow], k: int, title: str, by: tuple[str, ...] = ()) -> Figure:
     """The rows as a stacked bar chart: one bar per period, one colour per segment (the
     biggest TOP by name, the other shown ones summed), suppressed cells summed in grey. It
-    draws exactly the published figures of the table."""
+    draws exactly the published figures of the table. With ``by`` (the rows' dimensions), a
+    second panel shows the named segments' corrected shares with their intervals."""
     names: dict[tuple[str, ...], int] = defaultdict(int)
     for row in rows:
         if not row.suppressed:
@@ -176,9 +216,9 @@ def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
             other[i] += row.count
     if any(other):
         series["other segments"] = other
-    fig = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(9, 7), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax, ax_shares = fig.subplots(2, 1, height_ratios=(2, 1))
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("visits")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -198,11 +238,34 @@ def figure(rows: list[SegmentRow], k: int, title: str) -> Figure:
     else:
         ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
                 transform=ax.transAxes)
+    _share_panel(ax_shares, rows, top, by)
     return fig
 
 
-def write_png(rows: list[SegmentRow], k: int, path: Path, title: str) -> Path:
+def _share_panel(ax: Axes, rows: list[SegmentRow], top: list[tuple[str, ...]],
+                 by: tuple[str, ...]) -> None:
+    """The named segments' corrected shares of all labelled shown visits, with 90% error
+    bars (``row_shares``, whole window)."""
+    shares = row_shares(rows, by, whole=True) if top and by else {}
+    shown = [(key, shares[(None, key)]) for key in top if (None, key) in shares]
+    ax.set_title("Share of labelled visits, whole period (corrected, 90% interval)",
+                 fontsize=9)
+    if not shown:
+        ax.set_axis_off()
+        return
+    ys = list(range(len(shown)))[::-1]
+    mids = [100 * s.share for _, s in shown]
+    ax.errorbar(mids, ys, fmt="D", color="black", markersize=4, capsize=3,
+                xerr=[[100 * (s.share - s.low) for _, s in shown],
+                      [100 * (s.high - s.share) for _, s in shown]])
+    ax.set_yticks(ys, [" / ".join(key) for key, _ in shown], fontsize=7)
+    ax.set_xlabel("% of labelled visits")
+    ax.set_xlim(left=0)
+
+
+def write_png(rows: list[SegmentRow], k: int, path: Path, title: str,
+              by: tuple[str, ...] = ()) -> Path:
     """The chart of ``figure`` as a PNG file, written whole or not at all."""
     buf = io.BytesIO()
-    figure(rows, k, title).savefig(buf, format="png")
+    figure(rows, k, title, by).savefig(buf, format="png")
     return atomic_write_bytes(path, buf.getvalue())

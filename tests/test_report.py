@@ -295,3 +295,26 @@ def test_cli_until_ends_before_a_whole_day(engine: Engine, db_url: str, make_vis
                                       "--db", db_url, "--since", "2024-05-08", "--until",
                                       "2024-05-08T12:00"])
     assert res.exit_code == 2 and "has no whole day" in res.output
+
+
+def test_shares_are_corrected_with_intervals_from_published_cells(
+        engine: Engine, make_visit: MakeVisit, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    _write(engine, _store(make_visit, 5))
+    report = build_report(engine, "store-1", k=5)
+    text = render_table(report)
+    # 10 women, 5 men shown: corrected share of the labelled visits with a 90% interval
+    assert re.search(r"│ female\s+│\s+10 │\s+67% │\s+\d+% \(\d+-\d+%\) │", text)
+    words = " ".join(text.split())
+    assert "9 times in 10" in words and "gender: corrected for the model's confusion" in words
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert "; corrected " in page and "9 times in 10" in page
+
+    # a model without confusion matrices: sampling error only, and the report says so
+    from audience.reports import intervals
+
+    monkeypatch.setattr(intervals, "manifest_confusions", lambda: {})
+    plain = render_table(report)
+    words = " ".join(plain.split())  # notes wrap at the console's width
+    assert "gender: not corrected" in words and "sampling error only" in words
+    assert re.search(r"│ female\s+│\s+10 │\s+67% │\s+67% \(\d+-\d+%\) │", plain)

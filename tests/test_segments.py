@@ -155,12 +155,18 @@ def test_cli_table_and_csv(engine: Engine, db_url: str, make_visit: MakeVisit,
     assert "2026-11-16" in res.stdout and "2026-11-23" in res.stdout
     assert f"CSV: {out}" in res.stdout
     with out.open(newline="") as f:
-        assert list(csv.reader(f)) == [
-            ["week", "gender", "emotion", "visits", "suppressed"],
-            ["2026-11-16", "female", "happy", "8", "false"],
-            ["2026-11-16", "", "", "8", "true"],
-            ["2026-11-23", "male", "sad", "5", "false"],
-        ]
+        table = list(csv.reader(f))
+    assert [r[:5] for r in table] == [
+        ["week", "gender", "emotion", "visits", "suppressed"],
+        ["2026-11-16", "female", "happy", "8", "false"],
+        ["2026-11-16", "", "", "8", "true"],
+        ["2026-11-23", "male", "sad", "5", "false"],
+    ]
+    # the corrected share of the period's labelled shown visits and its 90% interval: a
+    # period's only shown segment is all of them; never for the suppressed row
+    assert table[0][5:] == ["share", "share_low", "share_high"]
+    assert table[1][5:] == ["1.0000", "1.0000", "1.0000"] and table[2][5:] == ["", "", ""]
+    assert "100% (100-100%)" in res.stdout and "9 times in 10" in res.stdout
 
 
 def test_png_draws_exactly_the_published_rows(engine: Engine, db_url: str,
@@ -212,7 +218,7 @@ def test_cli_empty_writes_header(engine: Engine, db_url: str, make_visit: MakeVi
         "nothing to publish for store 'store-1', from 2026-01-01 (UTC): no visits for this store "
         "in the database")
     assert "other" not in res.output  # other stores' ids are not listed
-    assert out.read_text() == "day,age_bracket,visits,suppressed\n"
+    assert out.read_text() == "day,age_bracket,visits,suppressed,share,share_low,share_high\n"
 
 
 def test_cli_unmigrated_database_is_one_line(db_url: str) -> None:
@@ -239,3 +245,13 @@ def test_installed_command_on_sqlite_file(tmp_path: Path, make_visit: MakeVisit)
     assert re.search(r"│ 2026-11-16 │ 65\+ +│ +5 │", res.stdout)
     assert re.search(r"│ 2026-11-16 │ \(suppressed\) +│ +5 │", res.stdout)  # 3 + 2
     assert "25-34" not in res.stdout and "18-24" not in res.stdout
+
+
+def test_png_shows_the_corrected_shares_with_error_bars(engine: Engine,
+                                                         make_visit: MakeVisit) -> None:
+    _write(engine, make_visit, many(8, gender="female") + many(7, gender="male"))
+    rows = segments(engine, "store-1", ("gender",), Period.week, Window(), k=5)
+    panel = figure(rows, 5, "t", ("gender",)).axes[1]
+    assert "90% interval" in panel.get_title()
+    assert [t.get_text() for t in panel.get_yticklabels()] == ["female", "male"]
+    assert panel.lines  # the error bars' markers

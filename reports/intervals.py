@@ -1,0 +1,69 @@
+"""Corrected shares and their intervals for what the reports publish (``core.shares``).
+
+Computed from published cells only: the shown labelled cells of a breakdown. Visits without a
+label and hidden cells (summed, never by label) are left out of the shares' base, so an
+interval adds nothing a reader could not compute from the published counts themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from audience.core.shares import (
+    INTERVAL_NOTE,
+    Confusion,
+    HeadShares,
+    estimate,
+    gendered_mix,
+    joint,
+    manifest_gender_min_age,
+)
+from audience.core.shares import manifest_confusions as _manifest_confusions
+from audience.storage.published import UNKNOWN, Published
+
+#: A report's breakdown -> the model head whose confusion corrects it.
+HEADS = {"age_bracket": "age_bracket", "gender": "gender", "emotion": "emotion"}
+#: Fixed, so that the same published counts always print the same interval.
+SEED = 0
+
+__all__ = ["INTERVAL_NOTE", "head_shares", "manifest_confusions", "notes", "segment_note",
+           "segment_shares"]
+
+
+def manifest_confusions() -> dict[str, Confusion]:
+    """The shipped model's confusion matrices (the reports' default)."""
+    return _manifest_confusions()
+
+
+def head_shares(p: Published, head: str, matrices: Mapping[str, Confusion],
+                ages: HeadShares | None = None) -> HeadShares:
+    """Shares of ``head``'s shown labelled cells (unknown and hidden cells left out). Gender
+    with ``ages`` (the same report's age shares): its matrix weighted by that age mix."""
+    counts = {str(key): n for key, n in p.counts.items() if key != UNKNOWN and n > 0}
+    matrix = matrices.get(HEADS.get(head, head))
+    if matrix is not None and ages is not None and head == "gender":
+        matrix = matrix.by_age(gendered_mix(ages, manifest_gender_min_age()))
+    return estimate(head, counts, matrix, seed=SEED)
+
+
+def segment_shares(counts: Mapping[tuple[str, ...], int], by: tuple[str, ...],
+                   matrices: Mapping[str, Confusion]) -> HeadShares:
+    """Shares of label combinations among one period's shown, fully labelled cells; the
+    combinations' confusion multiplies the heads' (``core.shares.joint``)."""
+    known = {" / ".join(key): n for key, n in counts.items() if UNKNOWN not in key and n > 0}
+    parts = [matrices.get(HEADS.get(d, d)) for d in by]
+    return estimate(" x ".join(by), known, joint(parts), seed=SEED)
+
+
+def segment_note(by: tuple[str, ...], matrices: Mapping[str, Confusion]) -> str:
+    """What the segments' intervals include, in one line."""
+    combined = joint([matrices.get(HEADS.get(d, d)) for d in by])
+    if combined is None:
+        return (f"{INTERVAL_NOTE} Not corrected: the model ships no confusion matrix for "
+                f"{' x '.join(by)}; the intervals are sampling error only.")
+    return f"{INTERVAL_NOTE} Corrected for the model's confusion ({combined.source})."
+
+
+def notes(shares: list[HeadShares]) -> list[str]:
+    """The interval note, then one line per head on what its interval includes."""
+    return [INTERVAL_NOTE, *(s.note for s in shares)]

@@ -1,0 +1,172 @@
+"""Shares corrected for the model's known confusion, with intervals (core.shares)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audience.core.face import Face, Track
+from audience.core.shares import (
+    GENDER_MIN_AGE,
+    Confusion,
+    ConfusionError,
+    confusions,
+    em_shares,
+    estimate,
+    gender_min_age,
+)
+from audience.core.visit import FaceAttributes
+from audience.inference.aggregate import aggregate
+
+GENDER_RATES = np.array([[0.92, 0.08], [0.15, 0.85]])
+AGE_RATES = np.array([[0.70, 0.25, 0.05], [0.20, 0.60, 0.20], [0.05, 0.25, 0.70]])
+
+
+def _confusion(rates: np.ndarray, per_class: int, rng: np.random.Generator) -> Confusion:
+    counts = np.stack([rng.multinomial(per_class, r) for r in rates])
+    return Confusion("h", tuple("abcdefgh"[:len(rates)]), counts, "synthetic val")
+
+
+def _labels(true: np.ndarray, rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return sum(rng.multinomial(true[i], rates[i]) for i in range(len(rates)))
+
+
+def test_em_recovers_a_known_mix_exactly():
+    p = np.array([0.2, 0.5, 0.3])
+    observed = 1000 * p @ AGE_RATES  # the expected labels, no noise
+    assert em_shares(observed, AGE_RATES, iters=5000, tol=1e-12) == pytest.approx(p, abs=1e-4)
+
+
+@pytest.mark.parametrize(("rates", "per_class", "visitors"), [
+    (GENDER_RATES, 400, (50, 500)),  # a validation split of 800 faces, audiences of 50-500
+    (AGE_RATES, 300, (100, 400)),
+])
+def test_intervals_cover_the_truth_about_as_often_as_they_say(rates, per_class, visitors):
+    """Many seeded audiences with known mixes, each with its own validation count of the
+    confusion (whose error the interval must include): the 90% interval covers the mix 85-95%
+    of the time, and the corrected share is closer to it than the raw share."""
+    rng = np.random.default_rng(7)
+    covered, raw_err, corrected_err = [], [], []
+    for seed in range(150):
+        conf = _confusion(rates, per_class, rng)
+        mix = rng.dirichlet(np.full(len(rates), 2.0))
+        true = rng.multinomial(int(rng.integers(*visitors)), mix)
+        pred = _labels(true, rates, rng)
+        est = estimate("h", dict(zip(conf.classes, pred.tolist(), strict=True)), conf,
+                       draws=300, seed=seed)
+        assert est.corrected
+        for share, t in zip(est.shares, mix, strict=True):
+            covered.append(share.low <= t <= share.high)
+            raw_err.append(abs(share.raw - t))
+            corrected_err.append(abs(share.share - t))
+    assert 0.85 <= np.mean(covered) <= 0.95
+    assert np.mean(corrected_err) < np.mean(raw_err)
+
+
+def test_a_head_without_a_confusion_matrix_has_sampling_error_only_and_says_so():
+    est = estimate("emotion", {"happy": 23, "neutral": 17}, None, seed=1)
+    assert not est.corrected
+    assert "sampling error only" in est.note and "not corrected" in est.note
+    happy = est.get("happy")
+    assert happy is not None and happy.share == happy.raw == pytest.approx(23 / 40)
+    # 23 of 40 is not 2,300 of 4,000: the interval is about +-13 points, not +-1.3
+    assert 0.10 < happy.high - happy.low < 0.30
+    big = estimate("emotion", {"happy": 2300, "neutral": 1700}, None, seed=1).get("happy")
+    assert big is not None and big.high - big.low < 0.03
+    assert happy.text() == f"57% ({100 * happy.low:.0f}-{100 * happy.high:.0f}%)"
+
+
+def test_corrected_heads_say_where_their_matrix_comes_from_and_widen_the_interval():
+    conf = Confusion("gender", ("male", "female"), np.array([[460, 40], [75, 425]]),
+                     "utkface:val, 2.4.0")
+    corrected = estimate("gender", {"male": 120, "female": 80}, conf, seed=3)
+    plain = estimate("gender", {"male": 120, "female": 80}, None, seed=3)
+    assert corrected.corrected and "utkface:val" in corrected.note
+    f_c, f_p = corrected.get("female"), plain.get("female")
+    assert f_c is not None and f_p is not None
+    assert f_c.share > f_p.share  # women read as men are given back
+    assert f_c.high - f_c.low > f_p.high - f_p.low
+
+
+def test_labels_the_matrix_does_not_know_keep_their_raw_share():
+    conf = Confusion("gender", ("male", "female"), np.array([[90, 10], [10, 90]]))
+    est = estimate("gender", {"male": 50, "female": 40, "other": 10}, conf, seed=0)
+    other = est.get("other")
+    assert other is not None and other.share == pytest.approx(0.1)
+    assert sum(s.share for s in est.shares) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_manifest_confusion_section_round_trips_and_rejects_nonsense():
+    conf = Confusion("gender", ("male", "female"), np.array([[9, 1], [2, 8]]), "x:val")
+    assert confusions({"confusion": {"gender": conf.to_json()}})["gender"].counts.tolist() == \
+        [[9, 1], [2, 8]]
+    assert confusions({}) == {}
+    with pytest.raises(ConfusionError, match="malformed"):
+        confusions({"confusion": {"gender": {"classes": ["male", "female"], "counts": [[1]]}}})
+
+
+@pytest.mark.parametrize(("manifest", "configured", "expected"), [
+    ({}, None, GENDER_MIN_AGE),
+    ({"gender_min_age": 16}, None, 16.0),
+    ({"gender_min_age": 16}, 10.0, 10.0),
+])
+def test_gender_min_age_comes_from_config_then_manifest_then_default(manifest, configured,
+                                                                     expected):
+    assert GENDER_MIN_AGE == 13.0
+    assert gender_min_age(manifest, configured) == expected
+
+
+@pytest.mark.parametrize(("age", "gender"), [(8.0, None), (12.9, None), (13.0, "female"),
+                                             (40.0, "female")])
+def test_children_get_no_gender(age, gender):
+    face = Face(box=np.array([0, 0, 40, 40], np.float32), landmarks=np.zeros((5, 2)), score=0.9,
+                quality=0.5)
+    track = Track("cam", "store", "t1", 0.0, 2.0, 5, [face])
+    attrs = [FaceAttributes(age=age, age_bracket="x", gender="female", gender_score=0.9)]
+    visit = aggregate(track, attrs, "m", gender_min_age=13.0)
+    assert visit.gender == gender
+    assert (visit.gender_score is None) == (gender is None)
+    assert visit.age == age  # the age itself is still reported
+
+
+def test_gender_matrix_follows_the_age_mix():
+    """Older women are read as men more often: a store of older visitors gets that bracket's
+    rates; an age mix of nothing, or a matrix without strata, keeps the pooled rates."""
+    young = np.array([[95, 5], [5, 95]])
+    old = np.array([[95, 5], [30, 70]])
+    strata = np.zeros((8, 2, 2))
+    strata[3], strata[7] = young, old
+    conf = Confusion("gender", ("male", "female"), young + old, "x:val", strata)
+    mix = np.zeros(8)
+    mix[7] = 1.0
+    assert conf.by_age(mix).rates()[1, 0] == pytest.approx(0.30, abs=0.01)
+    mix[:] = 0
+    mix[3] = 1.0
+    assert conf.by_age(mix).rates()[1, 0] == pytest.approx(0.05, abs=0.01)
+    assert conf.by_age(np.zeros(8)) is conf
+    plain = Confusion("gender", ("male", "female"), young + old)
+    assert plain.by_age(mix) is plain
+    back = confusions({"confusion": {"gender": conf.to_json()}})["gender"]
+    assert back.by_age_counts is not None and back.by_age_counts[7].tolist() == old.tolist()
+
+
+def test_drawn_audiences_and_split_names():
+    from audience.models.data import DatasetError
+    from audience.models.shares_eval import Labelled, draw_audience, parse_spec
+
+    rng = np.random.default_rng(0)
+    n = 600
+    ages = rng.choice([8.0, 15.0, 30.0, 70.0], size=n)  # no 18-24, 35-64 faces in this pool
+    gender = rng.integers(0, 2, n)
+    lab = Labelled("x:val", ages.astype(np.float32), gender, np.full(n, -1), ages, gender * 1.0,
+                   np.zeros(n, np.int64))
+    for _ in range(20):
+        aud = draw_audience(lab, rng)
+        assert aud is not None and 50 <= len(aud.idx) <= 500 and 0.2 <= aud.female <= 0.8
+        assert aud.ages.sum() == pytest.approx(1.0)
+        present = set(lab.bracket[aud.idx])
+        assert present <= {0, 1, 3, 7}  # only brackets the pool has
+    assert parse_spec("aaf:val") == ("aaf", "val")
+    for bad in ("aaf:test", "imdb:val", "utkface"):
+        with pytest.raises(DatasetError):
+            parse_spec(bad)

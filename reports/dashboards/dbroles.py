@@ -62,7 +62,7 @@ BLOCKED = (
     "pg_current_wal_lsn", "pg_current_wal_insert_lsn", "pg_current_wal_flush_lsn",
 )
 #: Name patterns (LIKE) blocked the same way: large objects, directory listings, statistics
-#: (row counts per table, other sessions' activity), dblink where installed.
+#: (row counts per table, other connections' activity), dblink where installed.
 BLOCKED_LIKE = ("lo\\_%", "loread", "lowrite", "pg\\_ls\\_%", "pg\\_stat\\_get\\_%",
                 "pg\\_file\\_%", "dblink%")
 

@@ -52,9 +52,10 @@ from audience.storage.timezones import (
 
 Bind = Engine | Connection
 UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
-LABELS = ("age_bracket", "gender", "emotion")
-#: Whether a visitor looked: 'watcher', 'not watching', 'unknown' (attention not measured).
-#: The same expression as the report_attention_daily view (migration 0008).
+#: The labels of the linked tables (``linked_hidden``): every ``segments --by`` is some of them.
+#: looked: whether a visitor looked at the camera ('watcher', 'not watching', or 'unknown':
+#: attention not measured), the same expression as the report_attention_daily view (0008).
+LABELS = ("age_bracket", "gender", "emotion", "looked")
 LOOKED_SQL = ("CASE WHEN watcher IS NULL THEN 'unknown' WHEN watcher THEN 'watcher' "
               "ELSE 'not watching' END")
 WATCHER = "watcher"
@@ -173,7 +174,23 @@ def linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
 def _linked(items: frozenset[tuple[tuple[str, ...], int]], k: int,
             ) -> dict[Table, frozenset[tuple[str, ...]]]:
     joint = dict(items)
-    return {t: frozenset(keys) for t, keys in _linked_hidden(joint, k).items()}
+    n_dims = len(next(iter(joint))) if joint else len(LABELS)
+    # A label with one value that day (looked is 'unknown' on every visit stored before
+    # attention was measured) splits nothing: a table with it repeats the table without it
+    # cell for cell. So the rule runs on the other labels alone, a smaller linear program,
+    # and each table with the label hides what its twin without it hides.
+    varied = [i for i in range(n_dims) if len({key[i] for key in joint}) > 1]
+    if sum(joint.values()) < k or len(varied) == n_dims:
+        return {t: frozenset(keys) for t, keys in _linked_hidden(joint, k).items()}
+    fixed = next(iter(joint)) if joint else ()
+    found = _linked_hidden(project(joint, tuple(varied)), k) if varied else {}
+    out: dict[Table, frozenset[tuple[str, ...]]] = {}
+    for t in tables_of(n_dims):
+        twin = tuple(varied.index(i) for i in t if i in varied)
+        out[t] = frozenset(  # () when t has fixed labels only: its one cell is the total
+            tuple(key[twin.index(varied.index(i))] if i in varied else fixed[i] for i in t)
+            for key in found.get(twin, ()))
+    return out
 
 
 def _linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:

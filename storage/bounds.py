@@ -1,15 +1,15 @@
 """What a reader can work out from linked tables: least and most visits of every cell, by
 linear programming.
 
-One camera-day's visits per full label combination (age bracket, gender, emotion: a *joint*
-cell) are unknown non-negative integers to a reader. Every published table (one label, two or
-three) gives one equation per shown cell, and the day total one more (each table's
-"suppressed" figure is the total minus its shown cells: nothing new). For any cell of any
-table, published or not, the least and the most it can hold under those equations bound what
-the reader learns. A cell is *confined* when it holds 1 to k-1 visits and the equations allow
-no 0 and nothing of k or more: the reader knows that between 1 and k-1 people with those
-labels came. The linear program relaxes integers to reals, so its bounds (rounded inward) are
-never tighter than the reader's: no confinement it misses exists.
+One camera-day's visits per full label combination (age bracket, gender, emotion, looked: a
+*joint* cell) are unknown non-negative integers to a reader. Every published table (one,
+two or three labels) gives one equation per shown cell, and the day total one more (each
+table's "suppressed" figure is the total minus its shown cells: nothing new). For any cell of
+any table, published or not, the least and the most it can hold under those equations bound
+what the reader learns. A cell is *confined* when it holds 1 to k-1 visits and the equations
+allow no 0 and nothing of k or more: the reader knows that between 1 and k-1 people with
+those labels came. The linear program relaxes integers to reals, so its bounds (rounded
+inward) are never tighter than the reader's: no confinement it misses exists.
 
 The reader here knows which labels occur that day at all (the variables are combinations of
 those labels only), which is more than a real reader knows.
@@ -31,9 +31,11 @@ Cells = Mapping[tuple[str, ...], int]  #: joint cells (one label per position) -
 EPS = 1e-6
 
 
-def tables_of(n_dims: int) -> list[Table]:
-    """Every non-empty subset of label positions, smallest tables first."""
-    return [c for r in range(1, n_dims + 1) for c in combinations(range(n_dims), r)]
+def tables_of(n_dims: int, most: int | None = None) -> list[Table]:
+    """Every non-empty subset of label positions (of ``most`` positions at most), smallest
+    tables first."""
+    top = n_dims if most is None else min(most, n_dims)
+    return [c for r in range(1, top + 1) for c in combinations(range(n_dims), r)]
 
 
 def project(joint: Cells, table: Table) -> dict[tuple[str, ...], int]:

@@ -16,13 +16,15 @@ reader subtracts (windows, reports, views, CSV) uncovers a hidden cell. Hidden c
 published partitions are only ever reported together, as one "suppressed" figure per window
 (at least k visits per partition by rule 2), never by label.
 
-Label combinations (``segments --by`` of two or three labels) are linked tables: each is a
-margin of the others and of the one-label tables, so they are chosen together, for every
-table a camera-day can publish at once (``linked_hidden``, rules 3 to 5): no group whose total
-is shown has a single hidden cell, and a linear program over all of them (``storage.bounds``)
-confines no cell or group to 1..k-1 visits. The one-label tables stay rules 1 and 2 alone, so
-the views compute exactly them in SQL; hours and dwell bands share nothing with the labels but
-the day total, and rules 1 and 2 protect them on their own.
+Label combinations (``segments --by`` of two or three of the labels age bracket, gender,
+emotion and looked) are linked tables: each is a margin of the others and of the one-label
+tables, so they are chosen together, for every table a camera-day can publish at once
+(``linked_hidden``, rules 3 to 5): no group whose total is shown has a single hidden cell, and
+a linear program over all of them (``storage.bounds``) confines no cell or group to 1..k-1
+visits. The one-label tables (the report's, the passers-by and watchers) stay rules 1 and 2
+alone, so the views compute exactly them in SQL; dwell bands share nothing with the labels but
+the day total, and rules 1 and 2 protect them on their own. Hours share the day total with the
+labels, and the looked totals with passers-by and watchers per hour (``hourly_hidden``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
 #: looked: whether a visitor looked at the camera ('watcher', 'not watching', or 'unknown':
 #: attention not measured), the same expression as the report_attention_daily view (0008).
 LABELS = ("age_bracket", "gender", "emotion", "looked")
+MOST_LABELS = 3  #: a published table has one to three of them (``segments --by``)
 LOOKED_SQL = ("CASE WHEN watcher IS NULL THEN 'unknown' WHEN watcher THEN 'watcher' "
               "ELSE 'not watching' END")
 WATCHER = "watcher"
@@ -147,8 +150,8 @@ def linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
     """The hidden cells of every table a camera-day can publish, chosen together.
 
     ``joint``: the day's visits per full label combination (one label per position of
-    LABELS). Returns, per table (label positions), the keys it hides; every cell when the day
-    has fewer than k visits.
+    LABELS). Returns, per table (label positions) of one to MOST_LABELS labels, the keys it
+    hides; every cell when the day has fewer than k visits.
 
     One-label tables follow rules 1 and 2 alone (the views compute them in SQL). A table of
     two or three labels then hides, until nothing changes:
@@ -185,7 +188,7 @@ def _linked(items: frozenset[tuple[tuple[str, ...], int]], k: int,
     fixed = next(iter(joint)) if joint else ()
     found = _linked_hidden(project(joint, tuple(varied)), k) if varied else {}
     out: dict[Table, frozenset[tuple[str, ...]]] = {}
-    for t in tables_of(n_dims):
+    for t in tables_of(n_dims, MOST_LABELS):
         twin = tuple(varied.index(i) for i in t if i in varied)
         out[t] = frozenset(  # () when t has fixed labels only: its one cell is the total
             tuple(key[twin.index(varied.index(i))] if i in varied else fixed[i] for i in t)
@@ -195,7 +198,7 @@ def _linked(items: frozenset[tuple[tuple[str, ...], int]], k: int,
 
 def _linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
     n_dims = len(next(iter(joint))) if joint else len(LABELS)
-    tables = tables_of(n_dims)
+    tables = tables_of(n_dims, MOST_LABELS)  # the table of all four is never published
     cells = {t: project(joint, t) for t in tables}
     if sum(joint.values()) < k:
         return {t: set(cells[t]) for t in tables}
@@ -450,34 +453,40 @@ def _watcher_seconds(bind: Bind, store: str, window: Window, now: datetime | Non
 def looked_hourly(bind: Bind, store: str, window: Window, k: int,
                   now: datetime | None = None) -> Published:
     """Passers-by and watchers per local hour: keys (hour as 'YYYY-MM-DD HH:MM:SS', looked),
-    all cameras.
-
-    A partition's cells (hour x looked) protect their margins (each hour's total, which
-    footfall publishes; each label's day total, which the daily breakdown publishes), and
-    start with the cells of every hour footfall hides and every label the daily breakdown
-    hides already hidden: so no hidden hour or label of those outputs is recovered from
-    these cells, and none of these from them.
-    """
+    all cameras, hidden as ``hourly_hidden`` chooses."""
     hours = read_cells(bind, store, window, hourly=True, now=now)
     labels = read_cells(bind, store, window, ["looked"], now=now)
-    cells = _hour_label_cells(bind, store, window, now)
     acc = Published()
-    for part, grid in cells.items():
-        hidden_hours = hidden_cells(hours.get(part, {}), k)
-        hidden_labels = hidden_cells(labels.get(part, {}), k)
-        hidden_at = {_hour_key(h) for h in hidden_hours}
-        forced = {key for key in grid if key[0] in hidden_at or key[1] in hidden_labels}
+    for part, grid in hour_looked_cells(bind, store, window, now).items():
         total = sum(grid.values())
         if total < k:
             continue
-        hidden = hidden_cells(grid, k, margins_of(2), forced)
+        hidden = hourly_hidden(grid, hours.get(part, {}), labels.get(part, {}), k)
         acc.add(Published({key: n for key, n in grid.items() if key not in hidden},
                           sum(grid[key] for key in hidden), total))
     return acc
 
 
-def _hour_label_cells(bind: Bind, store: str, window: Window, now: datetime | None
+def hourly_hidden(grid: Mapping[Key, int], hours: Mapping[Key, int],
+                  labels: Mapping[Key, int], k: int) -> set[Key]:
+    """The hidden cells of one camera-day's (hour, looked) grid.
+
+    The cells protect their margins (each hour's total, which footfall publishes: ``hours``;
+    each label's day total, which the daily breakdown and the linked tables publish:
+    ``labels``), and start with the cells of every hour footfall hides and every label the
+    daily breakdown hides already hidden: so no hidden hour or label of those outputs is
+    recovered from these cells, and none of these from them. ``privacy audit`` checks the
+    three tables together by linear programming.
+    """
+    hidden_at = {_hour_key(h) for h in hidden_cells(hours, k)}
+    hidden_labels = hidden_cells(labels, k)
+    forced = {key for key in grid if key[0] in hidden_at or key[1] in hidden_labels}
+    return hidden_cells(grid, k, margins_of(2), forced)
+
+
+def hour_looked_cells(bind: Bind, store: str, window: Window, now: datetime | None = None
                       ) -> dict[tuple[str, date], dict[Key, int]]:
+    """Raw visits per partition (camera, local day) and (local hour as text, looked)."""
     engine = bind if isinstance(bind, Engine) else bind.engine
     dialect = engine.dialect.name
     lo, hi = window.bounds(now)

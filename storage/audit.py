@@ -84,7 +84,7 @@ def audit_day(camera: str, day: date, joint: Mapping[tuple[str, ...], int],
         _add(out, confined(grid, {
             (0,): {(_text(h),) for h in hidden_cells(hours, k)},
             (1,): {(key,) for key in hidden_cells(totals, k)},  # as ``attention`` shows
-            (0, 1): hourly_hidden(grid, hours, totals, k)}, k), HOURLY)
+            (0, 1): hourly_hidden(grid, k)}, k), HOURLY)
     for name, cells in own.items():
         if cells and not (name == "hour" and hourly):
             one: dict[tuple[str, ...], int] = {(_text(key),): n for key, n in cells.items()}

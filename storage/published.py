@@ -454,34 +454,29 @@ def looked_hourly(bind: Bind, store: str, window: Window, k: int,
                   now: datetime | None = None) -> Published:
     """Passers-by and watchers per local hour: keys (hour as 'YYYY-MM-DD HH:MM:SS', looked),
     all cameras, hidden as ``hourly_hidden`` chooses."""
-    hours = read_cells(bind, store, window, hourly=True, now=now)
-    labels = read_cells(bind, store, window, ["looked"], now=now)
     acc = Published()
-    for part, grid in hour_looked_cells(bind, store, window, now).items():
+    for grid in hour_looked_cells(bind, store, window, now).values():
         total = sum(grid.values())
         if total < k:
             continue
-        hidden = hourly_hidden(grid, hours.get(part, {}), labels.get(part, {}), k)
+        hidden = hourly_hidden(grid, k)
         acc.add(Published({key: n for key, n in grid.items() if key not in hidden},
                           sum(grid[key] for key in hidden), total))
     return acc
 
 
-def hourly_hidden(grid: Mapping[Key, int], hours: Mapping[Key, int],
-                  labels: Mapping[Key, int], k: int) -> set[Key]:
+def hourly_hidden(grid: Mapping[Key, int], k: int) -> set[Key]:
     """The hidden cells of one camera-day's (hour, looked) grid.
 
-    The cells protect their margins (each hour's total, which footfall publishes: ``hours``;
-    each label's day total, which the daily breakdown and the linked tables publish:
-    ``labels``), and start with the cells of every hour footfall hides and every label the
-    daily breakdown hides already hidden: so no hidden hour or label of those outputs is
-    recovered from these cells, and none of these from them. ``privacy audit`` checks the
-    three tables together by linear programming.
+    Its margins are published elsewhere: each hour's total by footfall, each label's day
+    total by the attention figures and the views, both under rules 1 and 2. So the grid is a
+    two-label linked table over those two one-label tables, chosen by ``linked_hidden``:
+    every cell of an hour or a label they hide is hidden, no row or column is left with a
+    single hidden cell (its shown total minus its shown cells would give it away), and the
+    linear program confines no cell to 1..k-1 visits.
     """
-    hidden_at = {_hour_key(h) for h in hidden_cells(hours, k)}
-    hidden_labels = hidden_cells(labels, k)
-    forced = {key for key in grid if key[0] in hidden_at or key[1] in hidden_labels}
-    return hidden_cells(grid, k, margins_of(2), forced)
+    cells = {tuple(key): n for key, n in grid.items()}
+    return set(linked_hidden(cells, k)[(0, 1)])
 
 
 def hour_looked_cells(bind: Bind, store: str, window: Window, now: datetime | None = None

@@ -81,15 +81,16 @@ def confined(joint: Cells, hidden: Mapping[Table, set[tuple[str, ...]]], k: int)
         return out
     n_dims = len(next(iter(joint)))
     values = [sorted({key[i] for key, n in joint.items() if n}) for i in range(n_dims)]
-    space = list(product(*values))  # every combination of the labels that occur
+    # The variables: every combination of the labels that occur (itertools.product's order),
+    # as the index of each label per position.
+    sizes = [len(v) for v in values]
+    index = np.indices(sizes).reshape(n_dims, -1)
     member: dict[tuple[Table, tuple[str, ...]], np.ndarray] = {}
     for t in tables_of(n_dims):  # each cell of each table: the joint cells it adds up
-        keys = [tuple(full[i] for i in t) for full in space]
-        codes = {key: c for c, key in enumerate(dict.fromkeys(keys))}
-        code = np.array([codes[key] for key in keys])
-        for key, c in codes.items():
+        code = np.ravel_multi_index(tuple(index[i] for i in t), [sizes[i] for i in t])
+        for c, key in enumerate(product(*(values[i] for i in t))):
             member[(t, key)] = (code == c).astype(float)
-    rows, rhs = [np.ones(len(space))], [float(sum(joint.values()))]
+    rows, rhs = [np.ones(index.shape[1])], [float(sum(joint.values()))]
     targets: list[tuple[Table, tuple[str, ...], int]] = []
     for t in tables_of(n_dims):
         for key, n in sorted(project(joint, t).items()):

@@ -34,9 +34,9 @@ from audience.core.files import atomic_write, atomic_write_bytes
 from audience.core.shares import Share
 from audience.core.visit import AGE_BRACKETS
 from audience.reports import intervals
-from audience.storage.published import UNKNOWN, Published, Window, daily
+from audience.storage.published import LABELS, MOST_LABELS, UNKNOWN, Published, Window, daily
 
-DIMENSIONS = ("age_bracket", "gender", "emotion", "looked")  # looked: watcher or not
+DIMENSIONS = LABELS  # looked: watcher, not watching or unknown
 SUPPRESSED = "suppressed"
 Bind = Engine | Connection
 
@@ -62,7 +62,7 @@ def parse_dimensions(text: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown dimension {', '.join(map(repr, unknown))}: choose 1 to 3 of "
                          f"{allowed}")
-    if not dims or len(set(dims)) != len(dims):
+    if not dims or len(set(dims)) != len(dims) or len(dims) > MOST_LABELS:
         raise ValueError(f"give 1 to 3 distinct dimensions from {allowed}, comma-separated")
     return dims
 
@@ -77,7 +77,7 @@ def segments(bind: Bind, store: str, by: tuple[str, ...], period: Period = Perio
     period the shown segments biggest first, then one suppressed row (if any)."""
     if k < 2:
         raise ValueError(f"k must be >= 2 for segments, got {k}")
-    if not by or any(d not in DIMENSIONS for d in by):
+    if not by or len(by) > MOST_LABELS or any(d not in DIMENSIONS for d in by):
         raise ValueError(f"dimensions must be 1 to 3 of {', '.join(DIMENSIONS)}, got {by}")
     periods: dict[date, Published] = defaultdict(Published)
     for day, published in daily(bind, store, window or Window(), list(by), k).items():

@@ -1,15 +1,15 @@
 """What a reader can work out from linked tables: least and most visits of every cell, by
 linear programming.
 
-One camera-day's visits per full label combination (age bracket, gender, emotion: a *joint*
-cell) are unknown non-negative integers to a reader. Every published table (one label, two or
-three) gives one equation per shown cell, and the day total one more (each table's
-"suppressed" figure is the total minus its shown cells: nothing new). For any cell of any
-table, published or not, the least and the most it can hold under those equations bound what
-the reader learns. A cell is *confined* when it holds 1 to k-1 visits and the equations allow
-no 0 and nothing of k or more: the reader knows that between 1 and k-1 people with those
-labels came. The linear program relaxes integers to reals, so its bounds (rounded inward) are
-never tighter than the reader's: no confinement it misses exists.
+One camera-day's visits per full label combination (age bracket, gender, emotion, looked: a
+*joint* cell) are unknown non-negative integers to a reader. Every published table (one,
+two or three labels) gives one equation per shown cell, and the day total one more (each
+table's "suppressed" figure is the total minus its shown cells: nothing new). For any cell of
+any table, published or not, the least and the most it can hold under those equations bound
+what the reader learns. A cell is *confined* when it holds 1 to k-1 visits and the equations
+allow no 0 and nothing of k or more: the reader knows that between 1 and k-1 people with
+those labels came. The linear program relaxes integers to reals, so its bounds (rounded
+inward) are never tighter than the reader's: no confinement it misses exists.
 
 The reader here knows which labels occur that day at all (the variables are combinations of
 those labels only), which is more than a real reader knows.
@@ -31,9 +31,11 @@ Cells = Mapping[tuple[str, ...], int]  #: joint cells (one label per position) -
 EPS = 1e-6
 
 
-def tables_of(n_dims: int) -> list[Table]:
-    """Every non-empty subset of label positions, smallest tables first."""
-    return [c for r in range(1, n_dims + 1) for c in combinations(range(n_dims), r)]
+def tables_of(n_dims: int, most: int | None = None) -> list[Table]:
+    """Every non-empty subset of label positions (of ``most`` positions at most), smallest
+    tables first."""
+    top = n_dims if most is None else min(most, n_dims)
+    return [c for r in range(1, top + 1) for c in combinations(range(n_dims), r)]
 
 
 def project(joint: Cells, table: Table) -> dict[tuple[str, ...], int]:
@@ -79,15 +81,16 @@ def confined(joint: Cells, hidden: Mapping[Table, set[tuple[str, ...]]], k: int)
         return out
     n_dims = len(next(iter(joint)))
     values = [sorted({key[i] for key, n in joint.items() if n}) for i in range(n_dims)]
-    space = list(product(*values))  # every combination of the labels that occur
+    # The variables: every combination of the labels that occur (itertools.product's order),
+    # as the index of each label per position.
+    sizes = [len(v) for v in values]
+    index = np.indices(sizes).reshape(n_dims, -1)
     member: dict[tuple[Table, tuple[str, ...]], np.ndarray] = {}
     for t in tables_of(n_dims):  # each cell of each table: the joint cells it adds up
-        keys = [tuple(full[i] for i in t) for full in space]
-        codes = {key: c for c, key in enumerate(dict.fromkeys(keys))}
-        code = np.array([codes[key] for key in keys])
-        for key, c in codes.items():
+        code = np.ravel_multi_index(tuple(index[i] for i in t), [sizes[i] for i in t])
+        for c, key in enumerate(product(*(values[i] for i in t))):
             member[(t, key)] = (code == c).astype(float)
-    rows, rhs = [np.ones(len(space))], [float(sum(joint.values()))]
+    rows, rhs = [np.ones(index.shape[1])], [float(sum(joint.values()))]
     targets: list[tuple[Table, tuple[str, ...], int]] = []
     for t in tables_of(n_dims):
         for key, n in sorted(project(joint, t).items()):

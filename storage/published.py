@@ -16,13 +16,15 @@ reader subtracts (windows, reports, views, CSV) uncovers a hidden cell. Hidden c
 published partitions are only ever reported together, as one "suppressed" figure per window
 (at least k visits per partition by rule 2), never by label.
 
-Label combinations (``segments --by`` of two or three labels) are linked tables: each is a
-margin of the others and of the one-label tables, so they are chosen together, for every
-table a camera-day can publish at once (``linked_hidden``, rules 3 to 5): no group whose total
-is shown has a single hidden cell, and a linear program over all of them (``storage.bounds``)
-confines no cell or group to 1..k-1 visits. The one-label tables stay rules 1 and 2 alone, so
-the views compute exactly them in SQL; hours and dwell bands share nothing with the labels but
-the day total, and rules 1 and 2 protect them on their own.
+Label combinations (``segments --by`` of two or three of the labels age bracket, gender,
+emotion and looked) are linked tables: each is a margin of the others and of the one-label
+tables, so they are chosen together, for every table a camera-day can publish at once
+(``linked_hidden``, rules 3 to 5): no group whose total is shown has a single hidden cell, and
+a linear program over all of them (``storage.bounds``) confines no cell or group to 1..k-1
+visits. The one-label tables (the report's, the passers-by and watchers) stay rules 1 and 2
+alone, so the views compute exactly them in SQL; dwell bands share nothing with the labels but
+the day total, and rules 1 and 2 protect them on their own. Hours share the day total with the
+labels, and the looked totals with passers-by and watchers per hour (``hourly_hidden``).
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ from audience.storage.timezones import (
 
 Bind = Engine | Connection
 UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
-LABELS = ("age_bracket", "gender", "emotion")
-#: Whether a visitor looked: 'watcher', 'not watching', 'unknown' (attention not measured).
-#: The same expression as the report_attention_daily view (migration 0008).
+#: The labels of the linked tables (``linked_hidden``): every ``segments --by`` is some of them.
+#: looked: whether a visitor looked at the camera ('watcher', 'not watching', or 'unknown':
+#: attention not measured), the same expression as the report_attention_daily view (0008).
+LABELS = ("age_bracket", "gender", "emotion", "looked")
+MOST_LABELS = 3  #: a published table has one to three of them (``segments --by``)
 LOOKED_SQL = ("CASE WHEN watcher IS NULL THEN 'unknown' WHEN watcher THEN 'watcher' "
               "ELSE 'not watching' END")
 WATCHER = "watcher"
@@ -146,8 +150,8 @@ def linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
     """The hidden cells of every table a camera-day can publish, chosen together.
 
     ``joint``: the day's visits per full label combination (one label per position of
-    LABELS). Returns, per table (label positions), the keys it hides; every cell when the day
-    has fewer than k visits.
+    LABELS). Returns, per table (label positions) of one to MOST_LABELS labels, the keys it
+    hides; every cell when the day has fewer than k visits.
 
     One-label tables follow rules 1 and 2 alone (the views compute them in SQL). A table of
     two or three labels then hides, until nothing changes:
@@ -173,12 +177,28 @@ def linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
 def _linked(items: frozenset[tuple[tuple[str, ...], int]], k: int,
             ) -> dict[Table, frozenset[tuple[str, ...]]]:
     joint = dict(items)
-    return {t: frozenset(keys) for t, keys in _linked_hidden(joint, k).items()}
+    n_dims = len(next(iter(joint))) if joint else len(LABELS)
+    # A label with one value that day (looked is 'unknown' on every visit stored before
+    # attention was measured) splits nothing: a table with it repeats the table without it
+    # cell for cell. So the rule runs on the other labels alone, a smaller linear program,
+    # and each table with the label hides what its twin without it hides.
+    varied = [i for i in range(n_dims) if len({key[i] for key in joint}) > 1]
+    if sum(joint.values()) < k or len(varied) == n_dims:
+        return {t: frozenset(keys) for t, keys in _linked_hidden(joint, k).items()}
+    fixed = next(iter(joint)) if joint else ()
+    found = _linked_hidden(project(joint, tuple(varied)), k) if varied else {}
+    out: dict[Table, frozenset[tuple[str, ...]]] = {}
+    for t in tables_of(n_dims, MOST_LABELS):
+        twin = tuple(varied.index(i) for i in t if i in varied)
+        out[t] = frozenset(  # () when t has fixed labels only: its one cell is the total
+            tuple(key[twin.index(varied.index(i))] if i in varied else fixed[i] for i in t)
+            for key in found.get(twin, ()))
+    return out
 
 
 def _linked_hidden(joint: Cells, k: int) -> dict[Table, set[tuple[str, ...]]]:
     n_dims = len(next(iter(joint))) if joint else len(LABELS)
-    tables = tables_of(n_dims)
+    tables = tables_of(n_dims, MOST_LABELS)  # the table of all four is never published
     cells = {t: project(joint, t) for t in tables}
     if sum(joint.values()) < k:
         return {t: set(cells[t]) for t in tables}
@@ -433,34 +453,35 @@ def _watcher_seconds(bind: Bind, store: str, window: Window, now: datetime | Non
 def looked_hourly(bind: Bind, store: str, window: Window, k: int,
                   now: datetime | None = None) -> Published:
     """Passers-by and watchers per local hour: keys (hour as 'YYYY-MM-DD HH:MM:SS', looked),
-    all cameras.
-
-    A partition's cells (hour x looked) protect their margins (each hour's total, which
-    footfall publishes; each label's day total, which the daily breakdown publishes), and
-    start with the cells of every hour footfall hides and every label the daily breakdown
-    hides already hidden: so no hidden hour or label of those outputs is recovered from
-    these cells, and none of these from them.
-    """
-    hours = read_cells(bind, store, window, hourly=True, now=now)
-    labels = read_cells(bind, store, window, ["looked"], now=now)
-    cells = _hour_label_cells(bind, store, window, now)
+    all cameras, hidden as ``hourly_hidden`` chooses."""
     acc = Published()
-    for part, grid in cells.items():
-        hidden_hours = hidden_cells(hours.get(part, {}), k)
-        hidden_labels = hidden_cells(labels.get(part, {}), k)
-        hidden_at = {_hour_key(h) for h in hidden_hours}
-        forced = {key for key in grid if key[0] in hidden_at or key[1] in hidden_labels}
+    for grid in hour_looked_cells(bind, store, window, now).values():
         total = sum(grid.values())
         if total < k:
             continue
-        hidden = hidden_cells(grid, k, margins_of(2), forced)
+        hidden = hourly_hidden(grid, k)
         acc.add(Published({key: n for key, n in grid.items() if key not in hidden},
                           sum(grid[key] for key in hidden), total))
     return acc
 
 
-def _hour_label_cells(bind: Bind, store: str, window: Window, now: datetime | None
+def hourly_hidden(grid: Mapping[Key, int], k: int) -> set[Key]:
+    """The hidden cells of one camera-day's (hour, looked) grid.
+
+    Its margins are published elsewhere: each hour's total by footfall, each label's day
+    total by the attention figures and the views, both under rules 1 and 2. So the grid is a
+    two-label linked table over those two one-label tables, chosen by ``linked_hidden``:
+    every cell of an hour or a label they hide is hidden, no row or column is left with a
+    single hidden cell (its shown total minus its shown cells would give it away), and the
+    linear program confines no cell to 1..k-1 visits.
+    """
+    cells = {tuple(key): n for key, n in grid.items()}
+    return set(linked_hidden(cells, k)[(0, 1)])
+
+
+def hour_looked_cells(bind: Bind, store: str, window: Window, now: datetime | None = None
                       ) -> dict[tuple[str, date], dict[Key, int]]:
+    """Raw visits per partition (camera, local day) and (local hour as text, looked)."""
     engine = bind if isinstance(bind, Engine) else bind.engine
     dialect = engine.dialect.name
     lo, hi = window.bounds(now)

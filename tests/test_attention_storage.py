@@ -123,9 +123,27 @@ def test_attention_figures_are_sums_of_published_cells(engine, make_visit) -> No
     hourly = looked_hourly(engine, "store-1", Window(), 5)
     # 09:00 holds 6 watchers and 1 not watching: the 1 is hidden, and the 6 with it (else the
     # hour's total, 7, which footfall publishes, would give the 1 away); 10:00's 5 not
-    # watching go too (else the day's 6 not watching, which the daily figures publish, would).
-    assert hourly.counts == {("2024-05-06 10:00:00", "watcher"): 5}
-    assert hourly.suppressed == 12 and hourly.total == 17
+    # watching go too (else the day's 6 not watching, which the daily figures publish, would);
+    # and 10:00's 5 watchers (else the day's 11 watchers less 5 give 09:00's 6, and 09:00's
+    # footfall of 7 less 6 its one visitor not watching: `privacy audit` finds it).
+    assert hourly.counts == {}
+    assert hourly.suppressed == 17 and hourly.total == 17
+
+
+def test_watchers_per_hour_are_shown_where_nothing_is_given_away(engine, make_visit) -> None:
+    from audience.storage.published import Window, looked_hourly
+
+    at = lambda h, m: T0.replace(hour=h, minute=m)  # noqa: E731
+    with VisitSink(engine) as sink:
+        for h, watchers, others in ((9, 6, 5), (10, 5, 7)):
+            for i in range(watchers + others):
+                sink.add(make_visit(started_at=at(h, i), watcher=i < watchers,
+                                    attention_s=2.0 if i < watchers else 0.1))
+    hourly = looked_hourly(engine, "store-1", Window(), 5)
+    assert hourly.counts == {
+        ("2024-05-06 09:00:00", "watcher"): 6, ("2024-05-06 09:00:00", "not watching"): 5,
+        ("2024-05-06 10:00:00", "watcher"): 5, ("2024-05-06 10:00:00", "not watching"): 7}
+    assert hourly.suppressed == 0 and hourly.total == 23
 
 
 def test_a_small_day_publishes_no_attention(engine, make_visit) -> None:
@@ -137,3 +155,38 @@ def test_a_small_day_publishes_no_attention(engine, make_visit) -> None:
     a = attention(engine, "store-1", Window(), 5)
     assert (a.passers_by, a.watchers, a.rate, a.mean_attention_s) == (0, 0, None, None)
     assert looked_hourly(engine, "store-1", Window(), 5).counts == {}
+
+
+def test_the_audit_covers_watchers_per_hour(engine, db_url: str, make_visit, monkeypatch) -> None:
+    """`privacy audit` bounds the (hour, looked) cells with footfall per hour and the looked
+    totals: clean with the rule the report uses, a breach with a grid hidden on its own."""
+    from typer.testing import CliRunner
+
+    import audience.storage.audit as audit
+    from audience.cli import app
+    from audience.storage.published import hidden_cells, margins_of
+
+    at = lambda h, m: T0.replace(hour=h, minute=m)  # noqa: E731
+    with VisitSink(engine) as sink:  # the day of test_attention_figures_are_sums_of_published_cells
+        for v in ([make_visit(started_at=at(9, i), watcher=True, attention_s=2.0)
+                   for i in range(6)]
+                  + [make_visit(started_at=at(9, 30), watcher=False, attention_s=0.0)]
+                  + [make_visit(started_at=at(10, i), watcher=True, attention_s=4.0)
+                     for i in range(5)]
+                  + [make_visit(started_at=at(10, 30 + i), watcher=False, attention_s=0.2)
+                     for i in range(5)]):
+            sink.add(v)
+    args = ["privacy", "audit", "--store", "store-1", "--db", db_url]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "no cell or group is bounded to 1..4 visits" in res.stdout
+    # Rules 1 and 2 per row and column alone show 10:00's 5 watchers: the day's 11 watchers
+    # less 5 are 09:00's 6, and 09:00's footfall of 7 less 6 is its one visitor not watching.
+    def per_group(grid, k):
+        return hidden_cells(grid, k, margins_of(2))
+
+    monkeypatch.setattr(audit, "hourly_hidden", per_group)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert "BREACH 2024-05-06 cam-1: hour,looked 2024-05-06 09:00:00/not watching (1 visits) " \
+        "is bounded to 1..1" in res.stdout, res.stdout

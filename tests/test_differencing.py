@@ -215,6 +215,63 @@ def test_linked_tables_confine_nobody(engine: Engine, make_visit: Callable[..., 
     assert not {("18-24", "male"), ("25-34", "male")} <= set(published[(0, 1)])
 
 
+LOOKED_ = (*LABELS_, "looked")
+
+
+@pytest.mark.parametrize("k", [5, 6])
+def test_linked_tables_with_looked_confine_nobody(engine: Engine,
+                                                  make_visit: Callable[..., Visit],
+                                                  k: int) -> None:
+    """The planted day with attention measured, the lone woman its one angry watcher: every
+    table of one to three of the four labels, read from the outputs (the report, its
+    attention figures, the views, each `segments --by`), confines nobody."""
+    from itertools import combinations
+
+    from audience.reports.report import build_report
+    from audience.reports.segments import Period, segments
+    from audience.storage.bounds import confined, project
+    from audience.storage.published import Window
+
+    visits = _planted(make_visit)
+    for i, v in enumerate(visits):  # she watched; of the others, two in three did
+        v.watcher, v.attention_s = (True, 12.3) if i == len(visits) - 1 else (
+            i % 3 != 0, 2.0 if i % 3 else 0.2)
+    with VisitSink(engine) as sink:
+        for v in visits:
+            sink.add(v)
+    write_report_settings(engine, k, False)
+    joint: Counter[tuple[str, ...]] = Counter(
+        (v.age_bracket or "unknown", v.gender or "unknown", v.emotion or "unknown",
+         "watcher" if v.watcher else "not watching") for v in visits)
+    window = Window("UTC", LINKED_DAY.date(), LINKED_DAY.date() + timedelta(days=1))
+    rep = build_report(engine, "ks", window, k=k)
+    assert rep.attention is not None
+    one = {"age_bracket": rep.age, "gender": rep.gender, "emotion": rep.emotion,
+           "looked": rep.attention.looked}
+    published: dict[tuple[int, ...], dict[tuple[str, ...], int]] = {}
+    for i, label in enumerate(LOOKED_):
+        view = {"age_bracket": report_age_daily, "gender": report_gender_daily,
+                "emotion": report_emotion_daily, "looked": report_attention_daily}[label]
+        assert _sums(engine, view, label, LINKED_DAY) == one[label].counts, label
+        published[(i,)] = {(key,): n for key, n in one[label].counts.items()}
+    for r in (1, 2, 3):
+        for table in combinations(range(4), r):
+            rows = segments(engine, "ks", tuple(LOOKED_[i] for i in reversed(table)),
+                            Period.day, window, k=k)
+            shown = {tuple(reversed(row.labels)): row.count for row in rows
+                     if not row.suppressed}
+            if r == 1:
+                assert shown == published[table], table
+            published[table] = shown
+    for t, shown in published.items():  # what is shown is true
+        assert all(project(joint, t)[key] == n for key, n in shown.items()), t
+    hidden = {t: set(project(joint, t)) - set(shown) for t, shown in published.items()}
+    audited = confined(joint, hidden, k)
+    assert audited.confined == [], audited.confined
+    assert audited.checked > 0 and audited.shown > 0
+    assert rep.attention.watchers > 0  # not vacuous: watchers are published
+
+
 def test_privacy_audit_command(engine: Engine, db_url: str,
                                make_visit: Callable[..., Visit]) -> None:
     with VisitSink(engine) as sink:

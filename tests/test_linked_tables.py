@@ -47,6 +47,21 @@ def random_day(seed: int) -> Joint:
                          rng.choices(EMOTIONS, we)[0]) for _ in range(n)))
 
 
+LOOKED = ("watcher", "not watching", "unknown")
+
+
+def random_day_looked(seed: int) -> Joint:
+    """A random day (as ``random_day``) whose visitors also looked, or not, or were not
+    measured: the four labels of the linked tables."""
+    rng = random.Random(10_000 + seed)
+    w = [rng.uniform(0.5, 3), rng.uniform(0.5, 3), rng.random() ** 3]
+    out: Counter[tuple[str, ...]] = Counter()
+    for key, n in random_day(seed).items():
+        for _ in range(n):
+            out[(*key, rng.choices(LOOKED, w)[0])] += 1
+    return dict(out)
+
+
 def planted_day() -> Joint:
     """The filed case: 10 men 18-24, 10 men 25-34, 5 men 65+, 10 women 25-34, one woman 65+."""
     return {("18-24", "male", "neutral"): 10, ("25-34", "male", "neutral"): 10,
@@ -59,7 +74,7 @@ def published_tables(joint: Joint, k: int) -> dict[Table, set[tuple[str, ...]]]:
     the report and the views), the others from ``publish_linked`` (as segments) in every
     --by order. Returns each table's cells that are not shown."""
     out: dict[Table, set[tuple[str, ...]]] = {}
-    for t in tables_of(3):
+    for t in tables_of(len(next(iter(joint))), 3):  # segments --by takes 1 to 3 labels
         cells = project(joint, t)
         if len(t) == 1:
             shown = {(key,) for key in publish({key[0]: n for key, n in cells.items()},
@@ -170,3 +185,51 @@ def test_the_audit_command_reports_a_breach(engine: Engine, db_url: str,
     assert res.exit_code == 1, res.output
     assert "BREACH 2026-11-30 cam-1: age_bracket,gender 65+/female (1 visits) is bounded to " \
         "1..1" in res.stdout
+
+
+@pytest.mark.parametrize("k", [5, 3])
+def test_random_days_with_looked_confine_nobody(k: int) -> None:
+    """Four labels: every table of one to three of them (each --by order) and the day total,
+    audited over the full combinations of all four (the table of four is never published)."""
+    shown = cells = 0
+    for seed in range(200 if k == 5 else 60):
+        joint = random_day_looked(seed)
+        hidden = published_tables(joint, k)
+        assert len(hidden) == 14
+        audited = confined(joint, hidden, k)
+        assert audited.confined == [], (seed, audited.confined)
+        shown, cells = shown + audited.shown, cells + audited.cells
+    assert 0.05 < shown / cells < 0.6  # something is published, not everything
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_one_label_tables_stay_rules_1_and_2_with_looked(seed: int) -> None:
+    joint = random_day_looked(seed)
+    for t in tables_of(4)[:4]:
+        cells = {key[0]: n for key, n in project(joint, t).items()}
+        assert linked_hidden(joint, 5)[t] == {(key,) for key in hidden_cells(cells, 5)}
+
+
+@pytest.mark.parametrize("value", ["unknown", "watcher"])
+@pytest.mark.parametrize("seed", range(10))
+def test_a_label_with_one_value_hides_what_its_twin_hides(seed: int, value: str) -> None:
+    """A day where looked has one value (visits stored before attention was measured): each
+    table with looked hides exactly what the same table without it hides on the three-label
+    day, and the looked table alone shows the day total."""
+    three = random_day(seed)
+    four = {(*key, value): n for key, n in three.items()}
+    by3, by4 = linked_hidden(three, 5), linked_hidden(four, 5)
+    assert set(by4) == set(tables_of(4, 3))
+    for t in tables_of(4, 3):
+        twin = tuple(i for i in t if i != 3)
+        want = {tuple(value if i == 3 else key[twin.index(i)] for i in t)
+                for key in by3.get(twin, ())}
+        assert by4[t] == want, t
+    assert not confined(four, by4, 5).confined
+
+
+def test_four_labels_are_refused() -> None:
+    from audience.reports.segments import parse_dimensions
+
+    with pytest.raises(ValueError, match="1 to 3"):
+        parse_dimensions("age_bracket,gender,emotion,looked")

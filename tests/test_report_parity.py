@@ -19,6 +19,7 @@ from audience.storage.published import Window
 from audience.storage.report_settings import write_report_settings, write_store_time_zones
 from audience.storage.schema import (
     report_age_daily,
+    report_attention_daily,
     report_dwell_daily,
     report_emotion_daily,
     report_gender_daily,
@@ -33,6 +34,7 @@ FIRST, END = date(2026, 3, 2), date(2026, 3, 5)  # three local days
 
 def _seeded(make_visit: Callable[..., Visit], seed: int) -> list[Visit]:
     rng = random.Random(seed)
+    look = random.Random(1000 + seed)  # apart, so the other labels stay as they were
     out = []
     for _ in range(rng.randint(60, 300)):
         start = DAY + timedelta(days=rng.randint(-1, 3), hours=rng.choice((0, 9, 10, 17, 23)),
@@ -42,7 +44,8 @@ def _seeded(make_visit: Callable[..., Visit], seed: int) -> list[Visit]:
             dwell_s=rng.choice((3.0, 20.0, 45.0, 100.0, 700.0)),
             age=rng.choice((None, 8.0, 22.0, 30.0, 30.0, 40.0, 70.0)),
             gender=rng.choice((None, "female", "male", "male")),
-            emotion=rng.choice((None, "happy", "happy", "neutral", "sad"))))
+            emotion=rng.choice((None, "happy", "happy", "neutral", "sad")),
+            watcher=look.choice((None, True, True, False, False, False))))
     return out
 
 
@@ -73,7 +76,10 @@ def test_report_is_the_views_summed(engine: Engine, make_visit: Callable[..., Vi
             (report.age, report_age_daily, "age_bracket"),
             (report.emotion, report_emotion_daily, "emotion"),
             (report.dwell, report_dwell_daily, "dwell_band"),
-            (report.footfall, report_visits_hourly, "hour")]:
+            (report.footfall, report_visits_hourly, "hour"),
+            (report.attention.looked if report.attention else None, report_attention_daily,
+             "looked")]:
+        assert published is not None, label
         shown = _view(engine, view, label)
         assert published.counts == dict(shown), label
         assert published.suppressed == total - sum(shown.values()), label
@@ -121,7 +127,8 @@ def test_one_label_segments_are_the_views_summed(engine: Engine, make_visit: Cal
 
 
 @pytest.mark.parametrize("by", [("age_bracket", "gender"), ("emotion", "gender"),
-                                ("gender", "age_bracket", "emotion")])
+                                ("gender", "age_bracket", "emotion"), ("looked", "gender"),
+                                ("age_bracket", "looked", "emotion")])
 @pytest.mark.parametrize("seed", range(3))
 def test_label_combinations_lean_on_what_the_views_show(
         engine: Engine, make_visit: Callable[..., Visit], seed: int,
@@ -140,7 +147,8 @@ def test_label_combinations_lean_on_what_the_views_show(
     rows = segments(engine, "s1", by, Period.day, Window("UTC", FIRST, END), k=5)
     views = {label: view for label, view in [("age_bracket", report_age_daily),
                                              ("gender", report_gender_daily),
-                                             ("emotion", report_emotion_daily)]}
+                                             ("emotion", report_emotion_daily),
+                                             ("looked", report_attention_daily)]}
     shown: dict[tuple[str, date], dict[Any, int]] = {}
     with engine.connect() as conn:
         for label, view in views.items():

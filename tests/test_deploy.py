@@ -329,7 +329,8 @@ def test_image_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
                    "audience/reports/dashboards/superset_config.py"):
         assert needed in names, needed
     # Only the weights the product serves: the shipped model, its manifest, the YuNet face and
-    # MoveNet body detectors and their licences; no retired or warm-start-only model, no experiment, no evaluation output.
+    # MoveNet body detectors and their licences; no retired or warm-start-only model, no
+    # experiment, no evaluation output.
     manifest = json.loads((ROOT / "models" / "weights" / "audience-mt.json").read_text())
     assert {n for n in names if n.startswith("audience/models/weights/")} == {
         f"audience/models/weights/{f}" for f in (manifest["file"], "audience-mt.json",

@@ -83,8 +83,11 @@ def load_analyzer(attrs: str, flip_average: bool | None = None, weights: str | P
     from audience.inference.analyzer import FaceAnalyzer
     from audience.inference.config import AnalyzerConfig, AttributePolicy
 
+    # Every face keeps its gender: the rule that withholds a child's (gender_min_age) is the
+    # product's, measured on its own (models.gender_rule), never folded into an accuracy.
     return FaceAnalyzer(AnalyzerConfig(flip_average=flip_average,
-                                       weights=str(weights) if weights else None),
+                                       weights=str(weights) if weights else None,
+                                       gender_min_age=0),
                         AttributePolicy.from_names(attrs))
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import T0, _pg_database
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
@@ -55,7 +55,7 @@ def writer(setup: tuple[Engine, str, str]) -> Iterator[Engine]:
 
 
 def _role(setup: tuple[Engine, str, str]) -> str:
-    return open_engine(setup[2]).url.username or ""
+    return make_url(setup[2]).username or ""
 
 
 def test_the_role_has_no_powers_and_owns_nothing(setup: tuple[Engine, str, str]) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from audience.storage.config import DatabaseConfig
 from audience.storage.db import mask, migrate, ready_engine
+from audience.storage.roles import WRITER_URL_ENV
 
 # Same environment variables as the app config (AUDIENCE_DATABASE__URL wins).
 DB_OPTION = typer.Option(
@@ -20,10 +21,32 @@ db_app = typer.Typer(help="Database schema: create, upgrade and check.", no_args
 
 
 @db_app.command("upgrade")
-def upgrade(db: DbUrl = DEFAULT_URL) -> None:
-    """Create or upgrade the schema to the latest revision (safe to run again)."""
-    revision = migrate(db)
+def upgrade(
+    db: DbUrl = DEFAULT_URL,
+    writer_url: Annotated[str | None, typer.Option(
+        "--writer-url", envvar=WRITER_URL_ENV, show_default=False,
+        help="PostgreSQL URL the pipeline services (infer, purge) connect with. Its user is "
+             "created or updated as a login that may only write visits (no superuser, no "
+             "ownership) and given the URL's password. Pass it in the environment, not on "
+             "the command line, where other users of the machine can read it.")] = None,
+) -> None:
+    """Create or upgrade the schema to the latest revision (safe to run again); with a writer
+    URL, also set up the pipeline's own database login. Run it as the database owner."""
+    from audience.storage.db import open_engine
+    from audience.storage.roles import ensure_writer, writer_credentials
+
+    engine = open_engine(db)
+    try:
+        # The writer URL is checked before anything changes: a typo leaves the database as is.
+        writer = writer_credentials(writer_url, engine) if writer_url else None
+        revision = migrate(engine)
+        if writer:
+            ensure_writer(engine, *writer)
+    finally:
+        engine.dispose()
     typer.echo(f"database {mask(db)} is at revision {revision} (latest)")
+    if writer:
+        typer.echo(f"writer role {writer[0]}: may log in and write visits, nothing more")
 
 
 @db_app.command("check")

@@ -159,7 +159,8 @@ def refuse_placeholder_password(url: str) -> URL:
     parsed = parse_url(url)
     if parsed.password is not None:
         refuse_placeholder(str(parsed.password), "the database password in DATABASE_URL "
-                           "(database.url; POSTGRES_PASSWORD in .env)")
+                           "(database.url; in .env: POSTGRES_PASSWORD for migrate, "
+                           "WRITER_DB_PASSWORD for infer and purge)")
     return parsed
 
 

@@ -91,10 +91,21 @@ def _dashboards_cli_envvars() -> set[str]:
     return names
 
 
+def _db_cli_envvars() -> set[str]:
+    """Environment variables the `audience db upgrade` options read, besides DATABASE_URL."""
+    import typer.main
+
+    from audience.storage.cli import db_app
+
+    command = typer.main.get_command(db_app).commands["upgrade"]  # type: ignore[attr-defined]
+    return {e for p in command.params for e in ([p.envvar] if isinstance(p.envvar, str)
+                                                else p.envvar or [])} - {"DATABASE_URL"}
+
+
 def _env_name_known(name: str) -> bool:
     """AUDIENCE_A__B__C names a field path of AppConfig (pydantic-settings silently ignores an
     unknown top-level section, so loading alone would not catch AUDIENCE_KAFKAA__X)."""
-    if name == "DATABASE_URL" or name in _dashboards_cli_envvars():
+    if name == "DATABASE_URL" or name in _dashboards_cli_envvars() | _db_cli_envvars():
         return True
     if not name.startswith("AUDIENCE_"):
         return False
@@ -228,7 +239,10 @@ def test_compose_environment_is_accepted_by_appconfig(services: dict[str, Any],
         unknown = [k for k in env if not _env_name_known(k)]
         assert not unknown, f"{name}: AppConfig does not read {unknown}"
         cfg = _load_with_env(monkeypatch, env, _host_config(svc))
-        assert cfg.database.url.startswith("postgresql://audience:"), name
+        owner = name in ("migrate", "superset-provision")
+        if owner or name in ("infer", "purge"):
+            user = "audience" if owner else "audience_writer"
+            assert cfg.database.url.startswith(f"postgresql://{user}:"), name
         if name.startswith("camera-"):
             assert cfg.camera.id == name.removeprefix("camera-")
             assert cfg.camera.source.startswith("rtsp://")
@@ -270,6 +284,41 @@ def test_superset_never_holds_the_superuser_password(services: dict[str, Any]) -
     assert "FLASK_APP_MUTATOR = app_mutator" in config
     dockerfile = (ROOT / "deploy" / "superset" / "Dockerfile").read_text()
     assert "superset_hooks.py /app/pythonpath/superset_hooks.py" in dockerfile
+
+
+def test_only_the_owner_jobs_hold_the_superuser_password(services: dict[str, Any]) -> None:
+    """The owner's password (a superuser in the postgres image) is only in the one-shot jobs
+    that migrate and provision; infer and purge log in as the writer `migrate` creates, and
+    the cameras never open the database."""
+    holders = {name for name, svc in services.items()
+               if "POSTGRES_PASSWORD" in json.dumps(svc.get("environment", {}))
+               or "${POSTGRES_PASSWORD" in json.dumps(svc.get("command", ""))}
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    holders |= {name for name, svc in raw.items() if "POSTGRES_PASSWORD" in json.dumps(svc)}
+    assert holders == {"postgres", "migrate", "superset-provision"}
+    writer = services["migrate"]["environment"]["WRITER_DATABASE_URL"]
+    assert writer.startswith("postgresql://audience_writer:")
+    for name in ("infer", "purge"):
+        assert services[name]["environment"]["DATABASE_URL"] == writer, name
+    for name in (n for n in services if n.startswith("camera-")):
+        assert "DATABASE_URL" not in services[name]["environment"], name
+    assert "WRITER_DB_PASSWORD" in _env_example()
+
+
+def test_k8s_only_the_migrate_job_holds_the_owner_url() -> None:
+    keys: dict[str, set[str]] = {}
+    for _, doc in _k8s_docs():
+        pod = _pod_spec(doc)
+        for c in (pod or {}).get("initContainers", []) + (pod or {}).get("containers", []):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+                if ref.get("key") in ("DATABASE_URL", "WRITER_DATABASE_URL"):
+                    keys.setdefault(ref["key"], set()).add(f"{doc['metadata']['name']}/"
+                                                           f"{c['name']}:{e['name']}")
+    assert keys["DATABASE_URL"] == {"migrate/migrate:DATABASE_URL"}
+    assert keys["WRITER_DATABASE_URL"] == {
+        "migrate/migrate:WRITER_DATABASE_URL", "infer/wait-for-schema:DATABASE_URL",
+        "infer/infer:DATABASE_URL", "purge/purge:DATABASE_URL"}
 
 
 def test_prometheus_scrapes_the_workers() -> None:

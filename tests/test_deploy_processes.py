@@ -3,9 +3,10 @@
 There is no Docker engine here, so each service's command runs as `python -m audience
 <command>` with the environment the compose file gives it (parsed from `docker compose config`).
 Only the addresses change: kafka:9092 becomes a tansu broker, postgres:5432 a fresh test
-database, port 9400 a free port, the RTSP source the bundled clip. That proves the wiring: the
-variable names, the commands, the mounted camera config, the topic job's settings and the
-healthcheck command all work together with the real workers.
+database (the owner's URL for migrate, the writer role's for infer and purge), port 9400 a free
+port, the RTSP source the bundled clip. That proves the wiring: the variable names, the
+commands, the mounted camera config, the topic job's settings and the healthcheck command all
+work together with the real workers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -26,9 +28,10 @@ import compose
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka_broker import Tansu, free_port
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from audience.storage.db import open_engine
+from audience.storage.roles import drop_writer
 from audience.storage.schema import VisitRow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +66,11 @@ class Local:
 
     def __init__(self, broker: str, db_url: str) -> None:
         self.broker, self.db_url, self.metrics_port = broker, db_url, free_port()
+        # The writer login `migrate` creates; roles are per cluster, so one per database.
+        url = make_url(db_url)
+        self.writer = f"w_{url.database}"[:60]
+        self.writer_url = url.set(username=self.writer, password=secrets.token_hex(16)
+                                  ).render_as_string(hide_password=False)
 
     def env(self, svc: dict[str, Any]) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items()
@@ -70,8 +78,9 @@ class Local:
         out = {}
         for key, value in svc.get("environment", {}).items():
             value = value.replace("kafka:9092", self.broker)
-            if re.fullmatch(r"postgresql://[^@]+@postgres:5432/audience", value):
-                value = self.db_url
+            pg = re.fullmatch(r"postgresql://([^:@]+)[^@]*@postgres:5432/audience", value)
+            if pg:
+                value = self.writer_url if pg[1] == "audience_writer" else self.db_url
             if key == "AUDIENCE_KAFKA__METRICS_PORT":
                 value = str(self.metrics_port)
             if key == "AUDIENCE_CAMERA__SOURCE":
@@ -130,6 +139,19 @@ def _create_topics_like_the_topic_job(svc: dict[str, Any], broker: str) -> None:
 def test_compose_services_run_as_processes(services: dict[str, Any], broker: str, db_url: str,
                                            tmp_path: Path) -> None:
     local = Local(broker, db_url)
+    try:
+        _run_the_services(services, broker, db_url, tmp_path, local)
+    finally:
+        owner = open_engine(db_url)
+        drop_writer(owner, local.writer)
+        owner.dispose()
+
+
+def _run_the_services(services: dict[str, Any], broker: str, db_url: str, tmp_path: Path,
+                      local: Local) -> None:
+    # infer and purge log in as the writer role, never as the owner
+    for name in ("infer", "purge"):
+        assert local.env(services[name])["DATABASE_URL"] == local.writer_url, name
 
     # 1. migrate: one-shot, must exit 0
     mig = services["migrate"]

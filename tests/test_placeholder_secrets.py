@@ -114,5 +114,6 @@ def test_env_example_secrets_are_all_refused() -> None:
     """What a deployment that copied .env.example unchanged gets: refusals, not a service."""
     values = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                   if "=" in line and not line.lstrip().startswith("#"))
-    for key in ("POSTGRES_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD"):
+    for key in ("POSTGRES_PASSWORD", "WRITER_DB_PASSWORD", "SUPERSET_SECRET_KEY",
+                "SUPERSET_ADMIN_PASSWORD"):
         assert values[key].strip() in PLACEHOLDERS, key

@@ -35,7 +35,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 
 def _rate(sess, x: np.ndarray, seconds: float) -> float:
-    """Faces/s of one ONNX Runtime session on the batch ``x`` (the analyzer bench's timer)."""
+    """Faces/s of one ONNX Runtime InferenceSession on the batch ``x`` (the analyzer bench)."""
     from audience.inference.bench import rate
 
     name = sess.get_inputs()[0].name

@@ -393,7 +393,7 @@ class InferenceWorker:
                         "try in %.0f s", now - self.outage_since, _why(exc), held,
                         self._retry_s)
         self.metrics.outage.set(1)
-        # Fresh connections for the retry: a session opened while the database was read-only
+        # Fresh connections for the retry: a connection opened while the database was read-only
         # (or before a failover) stays read-only after the database is writable again.
         with contextlib.suppress(Exception):
             self.engine.dispose()

@@ -6,7 +6,7 @@ an old migration creates. Add a new entry instead.
 
 On SQLite timestamps are naive-UTC text written by SQLAlchemy as ``YYYY-MM-DD HH:MM:SS.ffffff``;
 the hour is rendered in that same format so it compares correctly with bound timestamps. On
-PostgreSQL the truncation is done in UTC explicitly, independent of the session TimeZone.
+PostgreSQL the truncation is done in UTC explicitly, independent of the connection's TimeZone.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ __all__ = ["Tansu", "durable_broker", "free_port", "kafka_broker", "wait_until"]
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of an in-memory tansu broker shared by the session's tests (each
+    """Bootstrap address of an in-memory tansu broker shared by all the tests of one run (each
     test uses its own topics and group)."""
     broker = Tansu(tmp_path_factory.mktemp("tansu"))
     broker.start()

@@ -231,7 +231,7 @@ REFUSED = ("permission denied", "cannot contain sub-queries")
 
 
 def _web_login(url: str, user: str, password: str) -> Any:
-    """A browser-like session (cookie login): the legacy /superset/ views take no token."""
+    """A browser-like client (cookie login): the legacy /superset/ views take no token."""
     import re
 
     import requests

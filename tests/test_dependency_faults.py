@@ -166,7 +166,7 @@ def _outage_seen(w: Worker) -> None:
 
 def test_read_only_database_holds_visits_and_resumes(
         kafka_broker: str, analyzer: FaceAnalyzer, workers: list[Worker]) -> None:  # noqa: F811
-    """ALTER DATABASE ... SET default_transaction_read_only=on (+ its sessions ended): the
+    """ALTER DATABASE ... SET default_transaction_read_only=on (+ its open connections ended): the
     same refusal as a full disk, a revoked INSERT or a standby after failover."""
     for url in _pg_database():
         migrate(url)

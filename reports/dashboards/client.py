@@ -43,7 +43,7 @@ def rison(value: Any) -> str:
 
 
 class Superset:
-    """A logged-in session as one Superset user (an admin for provisioning)."""
+    """A logged-in HTTP client as one Superset user (an admin for provisioning)."""
 
     def __init__(self, url: str, user: str, password: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")

@@ -40,7 +40,7 @@ ALL_STORES = "*"  # not a valid store id, so it cannot clash with one
 
 #: pg_catalog functions a dashboard login must not run: they run an SQL string of their own
 #: (so a query-level filter never sees it), read server files, large objects or other
-#: sessions, reveal settings and the server's address, or count what every store writes
+#: connections, reveal settings and the server's address, or count what every store writes
 #: (table sizes and statistics, transaction ids, the WAL position).
 BLOCKED = (
     "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",

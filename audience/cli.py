@@ -284,18 +284,11 @@ def bench_pipeline(
     """Visits/s, faces/s and p50/p95 camera -> database latency of the scaled-out pipeline
     (fresh topics and a bench-TAG store id: live data is never touched)."""
     from audience.bench_pipeline import bench_pipeline as run_bench
-    from audience.core.local_broker import LocalBroker
     from audience.settings import load_settings
 
     cfg = load_settings(config, {"database": {"url": db},
                                  "kafka": {"bootstrap_servers": bootstrap_servers}})
-    local = None
-    # Neither the option nor the config file or environment names a broker: bring our own.
-    if bootstrap_servers is None and "bootstrap_servers" not in cfg.kafka.model_fields_set:
-        local = LocalBroker().start()
-        cfg.kafka = cfg.kafka.model_copy(update={"bootstrap_servers": local.bootstrap})
-        typer.echo(f"no --bootstrap-servers given: started a local Kafka-protocol broker "
-                   f"(tansu, in memory) on {local.bootstrap} for this run", err=True)
+    local = _own_broker(cfg, bootstrap_servers)
     try:
         r = run_bench(cfg, cameras, workers, duration, faces=faces, realtime=realtime)
     finally:
@@ -335,7 +328,6 @@ def bench_workers(
     from audience.bench_workers import bench_workers as run_bench
     from audience.bench_workers import check_counts
     from audience.core.errors import InputError
-    from audience.core.local_broker import LocalBroker
     from audience.settings import load_settings
 
     try:
@@ -345,13 +337,7 @@ def bench_workers(
     cfg = load_settings(config, {"database": {"url": db},
                                  "kafka": {"bootstrap_servers": bootstrap_servers}})
     check_counts(cfg, counts, tracks)
-    local = None
-    # As `bench pipeline`: no broker named by the option, config file or environment.
-    if bootstrap_servers is None and "bootstrap_servers" not in cfg.kafka.model_fields_set:
-        local = LocalBroker().start()
-        cfg.kafka = cfg.kafka.model_copy(update={"bootstrap_servers": local.bootstrap})
-        typer.echo(f"no --bootstrap-servers given: started a local Kafka-protocol broker "
-                   f"(tansu, in memory) on {local.bootstrap} for this run", err=True)
+    local = _own_broker(cfg, bootstrap_servers)
     try:
         r = run_bench(cfg, counts, tracks, faces, pin)
     finally:
@@ -376,6 +362,20 @@ def bench_workers(
     u = r["upserts"]
     typer.echo(f"{u['database']} batched upserts: {u['visits_per_s']} visits/s "
                f"({u['batch']} per transaction, {u['ms_per_batch']} ms each)")
+
+
+def _own_broker(cfg: Any, bootstrap_servers: str | None) -> Any:
+    """A local broker for one bench run (its caller stops it) when neither the option nor the
+    config file or environment names one; None when one is named. Points ``cfg`` at it."""
+    from audience.core.local_broker import LocalBroker
+
+    if bootstrap_servers is not None or "bootstrap_servers" in cfg.kafka.model_fields_set:
+        return None
+    local = LocalBroker().start()
+    cfg.kafka = cfg.kafka.model_copy(update={"bootstrap_servers": local.bootstrap})
+    typer.echo(f"no --bootstrap-servers given: started a local Kafka-protocol broker "
+               f"(tansu, in memory) on {local.bootstrap} for this run", err=True)
+    return local
 
 
 @app.command()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -287,9 +288,16 @@ def bar_png(title: str, labels: list[str], counts: list[int], rotate: bool = Fal
             top = max(top, *(e.high * n for _, e in marks))
         ax.set_ylim(bottom=0, top=top * 1.15)
     else:
-        ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set_xticks([])
+        _nothing_to_publish(ax)
+    return _png(fig)
+
+
+def _nothing_to_publish(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -311,12 +319,8 @@ def pair_png(title: str, labels: list[str], passers: list[int], watchers: list[i
         ax.set_xticks(list(xs)[::step], labels[::step], rotation=60, ha="right", fontsize=8)
         ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, "nothing to publish", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set_xticks([])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+        _nothing_to_publish(ax)
+    return _png(fig)
 
 
 def _img(alt: str, png: bytes) -> str:

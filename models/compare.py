@@ -100,17 +100,12 @@ def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
 def wild_gender(weights: str | Path, directory: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per found ``val`` face of an in-the-wild folder: right or wrong on gender, and the
     predicted gender (1 female)."""
-    import cv2
-
     from audience.models.evaluate import load_analyzer
-    from audience.models.wild import detect_wild, load_wild
+    from audience.models.wild import found_faces, load_wild
 
     data = load_wild(directory, "val")
-    marks, found = detect_wild(data)
-    idx = np.flatnonzero(found)
-    analyzer = load_analyzer("gender", weights=weights)
-    attrs = analyzer.analyze([cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR) for i in idx],
-                             [marks[i] for i in idx])
+    idx, images, marks = found_faces(data)
+    attrs = load_analyzer("gender", weights=weights).analyze(images, marks)
     pred = np.array([a.p_female >= 0.5 for a in attrs], np.int64)
     return pred == data.gender[idx], pred
 

@@ -30,19 +30,15 @@ DEFAULT_FLOOR = 0.8
 
 def pooled_by_predicted_age(weights: str | Path, dirs: list[Path]) -> dict[str, dict]:
     """Gender accuracy per predicted age band over the ``val`` faces of ``dirs``, pooled."""
-    import cv2
-
     from audience.models.evaluate import load_analyzer
-    from audience.models.wild import detect_wild, load_wild
+    from audience.models.wild import found_faces, load_wild
 
     analyzer = load_analyzer("age,gender", weights=weights)  # every band, the rule off
     truth, pred, ages = [], [], []
     for directory in dirs:
         data = load_wild(directory, "val")
-        marks, found = detect_wild(data)
-        idx = np.flatnonzero(found)
-        attrs = analyzer.analyze([cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR) for i in idx],
-                                 [marks[i] for i in idx])
+        idx, images, marks = found_faces(data)
+        attrs = analyzer.analyze(images, marks)
         truth.append(data.gender[idx])
         pred.append(np.array([a.p_female >= 0.5 for a in attrs], np.int64))
         ages.append(np.array([a.age for a in attrs], np.float64))

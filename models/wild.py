@@ -81,6 +81,13 @@ def load_wild(directory: str | Path, split: str | None = None) -> WildData:
                     np.array(ages, np.float32), np.array(splits))
 
 
+def _read(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError(f"cannot read {path}: restore the file")
+    return img
+
+
 def detect_wild(data: WildData) -> tuple[np.ndarray, np.ndarray]:
     """Landmarks (N, 5, 2) of each image's largest face, found as `audience analyze` finds
     faces, and a boolean array: False where no face was found (landmarks left zero).
@@ -96,16 +103,21 @@ def detect_wild(data: WildData) -> tuple[np.ndarray, np.ndarray]:
     marks = np.zeros((len(data.paths), 5, 2), np.float32)
     found = np.zeros(len(data.paths), bool)
     for i, p in enumerate(data.paths):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"cannot read {p}: restore the file")
-        faces = detector.detect(img)
+        faces = detector.detect(_read(p))
         if faces:
             best = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
             marks[i], found[i] = best.landmarks, True
     log.info("%s: a face found in %d of %d images", data.name, int(found.sum()), len(found))
     np.savez(cached, marks=marks, found=found)
     return marks, found
+
+
+def found_faces(data: WildData) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """The images in which the camera's detector found a face: their indices in ``data``, the
+    images (BGR) and each found face's landmarks, for an analyzer to label."""
+    marks, found = detect_wild(data)
+    idx = np.flatnonzero(found)
+    return idx, [_read(data.paths[i]) for i in idx], [marks[i] for i in idx]
 
 
 def wild_crops(data: WildData, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,10 +133,7 @@ def wild_crops(data: WildData, size: int) -> tuple[np.ndarray, np.ndarray]:
         return np.load(cached), found
     crops = np.zeros((len(data.paths), size, size, 3), np.uint8)
     for i in np.flatnonzero(found):
-        img = cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR)
-        if img is None:  # read once already by detect_wild: changed on disk since
-            raise DatasetError(f"cannot read {data.paths[i]}: restore the file")
-        crops[i] = align_face(img, marks[i], size, channels=3)
+        crops[i] = align_face(_read(data.paths[i]), marks[i], size, channels=3)
     np.save(cached, crops)
     return crops, found
 
@@ -150,15 +159,12 @@ def evaluate_wild(directory: str | Path, split: str = "val",
     from audience.models.evaluate import load_analyzer
 
     data = load_wild(directory, split)
-    marks, found = detect_wild(data)
-    idx = np.flatnonzero(found)
+    idx, images, lms = found_faces(data)
     analyzer = load_analyzer("age,gender", weights=weights)
-    images = [cv2.imread(str(data.paths[i]), cv2.IMREAD_COLOR) for i in idx]
-    lms = [marks[i] for i in idx]
     if face_px:  # as a distant camera sees them (models.face_px)
         from audience.models.face_px import shrink_faces
 
-        shrunk, lms = shrink_faces([im for im in images if im is not None], lms, face_px)
+        shrunk, lms = shrink_faces(images, lms, face_px)
         images = list(shrunk)
     attrs = analyzer.analyze(images, lms)
     p_female = np.array([a.p_female for a in attrs], np.float64)

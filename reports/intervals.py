@@ -26,8 +26,12 @@ HEADS = {"age_bracket": "age_bracket", "gender": "gender", "emotion": "emotion"}
 #: Fixed, so that the same published counts always print the same interval.
 SEED = 0
 
-__all__ = ["INTERVAL_NOTE", "head_shares", "manifest_confusions", "notes", "segment_note",
-           "segment_shares"]
+#: A breakdown -> the title its shares are published under (report tables, dashboards).
+TITLES = {"age_bracket": "Age brackets", "gender": "Gender", "emotion": "Emotion",
+          "ethnicity": "Ethnicity"}
+
+__all__ = ["INTERVAL_NOTE", "TITLES", "breakdown_shares", "head_shares", "manifest_confusions",
+           "notes", "segment_note", "segment_shares"]
 
 
 def manifest_confusions() -> dict[str, Confusion]:
@@ -44,6 +48,21 @@ def head_shares(p: Published, head: str, matrices: Mapping[str, Confusion],
     if matrix is not None and ages is not None and head == "gender":
         matrix = matrix.by_age(gendered_mix(ages, manifest_gender_min_age()))
     return estimate(head, counts, matrix, seed=SEED)
+
+
+def breakdown_shares(published: Mapping[str, Published], matrices: Mapping[str, Confusion],
+                     ) -> dict[str, HeadShares]:
+    """The shares of one period's published breakdowns, keyed by title (``TITLES``), in the
+    order given: ``published`` maps a breakdown (age_bracket, gender, emotion, ethnicity) to
+    its published cells. Gender is weighted by the same period's age shares when given. What
+    `audience report` prints and the dashboards' share table holds are both this."""
+    ages = (head_shares(published["age_bracket"], "age_bracket", matrices)
+            if "age_bracket" in published else None)
+    out = {}
+    for key, p in published.items():
+        out[TITLES[key]] = ages if key == "age_bracket" and ages is not None else head_shares(
+            p, key, matrices, ages if key == "gender" else None)
+    return out
 
 
 def segment_shares(counts: Mapping[tuple[str, ...], int], by: tuple[str, ...],

@@ -175,11 +175,9 @@ def nothing_note(k: int) -> str:
 def report_shares(report: Report) -> dict[str, HeadShares]:
     """Corrected shares with intervals, from the published cells of each labelled breakdown
     (``reports.intervals``), keyed by breakdown title."""
-    matrices = intervals.manifest_confusions()
-    ages = intervals.head_shares(report.age, "age_bracket", matrices)
-    return {"Age brackets": ages,
-            "Gender": intervals.head_shares(report.gender, "gender", matrices, ages),
-            "Emotion": intervals.head_shares(report.emotion, "emotion", matrices)}
+    return intervals.breakdown_shares(
+        {"age_bracket": report.age, "gender": report.gender, "emotion": report.emotion},
+        intervals.manifest_confusions())
 
 
 def _estimated(shares: HeadShares | None, label: str) -> str:

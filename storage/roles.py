@@ -14,8 +14,12 @@ no role, owner of nothing, and granted exactly:
 - SELECT, INSERT, UPDATE, DELETE on ``visits`` (the sink's upsert, the purge's DELETE) and
   USAGE on its id sequence.
 
-Nothing on ``report_settings`` or ``store_utc_offsets`` (the provisioning writes them as the
-owner; the report views read them as their owner), nothing on the ``report_*`` views, the
+- SELECT on ``report_settings`` and ``store_utc_offsets`` and SELECT, INSERT, DELETE on
+  ``share_estimates``: the scheduled ``audience dashboards shares`` reads the published cells
+  with the views' k and time zones and writes the dashboards' share table as this login.
+
+Nothing more on ``report_settings`` or ``store_utc_offsets`` (the provisioning writes them as
+the owner; the report views read them as their owner), nothing on the ``report_*`` views, the
 ``dashboards`` schema or the dashboards' access table. Every run first revokes whatever the
 role held elsewhere, so a grant made by hand does not outlive the next upgrade.
 """
@@ -37,12 +41,16 @@ WRITER_URL_ENV = "WRITER_DATABASE_URL"
 ATTRIBUTES = ("LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
 # Lower-case SQL identifiers only: the name goes into a URL and into DDL.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-#: table -> privileges; the sink writes stores, cameras, visits; purge deletes visits.
+#: table -> privileges; the sink writes stores, cameras, visits; purge deletes visits;
+#: `dashboards shares` reads the views' settings and replaces the share estimates.
 GRANTS = {
     "alembic_version": "SELECT",
     "stores": "SELECT, INSERT",
     "cameras": "SELECT, INSERT",
     "visits": "SELECT, INSERT, UPDATE, DELETE",
+    "report_settings": "SELECT",
+    "store_utc_offsets": "SELECT",
+    "share_estimates": "SELECT, INSERT, DELETE",
 }
 _PLACEHOLDER_HINT = f"the writer's password in {WRITER_URL_ENV} (WRITER_DB_PASSWORD in .env)"
 

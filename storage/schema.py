@@ -10,10 +10,11 @@ that a migrated database matches this module. Reporting views (created by migrat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -157,6 +158,35 @@ class StoreUtcOffsetRow(Base):
     time_zone: Mapped[str] = mapped_column(String)
 
 
+class ShareEstimateRow(Base):
+    """A published share with its 90% interval (migration 0009), for the dashboards.
+
+    Written by ``audience dashboards shares`` from the published cells of one store and period
+    (``reports.dashboards.shares``); read through the ``report_share_estimates`` view, which
+    shows only the rows computed with the current k and time zone.
+    """
+
+    __tablename__ = "share_estimates"
+    __table_args__ = (CheckConstraint("k >= 2", name="k_at_least_2"),)
+
+    store_id: Mapped[str] = mapped_column(String, primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date, primary_key=True)  #: store-local
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  #: the period's last day
+    head: Mapped[str] = mapped_column(String, primary_key=True)  #: "Age brackets", ...
+    label: Mapped[str] = mapped_column(String, primary_key=True)
+    period: Mapped[str] = mapped_column(String)  #: "2026-12-07" or "2026-11-10 to 2026-12-07"
+    visits: Mapped[int] = mapped_column(Integer)  #: shown labelled visits with this label
+    share: Mapped[float] = mapped_column(Float)  #: corrected share of the labelled visits
+    share_low: Mapped[float] = mapped_column(Float)
+    share_high: Mapped[float] = mapped_column(Float)
+    share_text: Mapped[str] = mapped_column(String)  #: "52% (45-59%)", as the report prints
+    corrected: Mapped[bool] = mapped_column(Boolean)  #: False: sampling error only
+    row_order: Mapped[int] = mapped_column(BigInteger)  #: larger first: newest, then labels
+    k: Mapped[int] = mapped_column(Integer)
+    time_zone: Mapped[str] = mapped_column(String)
+    computed_at: Mapped[datetime]
+
+
 # Columns the sink writes from a Visit (everything except the surrogate id and created_at).
 VISIT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in VisitRow.__table__.columns if c.name not in ("id", "created_at"))
@@ -213,11 +243,19 @@ report_ethnicity_daily = _cells(
 report_attention_daily = _cells(
     "report_attention_daily", Column("day", Date), Column("looked", String),
     Column("visits", Integer), Column("avg_attention_s", Float))
+# Migration 0009: the share estimates of the current k and time zone (ShareEstimateRow).
+report_share_estimates = Table(
+    "report_share_estimates", VIEWS, Column("store_id", String), Column("first_day", Date),
+    Column("day", Date), Column("period", String), Column("head", String),
+    Column("label", String), Column("visits", Integer), Column("share", Float),
+    Column("share_low", Float), Column("share_high", Float), Column("share_text", String),
+    Column("corrected", Boolean), Column("row_order", BigInteger),
+    Column("computed_at", UTCDateTime()))
 
 __all__ = [
     "Base", "CameraRow", "ReportSettingsRow", "StoreRow", "StoreUtcOffsetRow", "UTCDateTime",
     "VIEWS", "VISIT_COLUMNS", "VisitRow", "report_age_daily", "report_attention_daily",
-    "report_dwell_daily",
+    "report_dwell_daily", "ShareEstimateRow", "report_share_estimates",
     "report_emotion_daily", "report_ethnicity_daily", "report_gender_daily", "report_visits_daily",
     "report_visits_hourly", "visits_daily_age", "visits_daily_emotion", "visits_daily_gender",
     "visits_hourly",

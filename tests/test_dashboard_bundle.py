@@ -32,7 +32,31 @@ def test_datasets_read_k_suppressed_views_with_their_columns(dataset: dict[str, 
     plain = {c["column_name"] for c in dataset["columns"] if not c["expression"]}
     assert plain <= set(view.c.keys())
     assert dataset["main_dttm_col"] in plain
-    assert {"store_id", "camera_id"} <= plain  # the native filters work on every chart
+    assert "store_id" in plain  # the store filter works on every chart
+    if "camera_id" not in plain:  # figures per store (the shares): the camera filter skips them
+        assert set(_charts_of(dataset)) <= set(_camera_filter_excluded()), dataset["table_name"]
+
+
+def _charts_of(dataset: dict[str, Any]) -> list[int]:
+    """The dashboard's chart ids of the charts reading ``dataset``."""
+    uuids = {c["uuid"] for c in CHARTS.values() if c["dataset_uuid"] == dataset["uuid"]}
+    return [v["meta"]["chartId"] for v in DASHBOARD["position"].values()
+            if isinstance(v, dict) and v.get("type") == "CHART" and v["meta"]["uuid"] in uuids]
+
+
+def _camera_filter_excluded() -> list[int]:
+    (camera,) = [f for f in DASHBOARD["metadata"]["native_filter_configuration"]
+                 if f["targets"][0].get("column", {}).get("name") == "camera_id"]
+    return list(camera["scope"]["excluded"])
+
+
+def test_the_share_table_is_left_out_of_the_camera_filter_only() -> None:
+    (shares,) = [d for d in DATASETS.values() if d["table_name"] == "report_share_estimates"]
+    ids = _charts_of(shares)
+    assert ids and _camera_filter_excluded() == ids
+    chart_ids = [v["meta"]["chartId"] for v in DASHBOARD["position"].values()
+                 if isinstance(v, dict) and v.get("type") == "CHART"]
+    assert chart_ids.count(ids[0]) == 1  # Superset maps exclusions by this id on import
 
 
 @pytest.mark.parametrize("chart", list(CHARTS.values()), ids=lambda c: c["slice_name"])

@@ -1,18 +1,25 @@
-"""`audience dashboards provision | grant | serve`: Superset dashboards for stores."""
+"""`audience dashboards provision | grant | shares | serve`: Superset dashboards for stores."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from audience.reports.cli import ConfigOpt, settings
+from audience.reports.cli import ConfigOpt, settings, window_since
 from audience.reports.dashboards.client import Superset
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.storage.db import parse_url, ready_engine
+from audience.core.errors import InputError
+from audience.storage.db import mask, parse_url, ready_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from audience.reports.dashboards.shares import Filled
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,6 @@ RoleKey = Annotated[str | None, typer.Option(
 def role_key(key: str | None, path: Path) -> str:
     """The role key: --role-key / DASHBOARDS_ROLE_KEY, else the file (error if neither, or
     too short)."""
-    from audience.core.errors import InputError
     from audience.reports.dashboards.superset_hooks import KEY_ENV
 
     key = (key or "").strip()
@@ -129,6 +135,9 @@ def provision(
         check_stores(stores)
         write_report_settings(engine, k, ethnicity)
         write_store_time_zones(engine, cfg.timezones)
+        # The share table follows the settings just written (its view shows only rows of
+        # this k and these zones): refill the default window now, the schedule keeps it fresh.
+        filled = _fill_shares(engine, stores, SHARES_SINCE)
 
     sup = Superset(superset_url, user, password)
     postgres = parse_url(db).get_backend_name() == "postgresql"
@@ -139,6 +148,8 @@ def provision(
         "none (SQLite has no database roles: admins only)")
     typer.echo(f"provisioned {result.charts} charts on {len(result.datasets)} k-suppressed views"
                f" (k={k}); store roles: {roles}")
+    typer.echo(f"share estimates: {sum(f.rows for f in filled)} rows for {len(filled)} stores "
+               f"(the last {SHARES_SINCE}; `audience dashboards shares` refreshes them)")
     if reader:
         typer.echo(f"Superset reads as database role {reader} (every store, for admins only)")
     typer.echo(f"dashboard: {result.dashboard_url}")
@@ -178,6 +189,67 @@ def grant(
     done = run_grant(sup, user, store, key, password=password, email=email)
     typer.echo(f"{done} user {user!r}: Gamma + the role of store {store!r}; their queries run "
                f"as database role {role}, which sees that store only")
+
+
+#: The window `provision` fills and `shares` refreshes by default: today and the 27 days before.
+SHARES_SINCE = "27d"
+
+
+def _fill_shares(engine: Engine, stores: list[str], since: str | None) -> list[Filled]:
+    """Fill the share table for ``stores`` from the day that holds ``since`` (in each store's
+    zone; None: every day), one progress line per store."""
+    from audience.reports.dashboards.shares import fill
+    from audience.storage.report_settings import read_store_time_zones
+
+    zones = read_store_time_zones(engine)
+    first_of = {s: window_since(since, zones.get(s, "UTC")).first for s in stores}
+    done = []
+    for store in stores:
+        t0 = time.monotonic()
+        (f,) = fill(engine, [store], first_of)
+        typer.echo(f"store {store}: {f.rows} share rows for {f.days} days with published "
+                   f"visits, {f.first or 'first visit'} to {f.last} ({f.time_zone}, k={f.k}), "
+                   f"{time.monotonic() - t0:.1f} s")
+        done.append(f)
+    return done
+
+
+@app.command()
+def shares(
+    store: Annotated[list[str] | None, typer.Option(
+        "--store", help="Fill this store (repeatable). Default: every store in the database.")]
+    = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="First day to fill: a duration back from now (7d) or an ISO date, in "
+        "the store's time zone; whole days. The rows of a whole window are written too.")]
+    = SHARES_SINCE,
+    all_days: Annotated[bool, typer.Option(
+        "--all", help="Fill every day from the store's first visit (overrides --since).")]
+    = False,
+    db: DbUrl = DEFAULT_URL,
+) -> None:
+    """Compute the dashboards' corrected shares with 90% intervals (idempotent).
+
+    The same figures as `audience report`: EM-corrected shares of the published (k-suppressed)
+    cells with a bootstrap interval, per store-local day and for the whole window, written to
+    the share_estimates table that the dashboards read through report_share_estimates. k,
+    ethnicity and the time zones are the report views' (`audience dashboards provision` writes
+    them). Run it on a schedule: today's figures change as visits arrive.
+    """
+    from audience.core.ids import check_id
+    from audience.storage.query import stores as known_stores
+
+    for s in store or []:
+        check_id(s, "store id")
+    with ready_engine(db) as engine:
+        known = known_stores(engine)
+        missing = [s for s in store or [] if s not in known]
+        if missing:
+            raise InputError(f"no visits for store {missing[0]!r} in {mask(engine)}: nothing "
+                             "to fill (check --store)")
+        filled = _fill_shares(engine, list(store or known), None if all_days else since)
+    typer.echo(f"wrote {sum(f.rows for f in filled)} share rows for {len(filled)} stores "
+               "into share_estimates")
 
 
 @app.command()

@@ -98,11 +98,37 @@ def test_the_roles_hold_no_power(stores: Engine) -> None:
                 "WHERE rolname = :r)"), {"r": r}).scalar()
             assert owns == 0
             for table in ("public.visits", "public.report_visits_daily",
-                          "public.dashboard_access", "public.store_utc_offsets"):
+                          "public.dashboard_access", "public.store_utc_offsets",
+                          "public.share_estimates", "public.report_share_estimates"):
                 assert not conn.execute(text("SELECT has_table_privilege(:r, :t, 'SELECT')"),
                                         {"r": r, "t": table}).scalar(), (r, table)
 
 
+
+
+def test_a_manager_reads_only_their_stores_share_rows(stores: Engine) -> None:
+    from audience.reports.dashboards.shares import fill
+
+    filled = fill(stores, ["north", "south"])  # every day: the seeded ones are in the past
+    assert all(f.rows for f in filled)
+    dbroles.ensure_reader(stores, KEY)  # the share view is one of the isolated views
+    _, manager = _manager(stores)
+    every = _one(stores, "SELECT string_agg(DISTINCT store_id, ',' ORDER BY store_id) "
+                         "FROM public.report_share_estimates")
+    south = _one(stores, "SELECT count(*) FROM public.report_share_estimates "
+                         "WHERE store_id = 'south'")
+    try:
+        assert _one(manager, "SELECT string_agg(DISTINCT store_id, ',') "
+                             "FROM report_share_estimates") == "south"
+        assert _one(manager, "SELECT count(*) FROM report_share_estimates") == south
+        assert _one(manager, "SELECT count(*) FROM report_share_estimates "
+                             "WHERE store_id = 'north'") == 0
+        for table in ("public.share_estimates", "public.report_share_estimates"):
+            with pytest.raises(DBAPIError, match="permission denied"):
+                _one(manager, f"SELECT count(*) FROM {table}")
+    finally:
+        manager.dispose()
+    assert every == "north,south" and south
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))

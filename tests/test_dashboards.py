@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -106,6 +107,10 @@ def provisioned(superset: Local, visits_db: str) -> Local:
     r = _cli("dashboards", "provision", "--superset-url", superset.url, "--user", "admin",
              "--password", ADMIN_PASSWORD, "--db", visits_db, *key)
     assert "store roles: north, south" in r.stdout
+    assert "share estimates: " in r.stdout
+    # Every day: the seeded days may lie before provision's default window.
+    r = _cli("dashboards", "shares", "--all", "--db", visits_db)
+    assert r.stdout.splitlines()[-1].startswith("wrote ")
     for user, store in ((MANAGER, MANAGER_STORE), (OTHER_MANAGER, OTHER_STORE)):
         _cli("dashboards", "grant", "--user", user, "--store", store, "--password",
              MANAGER_PASSWORD, "--superset-url", superset.url, "--admin-password",
@@ -459,12 +464,39 @@ def _table_column(browser: Any, name: str) -> list[str]:
             for row in holder.find_elements(By.CSS_SELECTOR, "table tbody tr")]
 
 
+INTERVAL = re.compile(r"\d+% \(\d+-\d+%\)")
+
+
+def _table_texts(browser: Any, name: str) -> list[str]:
+    """The cells of a table chart that read like a share with its interval."""
+    from selenium.webdriver.common.by import By
+
+    holder = browser.find_element(
+        By.CSS_SELECTOR, f"[data-test=chart-grid-component][data-test-chart-name='{name}']")
+    cells = [td.text.strip() for td in holder.find_elements(By.CSS_SELECTOR, "table tbody td")]
+    return [t for t in cells if "% (" in t]
+
+
+def _share_texts(visits_db: str, store: str | None) -> set[str]:
+    engine = create_engine(visits_db)
+    try:
+        with engine.connect() as conn:
+            sql = "SELECT share_text FROM report_share_estimates"
+            if store:
+                sql += f" WHERE store_id = '{store}'"
+            return set(conn.execute(text(sql)).scalars())
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("who", ["admin", "manager"])
 def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: str, who: str,
                                                 tmp_path: Path) -> None:
     user, password, store = (("admin", ADMIN_PASSWORD, None) if who == "admin"
                              else (MANAGER, MANAGER_PASSWORD, MANAGER_STORE))
-    browser = chromium(tmp_path / "chrome", (1400, 1600))
+    from selenium.webdriver.common.by import By
+
+    browser = chromium(tmp_path / "chrome", (1400, 2200))
     try:
         _login(browser, provisioned.url, user, password)
         browser.get(f"{provisioned.url}/superset/dashboard/store-audience/?standalone=1")
@@ -482,6 +514,12 @@ def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: s
         shown = _table_column(browser, "Dwell time")
         assert shown == [label for _, label in DWELL_BANDS if label in shown], shown
         assert len(shown) >= 3
+        # Each share with its interval, as `audience report` prints it: "52% (45-59%)".
+        texts = _table_texts(browser, "Shares with 90% intervals")
+        assert texts and all(INTERVAL.fullmatch(t) for t in texts), texts[:5]
+        assert set(texts) <= _share_texts(visits_db, store)
+        # The note beside it says what the interval means.
+        assert browser.find_elements(By.XPATH, "//*[contains(text(), '9 times in 10')]")
         assert shot.stat().st_size > 20_000
     finally:
         browser.quit()

@@ -78,7 +78,11 @@ def test_the_role_has_no_powers_and_owns_nothing(setup: tuple[Engine, str, str])
     assert {g for (g,) in grants} == {
         "public.alembic_version:SELECT", "public.stores:SELECT", "public.stores:INSERT",
         "public.cameras:SELECT", "public.cameras:INSERT", "public.visits:SELECT",
-        "public.visits:INSERT", "public.visits:UPDATE", "public.visits:DELETE"}
+        "public.visits:INSERT", "public.visits:UPDATE", "public.visits:DELETE",
+        # `dashboards shares`: the views' k and zones, and the share table it replaces
+        "public.report_settings:SELECT", "public.store_utc_offsets:SELECT",
+        "public.share_estimates:SELECT", "public.share_estimates:INSERT",
+        "public.share_estimates:DELETE"}
 
 
 def test_sink_purge_and_check_work_as_the_writer(
@@ -102,6 +106,25 @@ def test_sink_purge_and_check_work_as_the_writer(
     assert done.exit_code == 0, done.output
 
 
+def test_the_scheduled_share_fill_runs_as_the_writer(
+        setup: tuple[Engine, str, str], writer: Engine,
+        make_visit: Callable[..., Visit]) -> None:
+    """`dashboards shares` in compose and the CronJob connects as the writer, not the owner."""
+    from datetime import UTC, datetime
+
+    with VisitSink(writer) as sink:
+        for i in range(12):
+            sink.add(make_visit(track_id=f"s{i}", store_id="share-store",
+                                started_at=datetime.now(UTC).replace(hour=0, minute=i)))
+    done = CliRunner().invoke(app, ["dashboards", "shares", "--store", "share-store",
+                                    "--since", "1d", "--db", setup[2]])
+    assert done.exit_code == 0, done.output
+    assert "wrote " in done.output and " 0 share rows" not in done.output
+    with setup[0].connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM share_estimates WHERE store_id = "
+                                 "'share-store'")).scalar()
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT pg_read_file('/etc/hostname')",
     "CREATE TABLE public.intruder (x int)",
@@ -110,6 +133,8 @@ def test_sink_purge_and_check_work_as_the_writer(
     "SELECT * FROM dashboards.report_visits_daily",
     "SELECT * FROM public.report_visits_daily",
     "INSERT INTO public.report_settings (id, k) VALUES (2, 2)",
+    "UPDATE public.report_settings SET k = 2",
+    "SELECT * FROM public.report_share_estimates",
     "DELETE FROM public.store_utc_offsets",
     "UPDATE public.alembic_version SET version_num = 'x'",
     "DROP TABLE public.visits",

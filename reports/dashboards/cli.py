@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from audience.core.errors import InputError
 from audience.reports.cli import ConfigOpt, settings, window_since
 from audience.reports.dashboards.client import Superset
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.core.errors import InputError
 from audience.storage.db import mask, parse_url, ready_engine
 
 if TYPE_CHECKING:

@@ -119,11 +119,11 @@ def fill_store(engine: Engine, store: str, first: date | None, *, k: int, ethnic
 def _replace(conn: Connection, store: str, first: date | None,
              rows: list[dict[str, object]]) -> None:
     """Delete the store's day rows from ``first`` on and all its whole-window rows; insert."""
-    t = ShareEstimateRow.__table__
-    days = t.c.first_day == t.c.day
+    t = ShareEstimateRow
+    days = t.first_day == t.day
     if first is not None:
-        days = and_(days, t.c.day >= first)
-    conn.execute(delete(t).where(t.c.store_id == store, or_(days, t.c.first_day < t.c.day)))
+        days = and_(days, t.day >= first)
+    conn.execute(delete(t).where(t.store_id == store, or_(days, t.first_day < t.day)))
     if rows:
         conn.execute(insert(t), rows)
 

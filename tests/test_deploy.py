@@ -170,7 +170,7 @@ def test_compose_refuses_missing_secrets(tmp_path: Path) -> None:
 
 def test_compose_declares_the_stack(services: dict[str, Any]) -> None:
     for name in ("kafka", "kafka-topics", "postgres", "migrate", "infer", "purge", "prometheus",
-                 "superset", "superset-init", "superset-provision"):
+                 "superset", "superset-init", "superset-provision", "dashboards-shares"):
         assert name in services, name
     assert services["kafka"]["image"].startswith("apache/kafka")
     assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft
@@ -180,11 +180,17 @@ def test_compose_declares_the_stack(services: dict[str, Any]) -> None:
     assert "profiles" not in services["superset"]  # `docker compose up` includes it
     assert any(v["source"] == "pgdata" for v in services["postgres"]["volumes"])
     assert "purge --older-than" in " ".join(services["purge"]["command"])
+    assert services["dashboards-shares"]["profiles"] == ["dashboards"]
+    assert "audience dashboards shares" in " ".join(services["dashboards-shares"]["command"])
     # replicas beyond the partitions of the tracks topic would sit idle
     env = _env_example()
     # AUDIENCE_* is AppConfig's prefix: a compose-only variable there would confuse a worker
     assert not [k for k in env if k.startswith("AUDIENCE_")]
     assert int(env["INFER_REPLICAS"]) <= int(env["TRACKS_PARTITIONS"])
+
+
+#: Services that are a sleep loop around a one-shot command: no server, so no healthcheck.
+LOOPS = ("purge", "dashboards-shares")
 
 
 def test_compose_healthchecks_and_start_order(services: dict[str, Any]) -> None:
@@ -193,7 +199,7 @@ def test_compose_healthchecks_and_start_order(services: dict[str, Any]) -> None:
             assert cond["condition"] != "service_started", f"{name} -> {dep}: use a condition"
             if cond["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep}'s health"
-        if svc.get("restart") == "unless-stopped" and name != "purge":  # purge: a sleep loop
+        if svc.get("restart") == "unless-stopped" and name not in LOOPS:
             assert "healthcheck" in svc, f"{name} runs for good but has no healthcheck"
     assert services["infer"]["depends_on"]["migrate"]["condition"] == \
         "service_completed_successfully"
@@ -240,7 +246,7 @@ def test_compose_environment_is_accepted_by_appconfig(services: dict[str, Any],
         assert not unknown, f"{name}: AppConfig does not read {unknown}"
         cfg = _load_with_env(monkeypatch, env, _host_config(svc))
         owner = name in ("migrate", "superset-provision")
-        if owner or name in ("infer", "purge"):
+        if owner or name in ("infer", "purge", "dashboards-shares"):
             user = "audience" if owner else "audience_writer"
             assert cfg.database.url.startswith(f"postgresql://{user}:"), name
         if name.startswith("camera-"):
@@ -298,7 +304,7 @@ def test_only_the_owner_jobs_hold_the_superuser_password(services: dict[str, Any
     assert holders == {"postgres", "migrate", "superset-provision"}
     writer = services["migrate"]["environment"]["WRITER_DATABASE_URL"]
     assert writer.startswith("postgresql://audience_writer:")
-    for name in ("infer", "purge"):
+    for name in ("infer", "purge", "dashboards-shares"):
         assert services[name]["environment"]["DATABASE_URL"] == writer, name
     for name in (n for n in services if n.startswith("camera-")):
         assert "DATABASE_URL" not in services[name]["environment"], name
@@ -318,7 +324,8 @@ def test_k8s_only_the_migrate_job_holds_the_owner_url() -> None:
     assert keys["DATABASE_URL"] == {"migrate/migrate:DATABASE_URL"}
     assert keys["WRITER_DATABASE_URL"] == {
         "migrate/migrate:WRITER_DATABASE_URL", "infer/wait-for-schema:DATABASE_URL",
-        "infer/infer:DATABASE_URL", "purge/purge:DATABASE_URL"}
+        "infer/infer:DATABASE_URL", "purge/purge:DATABASE_URL",
+        "dashboards-shares/dashboards-shares:DATABASE_URL"}
 
 
 def test_prometheus_scrapes_the_workers() -> None:
@@ -519,7 +526,7 @@ def test_k8s_only_workers_reach_kafka_and_postgres() -> None:
                 names.add(doc["metadata"]["name"])
     assert clients["audience/kafka-client"] == {
         "camera-store-42-entrance", "camera-store-42-checkout", "infer", "kafka-topics"}
-    assert clients["audience/db-client"] == {"infer", "migrate", "purge"}
+    assert clients["audience/db-client"] == {"infer", "migrate", "purge", "dashboards-shares"}
     policies = {d["metadata"]["name"]: d for _, d in _k8s_docs() if d["kind"] == "NetworkPolicy"}
     assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
     pg = policies["postgres-from-workers"]["spec"]["ingress"]

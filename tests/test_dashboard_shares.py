@@ -109,6 +109,9 @@ def test_filling_again_changes_nothing_and_the_view_follows_the_settings(
     first = _rows(engine)
     fill(engine, ["s1"], since=FIRST, now=NOW)
     assert _rows(engine) == first
+    fill(engine, ["s1"], since=NOW.date(), now=NOW)  # today only: the window's rows stay
+    assert _rows(engine) == first
+    assert any(" to " in p for p, _, _ in first)
     assert any(h == "Ethnicity" for _, h, _ in first)  # enabled: published like the others
     write_report_settings(engine, 5, False)
     assert first and not any(h == "Ethnicity" for _, h, _ in _rows(engine))

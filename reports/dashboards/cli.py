@@ -135,15 +135,16 @@ def provision(
         check_stores(stores)
         write_report_settings(engine, k, ethnicity)
         write_store_time_zones(engine, cfg.timezones)
-        # The share table follows the settings just written (its view shows only rows of
-        # this k and these zones): refill the default window now, the schedule keeps it fresh.
-        filled = _fill_shares(engine, stores, SHARES_SINCE)
 
     sup = Superset(superset_url, user, password)
     postgres = parse_url(db).get_backend_name() == "postgresql"
     key = role_key(role_key_option, role_key_file) if postgres else None
     target, reader = reader_url(db, superset_db, key) if key else (superset_db or db, None)
     result = run_provision(sup, target, stores, key)
+    # The share table follows the settings written above (its view shows only rows of this k
+    # and these zones): refill the default window now; the schedule keeps it fresh.
+    with ready_engine(db) as engine:
+        filled = _fill_shares(engine, stores, SHARES_SINCE)
     roles = (", ".join(result.store_roles) or "none (no stores yet)") if postgres else (
         "none (SQLite has no database roles: admins only)")
     typer.echo(f"provisioned {result.charts} charts on {len(result.datasets)} k-suppressed views"

@@ -10,8 +10,8 @@ Per store it writes one set of rows per store-local day of the window, and one f
 window (its first day to today) when it spans more than one day. k and the time zone are the
 ones the ``report_*`` views use (``report_settings``, ``store_utc_offsets``, written by
 `audience dashboards provision`), and each row records them: the dashboards' view shows only
-the rows of the current ones. Filling is idempotent: the window's rows of a store are replaced
-in one transaction, and its earlier whole-window rows with them.
+the rows of the current ones. Filling is idempotent: the window's day rows of a store are
+replaced in one transaction, and its earlier whole-window rows by the new window's.
 """
 
 from __future__ import annotations
@@ -108,22 +108,26 @@ def fill_store(engine: Engine, store: str, first: date | None, *, k: int, ethnic
                                           for key in keys},
                         matrices, k, time_zone, now)
     start = first if first is not None else (days[0] if days else last)
-    if start < last and days:
-        rows += rows_of(store, start, last, whole, matrices, k, time_zone, now)
+    window_rows = (rows_of(store, start, last, whole, matrices, k, time_zone, now)
+                   if start < last and days else [])
     with storage_errors(engine, "writing share estimates to"), engine.begin() as conn:
-        _replace(conn, store, first, rows)
-    log.info("share estimates of store %s: %d days, %d rows", store, len(days), len(rows))
+        _replace(conn, store, first, rows + window_rows, bool(window_rows))
+    rows += window_rows
+    log.debug("share estimates of store %s: %d days, %d rows", store, len(days), len(rows))
     return Filled(store, len(days), len(rows), first, last, k, time_zone)
 
 
-def _replace(conn: Connection, store: str, first: date | None,
-             rows: list[dict[str, object]]) -> None:
-    """Delete the store's day rows from ``first`` on and all its whole-window rows; insert."""
+def _replace(conn: Connection, store: str, first: date | None, rows: list[dict[str, object]],
+             window: bool) -> None:
+    """Delete the store's day rows from ``first`` on, and with a new ``window`` its earlier
+    whole-window rows (a fill of one day keeps the last window's); insert ``rows``."""
     t = ShareEstimateRow
-    days = t.first_day == t.day
+    gone = t.first_day == t.day
     if first is not None:
-        days = and_(days, t.day >= first)
-    conn.execute(delete(t).where(t.store_id == store, or_(days, t.first_day < t.day)))
+        gone = and_(gone, t.day >= first)
+    if window:
+        gone = or_(gone, t.first_day < t.day)
+    conn.execute(delete(t).where(t.store_id == store, gone))
     if rows:
         conn.execute(insert(t), rows)
 

@@ -173,3 +173,23 @@ def test_without_the_settings_row_nothing_is_written(engine: Engine) -> None:
 
     with pytest.raises(StorageError, match="no report settings row"):
         fill(engine, ["s1"])
+
+
+def test_0009_goes_down_and_up_again(db_url: str) -> None:
+    from alembic import command
+
+    from audience.storage.db import alembic_config, current_revision, migrate, open_engine
+
+    engine = open_engine(db_url)
+    try:
+        assert migrate(engine) == "0009"
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008")
+        assert current_revision(engine) == "0008"
+        with engine.connect() as conn:
+            assert not conn.dialect.has_table(conn, "share_estimates")
+        assert migrate(engine) == "0009"
+    finally:
+        engine.dispose()

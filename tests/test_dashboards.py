@@ -520,6 +520,11 @@ def test_dashboard_renders_in_headless_chromium(provisioned: Local, visits_db: s
         assert set(texts) <= _share_texts(visits_db, store)
         # The note beside it says what the interval means.
         assert browser.find_elements(By.XPATH, "//*[contains(text(), '9 times in 10')]")
+        shares = browser.find_element(
+            By.CSS_SELECTOR, "[data-test=chart-grid-component]"
+            "[data-test-chart-name='Shares with 90% intervals']")
+        browser.execute_script("arguments[0].scrollIntoView()", shares)
+        shares.screenshot(str(SCREENSHOT_DIR / f"dashboard-shares-{who}.png"))
         assert shot.stat().st_size > 20_000
     finally:
         browser.quit()

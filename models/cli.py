@@ -100,9 +100,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
 
     @evaluate.command("confusion")
     def evaluate_confusion(
-        data: Annotated[str, typer.Option(help="Labelled split to count on, DATASET:SPLIT "
-                                          "(utkface, aaf, lfw; never the test split).")]
-        = "utkface:val",
+        data: Annotated[list[str], typer.Option(
+            help="Labelled split to count on, DATASET:SPLIT (utkface, aaf, lfw; never the test "
+            "split). Repeatable: the matrices are pooled, each split's counts kept, and their "
+            "disagreement widens the intervals.")]
+        = ["utkface:val"],  # noqa: B006 (typer only reads it)
         write: Annotated[bool, typer.Option(
             "--write", help="Store the matrices in the model manifest (its `confusion` "
             "section; the weights are untouched), where shares are corrected from.")] = False,
@@ -112,18 +114,18 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
-        """Each head's confusion matrix (true rows, predicted columns) on a validation split:
+        """Each head's confusion matrix (true rows, predicted columns) on validation splits:
         what `audience report` corrects shares for (core.shares)."""
         from audience.core.shares import gender_min_age
         from audience.inference.analyzer import DEFAULT_MANIFEST, load_manifest
-        from audience.models.shares_eval import count_confusions, predict, write_confusions
+        from audience.models.shares_eval import count_sources, pool_sources, write_confusions
 
-        if data.endswith(":test"):
-            raise typer.BadParameter("count on a validation split, never the test split",
+        if any(d.endswith(":test") for d in data):
+            raise typer.BadParameter("count on validation splits, never the test split",
                                      param_hint="--data")
         manifest, _ = load_manifest(weights)
-        found = count_confusions(predict(data, weights), gender_min_age(manifest),
-                                 f"{data}, {manifest['version']}")
+        per_source = count_sources(data, weights, gender_min_age(manifest))
+        found = pool_sources(per_source, list(per_source), manifest["version"])
         if fer_csv:
             from audience.models.shares_eval import count_emotion
 
@@ -140,9 +142,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         data: Annotated[list[str], typer.Option(
             help="Labelled split to draw audiences from, DATASET:SPLIT (repeatable).")]
         = ["utkface:test", "aaf:val", "lfw:val"],  # noqa: B006 (typer only reads it)
-        confusion: Annotated[str | None, typer.Option(
+        confusion: Annotated[list[str] | None, typer.Option(
             help="Count the confusion matrices on this DATASET:SPLIT instead of using the "
-            "manifest's (never the split evaluated).")] = None,
+            "manifest's (repeatable: pooled, their disagreement in the intervals). A split is "
+            "never scored with its own counts, nor with its dataset's where another "
+            "dataset's are given (UTKFace keeps its other split).")] = None,
         audiences: Annotated[int, typer.Option(min=10, help="Audiences drawn per split.")] = 400,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         weights: Annotated[Path | None, typer.Option(

@@ -33,6 +33,14 @@ the sources disagree. The point estimate keeps the pooled rates. With one source
 the sources agree as well as their counts allow (``rho`` 0), a row is drawn from its counts'
 posterior as before; with a handful of sources ``rho`` is itself a rough estimate.
 
+Children are confused more than adults on every kind of face, so a source of children and
+one of adults disagree even where the kinds of face do not differ. The gender matrix, which
+follows the store's age mix (``by_age``), therefore takes its spread from the sources
+compared within each age bracket, and weights the brackets' ``sqrt(rho)`` by the mix (a kind
+of face's deviations move together across ages: the most their weighted sum can vary).
+Comparing the pooled rows instead widened the adults' gender intervals to cover 100% of the
+time (docs/accuracy.md).
+
 It lives in the shared vocabulary because two independent stages use it: inference (the
 children's gender rule) and reports (every published share).
 """
@@ -154,7 +162,9 @@ class Confusion:
             per_bracket = np.array([_spread(np.stack([s[b] for s in strata]))
                                     if strata else np.zeros(len(pooled))
                                     for b in range(len(w))])
-            rho = w @ per_bracket
+            # one kind of face's deviations move together across ages: the variance of
+            # their weighted sum is at most (sum_b w_b sqrt(rho_b))^2, reached when they do
+            rho = (w @ np.sqrt(per_bracket)) ** 2
         return Confusion(self.head, self.classes, mixed * self.counts.sum(1, keepdims=True),
                          f"{self.source}, weighted by the age mix", sources=self.sources,
                          rho=rho)

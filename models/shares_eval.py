@@ -244,7 +244,8 @@ def held_out(spec: str, names: Sequence[str]) -> list[str]:
     UTKFace's other split."""
     name, _ = parse_spec(spec)
     others = [n for n in names if n != spec]
-    if any(n.partition(":")[0] != name for n in others) and name != HOME:
+    datasets = {n.partition(":")[0] for n in others} & set(DATASETS)  # not fer2013's emotion
+    if datasets - {name} and name != HOME:
         others = [n for n in others if n.partition(":")[0] != name]
     return others
 

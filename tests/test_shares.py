@@ -294,3 +294,5 @@ def test_a_split_is_never_scored_with_its_own_dataset_where_others_are_given():
     assert held_out("aaf:val", ["aaf:train"]) == ["aaf:train"]  # in-domain, asked for
     assert held_out("aaf:val", ["aaf:train", "lfw:val"]) == ["lfw:val"]
     assert held_out("lfw:val", ["lfw:val"]) == []
+    assert held_out("aaf:val", ["aaf:train", "fer2013:PublicTest"]) == ["aaf:train",
+                                                                        "fer2013:PublicTest"]

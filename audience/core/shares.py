@@ -35,8 +35,8 @@ posterior as before; with a handful of sources ``rho`` is itself a rough estimat
 
 Children are confused more than adults on every kind of face, so a source of children and
 one of adults disagree even where the kinds of face do not differ. The gender matrix, which
-follows the store's age mix (``by_age``), therefore takes its spread from the sources
-compared within each age bracket, and weights the brackets' ``sqrt(rho)`` by the mix (a kind
+follows the store's age mix (``by_age``), therefore takes its spread from the sources with
+ages compared within each age bracket, and weights the brackets' ``sqrt(rho)`` by the mix (a kind
 of face's deviations move together across ages: the most their weighted sum can vary).
 Comparing the pooled rows instead widened the adults' gender intervals to cover 100% of the
 time (docs/accuracy.md).

@@ -110,6 +110,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             "section; the weights are untouched), where shares are corrected from.")] = False,
         fer_csv: Annotated[Path | None, typer.Option(
             help="Also the emotion head's, on this FER-2013 CSV's PublicTest rows.")] = None,
+        by_ethnicity: Annotated[bool, typer.Option(
+            "--by-ethnicity", help="Count each ethnic group of a split with ethnicity labels "
+            "(UTKFace) as a source of its own.")] = False,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -124,7 +127,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             raise typer.BadParameter("count on validation splits, never the test split",
                                      param_hint="--data")
         manifest, _ = load_manifest(weights)
-        per_source = count_sources(data, weights, gender_min_age(manifest))
+        per_source = count_sources(data, weights, gender_min_age(manifest),
+                                   by_ethnicity=by_ethnicity)
         found = pool_sources(per_source, list(per_source), manifest["version"])
         if fer_csv:
             from audience.models.shares_eval import count_emotion
@@ -147,6 +151,9 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             "manifest's (repeatable: pooled, their disagreement in the intervals). A split is "
             "never scored with its own counts, nor with its dataset's where another "
             "dataset's are given (UTKFace keeps its other split).")] = None,
+        by_ethnicity: Annotated[bool, typer.Option(
+            "--by-ethnicity", help="With --confusion: count each ethnic group of a split "
+            "with ethnicity labels (UTKFace) as a source of its own.")] = False,
         audiences: Annotated[int, typer.Option(min=10, help="Audiences drawn per split.")] = 400,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         weights: Annotated[Path | None, typer.Option(
@@ -159,7 +166,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         error, and how often the 90% interval covers the mix."""
         from audience.models.shares_eval import evaluate_shares, table
 
-        result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed)
+        result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed,
+                                 by_ethnicity=by_ethnicity)
         echo_json(result) if as_json else typer.echo(table(result))
 
     @app.command()

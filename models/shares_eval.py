@@ -61,6 +61,10 @@ class Labelled:
     p_female: np.ndarray
     pred_race: np.ndarray
 
+    def subset(self, mask: np.ndarray, name: str) -> Labelled:
+        return Labelled(name, self.age[mask], self.gender[mask], self.race[mask],
+                        self.pred_age[mask], self.p_female[mask], self.pred_race[mask])
+
     @property
     def bracket(self) -> np.ndarray:
         return np.array([AGE_BRACKETS.index(age_bracket(a)) if np.isfinite(a) else -1
@@ -203,22 +207,43 @@ def _count(head: str, classes: Sequence[str], y: np.ndarray, pred: np.ndarray,
 
 
 def count_sources(specs: Sequence[str], weights: Path | None, min_age: float,
-                  dirs: dict[str, Sequence[Path]] | None = None
+                  dirs: dict[str, Sequence[Path]] | None = None, by_ethnicity: bool = False
                   ) -> dict[str, dict[str, Confusion]]:
-    """Each split's matrices, named by the split: {"lfw:val": {"gender": ...}, ...}."""
-    return {spec: count_confusions(predict(spec, weights, dirs), min_age, spec)
-            for spec in dict.fromkeys(specs)}
+    """Each split's matrices, named by the split: {"lfw:val": {"gender": ...}, ...}.
+    ``by_ethnicity``: a split with ethnicity labels (UTKFace) counts each ethnic group as a
+    source of its own ("utkface:val/asian"), a kind of face whose confusion may differ."""
+    out = {}
+    for spec in dict.fromkeys(specs):
+        lab = predict(spec, weights, dirs)
+        if by_ethnicity and (lab.race >= 0).any():
+            for r, group in enumerate(ETHNICITIES):
+                if (lab.race == r).any():
+                    name = f"{spec}/{group}"
+                    out[name] = count_confusions(lab.subset(lab.race == r, name), min_age, name)
+        else:
+            out[spec] = count_confusions(lab, min_age, spec)
+    return out
+
+
+def split_of(source: str) -> str:
+    """The labelled split a source was counted on: "utkface:val/asian" -> "utkface:val"."""
+    return source.partition("/")[0]
 
 
 def pool_sources(per_source: dict[str, dict[str, Confusion]], names: Sequence[str],
                  version: str) -> dict[str, Confusion]:
     """Per head, the matrix pooled over these sources (those that count the head), named
-    "utkface:val + lfw:val, 2.4.0"; one source gives today's single matrix."""
+    "utkface:val + lfw:val, 2.4.0" (a split counted per ethnic group: "utkface:val by
+    ethnicity"); one source gives today's single matrix."""
     out = {}
     heads = dict.fromkeys(h for n in names for h in per_source[n])
     for head in heads:
         parts = [per_source[n][head] for n in names if head in per_source[n]]
-        out[head] = Confusion.pooled(parts, f"{' + '.join(p.source for p in parts)}, {version}")
+        splits = dict.fromkeys(split_of(p.source) for p in parts)
+        label = " + ".join(sp + (" by ethnicity" if any(p.source.startswith(sp + "/")
+                                                         for p in parts) else "")
+                           for sp in splits)
+        out[head] = Confusion.pooled(parts, f"{label}, {version}")
     return out
 
 
@@ -243,7 +268,7 @@ def held_out(spec: str, names: Sequence[str]) -> list[str]:
     dataset's counts are among them, none of its own dataset (leave one dataset out) but
     UTKFace's other split."""
     name, _ = parse_spec(spec)
-    others = [n for n in names if n != spec]
+    others = [n for n in names if split_of(n) != spec]
     datasets = {n.partition(":")[0] for n in others} & set(DATASETS)  # not fer2013's emotion
     if datasets - {name} and name != HOME:
         others = [n for n in others if n.partition(":")[0] != name]
@@ -356,7 +381,8 @@ def _r(x: Any) -> float:
 
 def evaluate_shares(specs: Sequence[str], confusion: Sequence[str] | str | None = None,
                     weights: Path | None = None, dirs: dict[str, Sequence[Path]] | None = None,
-                    audiences: int = 400, seed: int = 0, draws: int = 500) -> dict:
+                    audiences: int = 400, seed: int = 0, draws: int = 500,
+                    by_ethnicity: bool = False) -> dict:
     """The table of ``audience evaluate shares``. ``confusion``: DATASET:SPLITs to count the
     matrices on, or None for the manifest's own; each split evaluated is scored with the
     sources ``held_out`` allows (never itself, nor its dataset where others are given)."""
@@ -370,7 +396,7 @@ def evaluate_shares(specs: Sequence[str], confusion: Sequence[str] | str | None 
     if confusion:
         for c in confusion:
             parse_spec(c)
-        per_source = count_sources(confusion, weights, min_age, dirs)
+        per_source = count_sources(confusion, weights, min_age, dirs, by_ethnicity)
     else:
         per_source = manifest_sources(confusions(manifest))
     rows = []

@@ -296,3 +296,31 @@ def test_a_split_is_never_scored_with_its_own_dataset_where_others_are_given():
     assert held_out("lfw:val", ["lfw:val"]) == []
     assert held_out("aaf:val", ["aaf:train", "fer2013:PublicTest"]) == ["aaf:train",
                                                                         "fer2013:PublicTest"]
+
+
+def test_ethnic_groups_can_be_sources_of_their_own():
+    from audience.models.shares_eval import (
+        Labelled,
+        count_confusions,
+        held_out,
+        pool_sources,
+        split_of,
+    )
+
+    rng = np.random.default_rng(1)
+    n = 400
+    race = rng.integers(0, 2, n)
+    gender = rng.integers(0, 2, n)
+    ages = np.full(n, 30.0, np.float32)
+    lab = Labelled("utkface:val", ages, gender, race, ages, gender * 1.0, race)
+    per = {f"utkface:val/{g}": count_confusions(lab.subset(race == r, g), 13.0,
+                                                f"utkface:val/{g}")
+           for r, g in enumerate(("white", "black"))}
+    per["lfw:val"] = count_confusions(lab, 13.0, "lfw:val")
+    found = pool_sources(per, list(per), "2.4.0")
+    assert found["gender"].source == "utkface:val by ethnicity + lfw:val, 2.4.0"
+    assert len(found["gender"].sources) == 3
+    assert found["gender"].counts.sum() == 2 * ((ages >= 13).sum())
+    assert split_of("utkface:val/asian") == "utkface:val"
+    assert held_out("utkface:val", list(per)) == ["lfw:val"]
+    assert held_out("lfw:val", list(per)) == ["utkface:val/white", "utkface:val/black"]

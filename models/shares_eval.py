@@ -8,7 +8,8 @@ from a labelled folder (50-500 visitors, female share 0.2-0.8, age mixes from a 
 retirement-area store), labels them with the model, and compares the raw share, the corrected
 share and its interval with the mix each audience was drawn from. The matrices that score a
 split never come from it, and where other datasets' counts are at hand, not from its dataset
-either (``held_out``): the coverage is of faces the matrix has not seen.
+either (``held_out``): the coverage is of faces the matrix has not seen. A split with
+ethnicity labels may be counted per ethnic group (``by_ethnicity``), each group a source.
 """
 
 from __future__ import annotations

@@ -100,30 +100,36 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
 
     @evaluate.command("confusion")
     def evaluate_confusion(
-        data: Annotated[str, typer.Option(help="Labelled split to count on, DATASET:SPLIT "
-                                          "(utkface, aaf, lfw; never the test split).")]
-        = "utkface:val",
+        data: Annotated[list[str], typer.Option(
+            help="Labelled split to count on, DATASET:SPLIT (utkface, aaf, lfw; never the test "
+            "split). Repeatable: the matrices are pooled, each split's counts kept, and their "
+            "disagreement widens the intervals.")]
+        = ["utkface:val"],  # noqa: B006 (typer only reads it)
         write: Annotated[bool, typer.Option(
             "--write", help="Store the matrices in the model manifest (its `confusion` "
             "section; the weights are untouched), where shares are corrected from.")] = False,
         fer_csv: Annotated[Path | None, typer.Option(
             help="Also the emotion head's, on this FER-2013 CSV's PublicTest rows.")] = None,
+        by_ethnicity: Annotated[bool, typer.Option(
+            "--by-ethnicity", help="Count each ethnic group of a split with ethnicity labels "
+            "(UTKFace) as a source of its own.")] = False,
         weights: Annotated[Path | None, typer.Option(
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
-        """Each head's confusion matrix (true rows, predicted columns) on a validation split:
+        """Each head's confusion matrix (true rows, predicted columns) on validation splits:
         what `audience report` corrects shares for (core.shares)."""
         from audience.core.shares import gender_min_age
         from audience.inference.analyzer import DEFAULT_MANIFEST, load_manifest
-        from audience.models.shares_eval import count_confusions, predict, write_confusions
+        from audience.models.shares_eval import count_sources, pool_sources, write_confusions
 
-        if data.endswith(":test"):
-            raise typer.BadParameter("count on a validation split, never the test split",
+        if any(d.endswith(":test") for d in data):
+            raise typer.BadParameter("count on validation splits, never the test split",
                                      param_hint="--data")
         manifest, _ = load_manifest(weights)
-        found = count_confusions(predict(data, weights), gender_min_age(manifest),
-                                 f"{data}, {manifest['version']}")
+        per_source = count_sources(data, weights, gender_min_age(manifest),
+                                   by_ethnicity=by_ethnicity)
+        found = pool_sources(per_source, list(per_source), manifest["version"])
         if fer_csv:
             from audience.models.shares_eval import count_emotion
 
@@ -140,9 +146,14 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         data: Annotated[list[str], typer.Option(
             help="Labelled split to draw audiences from, DATASET:SPLIT (repeatable).")]
         = ["utkface:test", "aaf:val", "lfw:val"],  # noqa: B006 (typer only reads it)
-        confusion: Annotated[str | None, typer.Option(
+        confusion: Annotated[list[str] | None, typer.Option(
             help="Count the confusion matrices on this DATASET:SPLIT instead of using the "
-            "manifest's (never the split evaluated).")] = None,
+            "manifest's (repeatable: pooled, their disagreement in the intervals). A split is "
+            "never scored with its own counts, nor with its dataset's where another "
+            "dataset's are given (UTKFace keeps its other split).")] = None,
+        by_ethnicity: Annotated[bool, typer.Option(
+            "--by-ethnicity", help="With --confusion: count each ethnic group of a split "
+            "with ethnicity labels (UTKFace) as a source of its own.")] = False,
         audiences: Annotated[int, typer.Option(min=10, help="Audiences drawn per split.")] = 400,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         weights: Annotated[Path | None, typer.Option(
@@ -155,7 +166,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         error, and how often the 90% interval covers the mix."""
         from audience.models.shares_eval import evaluate_shares, table
 
-        result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed)
+        result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed,
+                                 by_ethnicity=by_ethnicity)
         echo_json(result) if as_json else typer.echo(table(result))
 
     @app.command()

@@ -1,11 +1,15 @@
 """Shares on labelled folders: the confusion matrices a model ships, and how true its shares are.
 
 ``audience evaluate confusion`` counts each head's confusion (true rows, predicted columns) on
-a validation split and, with ``--write``, stores it in the model manifest under ``confusion``,
+one or several validation splits and, with ``--write``, stores it in the model manifest under
+``confusion`` (the pooled counts, and with several splits each one's counts under ``sources``),
 where ``core.shares`` reads it. ``audience evaluate shares`` draws many store audiences
 from a labelled folder (50-500 visitors, female share 0.2-0.8, age mixes from a young mall to a
 retirement-area store), labels them with the model, and compares the raw share, the corrected
-share and its interval with the mix each audience was drawn from.
+share and its interval with the mix each audience was drawn from. The matrices that score a
+split never come from it, and where other datasets' counts are at hand, not from its dataset
+either (``held_out``): the coverage is of faces the matrix has not seen. A split with
+ethnicity labels may be counted per ethnic group (``by_ethnicity``), each group a source.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class Labelled:
     pred_age: np.ndarray
     p_female: np.ndarray
     pred_race: np.ndarray
+
+    def subset(self, mask: np.ndarray, name: str) -> Labelled:
+        return Labelled(name, self.age[mask], self.gender[mask], self.race[mask],
+                        self.pred_age[mask], self.p_female[mask], self.pred_race[mask])
 
     @property
     def bracket(self) -> np.ndarray:
@@ -199,6 +207,75 @@ def _count(head: str, classes: Sequence[str], y: np.ndarray, pred: np.ndarray,
     return Confusion(head, tuple(classes), cm, source)
 
 
+def count_sources(specs: Sequence[str], weights: Path | None, min_age: float,
+                  dirs: dict[str, Sequence[Path]] | None = None, by_ethnicity: bool = False
+                  ) -> dict[str, dict[str, Confusion]]:
+    """Each split's matrices, named by the split: {"lfw:val": {"gender": ...}, ...}.
+    ``by_ethnicity``: a split with ethnicity labels (UTKFace) counts each ethnic group as a
+    source of its own ("utkface:val/asian"), a kind of face whose confusion may differ."""
+    out = {}
+    for spec in dict.fromkeys(specs):
+        lab = predict(spec, weights, dirs)
+        if by_ethnicity and (lab.race >= 0).any():
+            for r, group in enumerate(ETHNICITIES):
+                if (lab.race == r).any():
+                    name = f"{spec}/{group}"
+                    out[name] = count_confusions(lab.subset(lab.race == r, name), min_age, name)
+        else:
+            out[spec] = count_confusions(lab, min_age, spec)
+    return out
+
+
+def split_of(source: str) -> str:
+    """The labelled split a source was counted on: "utkface:val/asian" -> "utkface:val"."""
+    return source.partition("/")[0]
+
+
+def pool_sources(per_source: dict[str, dict[str, Confusion]], names: Sequence[str],
+                 version: str) -> dict[str, Confusion]:
+    """Per head, the matrix pooled over these sources (those that count the head), named
+    "utkface:val + lfw:val, 2.4.0" (a split counted per ethnic group: "utkface:val by
+    ethnicity"); one source gives today's single matrix."""
+    out = {}
+    heads = dict.fromkeys(h for n in names for h in per_source[n])
+    for head in heads:
+        parts = [per_source[n][head] for n in names if head in per_source[n]]
+        splits = dict.fromkeys(split_of(p.source) for p in parts)
+        label = " + ".join(sp + (" by ethnicity" if any(p.source.startswith(sp + "/")
+                                                         for p in parts) else "")
+                           for sp in splits)
+        out[head] = Confusion.pooled(parts, f"{label}, {version}")
+    return out
+
+
+def manifest_sources(found: dict[str, Confusion]) -> dict[str, dict[str, Confusion]]:
+    """The manifest's matrices as per-source counts (a head without sources is one source,
+    named by its ``source`` up to the version)."""
+    out: dict[str, dict[str, Confusion]] = {}
+    for head, c in found.items():
+        for part in c.sources or (Confusion(head, c.classes, c.counts,
+                                            c.source.split(",")[0], c.by_age_counts),):
+            out.setdefault(part.source, {})[head] = part
+    return out
+
+
+#: The faces the model was trained on: a store is scored with a matrix that includes them,
+#: so their other split stays in the matrix that scores one of them.
+HOME = "utkface"
+
+
+def held_out(spec: str, names: Sequence[str]) -> list[str]:
+    """The sources that may score ``spec``: never the split itself, and where another
+    dataset's counts are among them, none of its own dataset (leave one dataset out) but
+    UTKFace's other split."""
+    name, _ = parse_spec(spec)
+    others = [n for n in names if split_of(n) != spec]
+    datasets = {n.partition(":")[0] for n in others} & set(DATASETS)  # not fer2013's emotion
+    if datasets - {name} and name != HOME:
+        others = [n for n in others if n.partition(":")[0] != name]
+    return others
+
+
 def write_confusions(manifest_path: Path, found: dict[str, Confusion]) -> Path:
     """Store the matrices in the manifest's ``confusion`` section (others kept as they are).
     The weights file and its sha256 are untouched."""
@@ -303,34 +380,38 @@ def _r(x: Any) -> float:
     return round(float(x), 4)
 
 
-def evaluate_shares(specs: Sequence[str], confusion: str | None = None,
+def evaluate_shares(specs: Sequence[str], confusion: Sequence[str] | str | None = None,
                     weights: Path | None = None, dirs: dict[str, Sequence[Path]] | None = None,
-                    audiences: int = 400, seed: int = 0, draws: int = 500) -> dict:
-    """The table of ``audience evaluate shares``. ``confusion``: a DATASET:SPLIT to count the
-    matrices on, or None for the manifest's own; never the split being evaluated."""
+                    audiences: int = 400, seed: int = 0, draws: int = 500,
+                    by_ethnicity: bool = False) -> dict:
+    """The table of ``audience evaluate shares``. ``confusion``: DATASET:SPLITs to count the
+    matrices on, or None for the manifest's own; each split evaluated is scored with the
+    sources ``held_out`` allows (never itself, nor its dataset where others are given)."""
     from audience.inference.analyzer import load_manifest
 
     manifest, _ = load_manifest(weights)
     min_age = gender_min_age(manifest)
-    shipped = confusions(manifest)
+    version = str(manifest["version"])
+    if isinstance(confusion, str):
+        confusion = [confusion]
+    if confusion:
+        for c in confusion:
+            parse_spec(c)
+        per_source = count_sources(confusion, weights, min_age, dirs, by_ethnicity)
+    else:
+        per_source = manifest_sources(confusions(manifest))
     rows = []
     for spec in specs:
         parse_spec(spec)
-        if confusion:
-            if confusion == spec:
-                raise DatasetError(f"the confusion matrices must come from another split than "
-                                   f"the one evaluated ({spec})")
-            found = count_confusions(predict(confusion, weights, dirs), min_age,
-                                     f"{confusion}, {manifest['version']}")
-        else:
-            found = shipped
-            if any(spec in c.source for c in found.values()):
-                raise DatasetError(f"the manifest's confusion matrices were counted on {spec}: "
-                                   "evaluate another split, or pass --confusion DATASET:SPLIT")
+        names = held_out(spec, list(per_source))
+        if not any(h in per_source[n] for n in names for h in ("gender", "age_bracket")):
+            raise DatasetError(f"the confusion matrices were counted on {spec} only: evaluate "
+                               "another split, or pass --confusion DATASET:SPLIT")
+        found = pool_sources(per_source, names, version)
         lab = predict(spec, weights, dirs)
         for head, m in score_audiences(lab, found, audiences, seed, min_age, draws).items():
             rows.append({"data": spec, "head": head, **m})
-    return {"model": f"{manifest['name']}-{manifest['version']}", "audiences": audiences,
+    return {"model": f"{manifest['name']}-{version}", "audiences": audiences,
             "seed": seed, "level": LEVEL, "gender_min_age": min_age, "rows": rows}
 
 

@@ -170,3 +170,157 @@ def test_drawn_audiences_and_split_names():
     for bad in ("aaf:test", "imdb:val", "utkface"):
         with pytest.raises(DatasetError):
             parse_spec(bad)
+
+
+# -- several sources: the model's variation between kinds of faces --------------------------
+
+DOMAIN_BASE = np.array([[0.90, 0.10], [0.15, 0.85]])
+
+
+def _domain_rates(rng: np.random.Generator, concentration: float = 40.0) -> np.ndarray:
+    """One kind of face's gender confusion, spread around DOMAIN_BASE."""
+    return np.stack([rng.dirichlet(concentration * r) for r in DOMAIN_BASE])
+
+
+def _source(rates: np.ndarray, name: str, rng: np.random.Generator) -> Confusion:
+    counts = np.stack([rng.multinomial(300, r) for r in rates])
+    return Confusion("gender", ("male", "female"), counts, name)
+
+
+def test_several_sources_cover_a_new_kind_of_face_where_one_source_does_not():
+    """Each store's faces are a kind no validation split had: its confusion differs from
+    every source's. One source's interval knows only its own faces and under-covers; six
+    sources' disagreement widens it to about the stated 90%."""
+    rng = np.random.default_rng(3)
+    one, several = [], []
+    for rep in range(150):
+        parts = [_source(_domain_rates(rng), f"d{s}:val", rng) for s in range(6)]
+        store = _domain_rates(rng)
+        female = rng.uniform(0.2, 0.8)
+        mix = np.array([1 - female, female])
+        true = rng.multinomial(int(rng.integers(50, 500)), mix)
+        counts = dict(zip(("male", "female"), _labels(true, store, rng).tolist(), strict=True))
+        for conf, covered in ((parts[0], one), (Confusion.pooled(parts), several)):
+            est = estimate("gender", counts, conf, draws=300, seed=rep)
+            covered.extend(s.low <= t <= s.high for s, t in zip(est.shares, mix, strict=True))
+    assert np.mean(one) < 0.75
+    assert 0.85 <= np.mean(several) <= 0.95
+
+
+def test_sources_that_agree_as_well_as_their_counts_allow_change_nothing():
+    """One source pooled is today's matrix; sources with the same rates give no spread, and
+    the same shares and intervals as their sum counted on one split."""
+    a = Confusion("gender", ("male", "female"), np.array([[460, 40], [75, 425]]), "a:val")
+    assert Confusion.pooled([a], "a:val, 2.4.0").to_json() == {**a.to_json(),
+                                                               "source": "a:val, 2.4.0"}
+    b = Confusion("gender", ("male", "female"), 2 * a.counts, "b:val")
+    both = Confusion.pooled([a, b])
+    assert both.source == "a:val + b:val" and both.spread().tolist() == [0.0, 0.0]
+    single = Confusion("gender", ("male", "female"), 3 * a.counts, "a:val + b:val")
+    counts = {"male": 120, "female": 80}
+    assert estimate("gender", counts, both, seed=2) == estimate("gender", counts, single, seed=2)
+
+
+def test_sources_that_disagree_widen_the_interval_but_keep_the_point():
+    a = Confusion("gender", ("male", "female"), np.array([[460, 40], [75, 425]]), "a:val")
+    b = Confusion("gender", ("male", "female"), np.array([[360, 140], [20, 480]]), "b:val")
+    both = Confusion.pooled([a, b])
+    single = Confusion("gender", ("male", "female"), both.counts, "pooled")
+    rho = both.spread()
+    assert (rho > 0).all() and (both.concentration() < single.concentration()).all()
+    counts = {"male": 120, "female": 80}
+    wide, narrow = estimate("gender", counts, both).get("female"), \
+        estimate("gender", counts, single).get("female")
+    assert wide is not None and narrow is not None
+    assert wide.share == pytest.approx(narrow.share)
+    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
+    # the combinations of two heads are never more certain than their less-known part
+    from audience.core.shares import joint
+
+    combined = joint([both, both])
+    assert combined is not None and combined.counts.sum(1).max() <= both.row_sizes().max()
+
+
+def test_several_sources_round_trip_through_the_manifest():
+    strata_a = np.zeros((8, 2, 2))
+    strata_a[3] = [[460, 40], [75, 425]]
+    a = Confusion("gender", ("male", "female"), strata_a.sum(0), "utkface:val", strata_a)
+    b = Confusion("gender", ("male", "female"), np.array([[360, 140], [20, 480]]), "lfw:val")
+    both = Confusion.pooled([a, b], "utkface:val + lfw:val, 2.4.0")
+    entry = both.to_json()
+    assert set(entry["sources"]) == {"utkface:val", "lfw:val"}
+    assert "by_age_counts" in entry["sources"]["utkface:val"]
+    back = confusions({"confusion": {"gender": entry}})["gender"]
+    assert back.counts.tolist() == both.counts.tolist() and back.source == both.source
+    assert [p.source for p in back.sources] == ["utkface:val", "lfw:val"]
+    assert back.by_age_counts is not None and back.by_age_counts[3].tolist() == strata_a[3].tolist()
+    assert back.spread() == pytest.approx(both.spread())
+    entry["counts"] = [[1, 0], [0, 1]]  # the sources no longer add up
+    with pytest.raises(ConfusionError, match="add up"):
+        confusions({"confusion": {"gender": entry}})
+    # a manifest of one source has no sources and reads as before
+    one = confusions({"confusion": {"gender": a.to_json()}})["gender"]
+    assert one.sources == () and "sources" not in a.to_json()
+
+
+def test_the_gender_spread_is_measured_within_age_brackets():
+    """Children are confused more than adults on every kind of face: the spread that widens a
+    store's gender interval is the sources' disagreement within an age bracket, weighted by
+    the store's age mix, not the difference between a source of children and one of adults."""
+    adults = np.zeros((8, 2, 2))
+    adults[4] = [[480, 20], [25, 475]]
+    kids_a, kids_b = np.zeros((8, 2, 2)), np.zeros((8, 2, 2))
+    kids_a[1] = [[400, 100], [90, 410]]
+    kids_b[1] = [[300, 200], [40, 460]]
+    a = Confusion("gender", ("male", "female"), (adults + kids_a).sum(0), "a:val", adults + kids_a)
+    b = Confusion("gender", ("male", "female"), (adults + kids_b).sum(0), "b:val", adults + kids_b)
+    both = Confusion.pooled([a, b])
+    grown = np.zeros(8)
+    grown[4] = 1.0
+    assert both.by_age(grown).spread().tolist() == [0.0, 0.0]
+    young = np.zeros(8)
+    young[1] = 1.0
+    assert (both.by_age(young).spread() > 0).all()
+
+
+def test_a_split_is_never_scored_with_its_own_dataset_where_others_are_given():
+    from audience.models.shares_eval import held_out
+
+    names = ["utkface:val", "lfw:val", "aaf:val"]
+    assert held_out("aaf:val", names) == ["utkface:val", "lfw:val"]
+    assert held_out("lfw:val", names) == ["utkface:val", "aaf:val"]
+    assert held_out("utkface:test", names) == names
+    assert held_out("utkface:val", ["utkface:test", "lfw:val"]) == ["utkface:test", "lfw:val"]
+    assert held_out("aaf:val", ["aaf:train"]) == ["aaf:train"]  # in-domain, asked for
+    assert held_out("aaf:val", ["aaf:train", "lfw:val"]) == ["lfw:val"]
+    assert held_out("lfw:val", ["lfw:val"]) == []
+    assert held_out("aaf:val", ["aaf:train", "fer2013:PublicTest"]) == ["aaf:train",
+                                                                        "fer2013:PublicTest"]
+
+
+def test_ethnic_groups_can_be_sources_of_their_own():
+    from audience.models.shares_eval import (
+        Labelled,
+        count_confusions,
+        held_out,
+        pool_sources,
+        split_of,
+    )
+
+    rng = np.random.default_rng(1)
+    n = 400
+    race = rng.integers(0, 2, n)
+    gender = rng.integers(0, 2, n)
+    ages = np.full(n, 30.0, np.float32)
+    lab = Labelled("utkface:val", ages, gender, race, ages, gender * 1.0, race)
+    per = {f"utkface:val/{g}": count_confusions(lab.subset(race == r, g), 13.0,
+                                                f"utkface:val/{g}")
+           for r, g in enumerate(("white", "black"))}
+    per["lfw:val"] = count_confusions(lab, 13.0, "lfw:val")
+    found = pool_sources(per, list(per), "2.4.0")
+    assert found["gender"].source == "utkface:val by ethnicity + lfw:val, 2.4.0"
+    assert len(found["gender"].sources) == 3
+    assert found["gender"].counts.sum() == 2 * ((ages >= 13).sum())
+    assert split_of("utkface:val/asian") == "utkface:val"
+    assert held_out("utkface:val", list(per)) == ["lfw:val"]
+    assert held_out("lfw:val", list(per)) == ["utkface:val/white", "utkface:val/black"]

@@ -17,6 +17,30 @@ estimate from a few hundred faces per class), their labels from that row, and th
 share is estimated again with the shipped matrix. A head without a matrix gets an interval
 from sampling error alone, and says so (``HeadShares.corrected`` is False).
 
+A matrix counted on one kind of face does not hold for another: children, or faces of other
+origins, are confused differently, and a store's faces are never the validation faces. A
+matrix may therefore be counted on several sources (``sources``: one count per labelled
+split, the pooled counts their sum). The spread of a row's rates between the sources,
+beyond what their counts alone explain, is the model's variation between kinds of faces: by
+the method of moments (as DerSimonian and Laird's between-study variance, pooled over the
+row's columns), ``sum_s n_s |r_s - r|^2 = (S - 1) B + (N - sum_s n_s^2 / N) B rho`` with
+``B = 1 - |r|^2``, where ``rho = 1 / (c + 1)`` and ``c`` is the concentration of a
+Dirichlet(c r) that draws a new kind of face's row around the pooled rates ``r``. The
+bootstrap then draws each row from a Dirichlet whose variance adds this spread to the pooled
+estimate's own (``1 / (c_row + 1) = rho + 1 / (N + K / 2 + 1)``), so its concentration is
+never above the counts' own: a store unlike every source still gets an interval as wide as
+the sources disagree. The point estimate keeps the pooled rates. With one source, or where
+the sources agree as well as their counts allow (``rho`` 0), a row is drawn from its counts'
+posterior as before; with a handful of sources ``rho`` is itself a rough estimate.
+
+Children are confused more than adults on every kind of face, so a source of children and
+one of adults disagree even where the kinds of face do not differ. The gender matrix, which
+follows the store's age mix (``by_age``), therefore takes its spread from the sources with
+ages compared within each age bracket, and weights the brackets' ``sqrt(rho)`` by the mix (a kind
+of face's deviations move together across ages: the most their weighted sum can vary).
+Comparing the pooled rows instead widened the adults' gender intervals to cover 100% of the
+time (docs/accuracy.md).
+
 It lives in the shared vocabulary because two independent stages use it: inference (the
 children's gender rule) and reports (every published share).
 """
@@ -74,6 +98,34 @@ class Confusion:
     #: gender mistakes depend on age (older women read as men more often), so the matrix that
     #: applies to a store depends on its age mix (``by_age``)
     by_age_counts: np.ndarray | None = None
+    #: the counts per source (each with its ``source`` name, e.g. "lfw:val"), whose sum is
+    #: ``counts``; empty for a matrix counted on one source. Their disagreement widens the
+    #: intervals (``spread``).
+    sources: tuple[Confusion, ...] = ()
+    #: the rows' between-source spread where it is not the sources' own (``by_age``: the
+    #: spread within each age bracket, weighted like the rates); None: from ``sources``
+    rho: np.ndarray | None = None
+
+    @classmethod
+    def pooled(cls, parts: Sequence[Confusion], source: str = "") -> Confusion:
+        """One matrix from the counts of several sources (same head and classes): their sum,
+        the strata summed over the sources that have them, the parts kept as ``sources``.
+        One part is returned as it is, named ``source``."""
+        if not parts:
+            raise ConfusionError("no confusion counts to pool")
+        first = parts[0]
+        if any(p.head != first.head or p.classes != first.classes for p in parts):
+            raise ConfusionError(f"cannot pool confusion counts of different heads or classes "
+                                 f"({', '.join(p.source for p in parts)})")
+        if len(parts) == 1:
+            return cls(first.head, first.classes, first.counts, source or first.source,
+                       first.by_age_counts)
+        strata = [p.by_age_counts for p in parts if p.by_age_counts is not None]
+        by_age = np.sum(strata, axis=0) if strata else None
+        return cls(first.head, first.classes, np.sum([p.counts for p in parts], axis=0),
+                   source or " + ".join(p.source for p in parts), by_age,
+                   tuple(cls(p.head, p.classes, p.counts, p.source, p.by_age_counts)
+                         for p in parts))
 
     def __post_init__(self) -> None:
         c = np.asarray(self.counts, np.float64)
@@ -102,14 +154,55 @@ class Confusion:
         rows = self.by_age_counts.sum(2, keepdims=True)
         rates = np.where(rows > 0, (self.by_age_counts + PRIOR) / (rows + PRIOR * len(pooled)),
                          pooled[None])
-        mixed = np.einsum("b,bij->ij", w / w.sum(), rates)
+        w = w / w.sum()
+        mixed = np.einsum("b,bij->ij", w, rates)
+        rho = None
+        if self.sources:  # the kinds of faces compared within each age bracket
+            strata = [p.by_age_counts for p in self.sources if p.by_age_counts is not None]
+            per_bracket = np.array([_spread(np.stack([s[b] for s in strata]))
+                                    if strata else np.zeros(len(pooled))
+                                    for b in range(len(w))])
+            # one kind of face's deviations move together across ages: the variance of
+            # their weighted sum is at most (sum_b w_b sqrt(rho_b))^2, reached when they do
+            rho = (w @ np.sqrt(per_bracket)) ** 2
         return Confusion(self.head, self.classes, mixed * self.counts.sum(1, keepdims=True),
-                         f"{self.source}, weighted by the age mix")
+                         f"{self.source}, weighted by the age mix", sources=self.sources,
+                         rho=rho)
 
     def restrict(self, labels: Sequence[str]) -> Confusion:
         """The matrix over these classes only (rows and columns), in this order."""
         idx = [self.classes.index(lb) for lb in labels]
-        return Confusion(self.head, tuple(labels), self.counts[np.ix_(idx, idx)], self.source)
+        return Confusion(self.head, tuple(labels), self.counts[np.ix_(idx, idx)], self.source,
+                         sources=tuple(p.restrict(labels) for p in self.sources),
+                         rho=None if self.rho is None else self.rho[idx])
+
+    def spread(self) -> np.ndarray:
+        """Per row, the share of a rate's variance that is between kinds of faces, ``rho``
+        (module docstring): the sources' disagreement beyond their counts' sampling error,
+        by the method of moments. Zeros for one source, or rows fewer than two sources
+        have faces of."""
+        if self.rho is not None:
+            return np.asarray(self.rho, np.float64)
+        if len(self.sources) < 2:
+            return np.zeros(len(self.classes))
+        return _spread(np.stack([p.counts for p in self.sources]))
+
+    def concentration(self) -> np.ndarray:
+        """Per row, the total of the Dirichlet a row is drawn from: the counts plus the prior
+        where the sources agree (or there is one), less where they do not."""
+        k = len(self.classes)
+        own = self.counts.sum(1) + PRIOR * k
+        rho = self.spread()
+        with np.errstate(divide="ignore"):
+            spread = 1.0 / (rho + 1.0 / (own + 1.0)) - 1.0
+        return np.where(rho > 0, np.clip(spread, PRIOR * k, own), own)
+
+    def row_sizes(self) -> np.ndarray:
+        """How many faces each row is worth: its count, or fewer where the sources disagree."""
+        rho = self.spread()
+        k = len(self.classes)
+        return np.where(rho > 0, np.maximum(self.concentration() - PRIOR * k, 1.0),
+                        self.counts.sum(1))
 
     def rates(self) -> np.ndarray:
         """Row rates P(predicted j | true i), posterior mean under the Dirichlet prior."""
@@ -119,14 +212,42 @@ class Confusion:
     def sample(self, rng: np.random.Generator, draws: int) -> np.ndarray:
         """``draws`` matrices of row rates from the rows' Dirichlet posteriors: (draws, K, K)."""
         a = self.counts + PRIOR
+        rho = self.spread()
+        if (rho > 0).any():  # a new kind of face's rows spread around the pooled rates
+            a = np.where(rho[:, None] > 0, self.rates() * self.concentration()[:, None], a)
         return np.stack([rng.dirichlet(row, size=draws) for row in a], axis=1)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"classes": list(self.classes), "counts": self.counts.astype(int).tolist(),
-               "source": self.source}
+        out: dict[str, Any] = {"classes": list(self.classes),
+                               "counts": self.counts.astype(int).tolist(), "source": self.source}
         if self.by_age_counts is not None:
             out["by_age_counts"] = self.by_age_counts.astype(int).tolist()
+        if self.sources:
+            out["sources"] = {p.source: {k: v for k, v in p.to_json().items()
+                                         if k in ("counts", "by_age_counts")}
+                              for p in self.sources}
         return out
+
+
+def _spread(per: np.ndarray) -> np.ndarray:
+    """``rho`` per row of the sources' counts ``per`` (S, K, K): the method of moments of the
+    module docstring, the columns of a row pooled, clipped to [0, 1]."""
+    k = per.shape[1]
+    rho = np.zeros(k)
+    for i in range(k):
+        n = per[:, i].sum(1)
+        rows, n = per[n > 0, i], n[n > 0]
+        if len(n) < 2:
+            continue
+        total = n.sum()
+        mean = rows.sum(0) / total
+        b = 1.0 - float((mean ** 2).sum())
+        scale = total - float((n ** 2).sum()) / total
+        if b <= 0 or scale <= 0:
+            continue
+        q = float((n * ((rows / n[:, None] - mean) ** 2).sum(1)).sum())
+        rho[i] = min(max(0.0, (q - (len(n) - 1) * b) / (scale * b)), 1.0)
+    return rho
 
 
 def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
@@ -134,14 +255,25 @@ def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
     out = {}
     for head, entry in (manifest.get("confusion") or {}).items():
         try:
+            classes = tuple(entry["classes"])
             strata = entry.get("by_age_counts")
-            out[head] = Confusion(head, tuple(entry["classes"]), np.array(entry["counts"]),
+            parts = tuple(_part(head, classes, name, part)
+                          for name, part in (entry.get("sources") or {}).items())
+            out[head] = Confusion(head, classes, np.array(entry["counts"]),
                                   str(entry.get("source", "")),
-                                  np.array(strata) if strata is not None else None)
+                                  np.array(strata) if strata is not None else None, parts)
+            if parts and not np.array_equal(sum(p.counts for p in parts), out[head].counts):
+                raise ValueError("the sources' counts do not add up to the pooled counts")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfusionError(f"manifest confusion for {head!r} is malformed ({exc}): "
                                  "re-run `audience evaluate confusion --write`") from None
     return out
+
+
+def _part(head: str, classes: tuple[str, ...], name: str, entry: Mapping[str, Any]) -> Confusion:
+    strata = entry.get("by_age_counts")
+    return Confusion(head, classes, np.array(entry["counts"]), str(name),
+                     np.array(strata) if strata is not None else None)
 
 
 def manifest_confusions(path: str | Path | None = None) -> dict[str, Confusion]:
@@ -167,15 +299,16 @@ def manifest_gender_min_age(path: str | Path | None = None) -> float:
 def joint(parts: Sequence[Confusion | None]) -> Confusion | None:
     """The confusion of label combinations (age bracket x gender), errors taken as
     independent: rates multiply. Each joint row counts as many faces as the less-known of its
-    factors' rows, so the combination is never more certain than its parts. None if any part
+    factors' rows (``Confusion.row_sizes``: fewer than its count where a factor's sources
+    disagree), so the combination is never more certain than its parts. None if any part
     has no matrix."""
     if any(p is None for p in parts) or not parts:
         return None
     known = [p for p in parts if p is not None]
-    rates, sizes, classes = known[0].rates(), known[0].counts.sum(1), list(known[0].classes)
+    rates, sizes, classes = known[0].rates(), known[0].row_sizes(), list(known[0].classes)
     for p in known[1:]:
         rates = np.kron(rates, p.rates())
-        sizes = np.minimum.outer(sizes, p.counts.sum(1)).ravel()
+        sizes = np.minimum.outer(sizes, p.row_sizes()).ravel()
         classes = [f"{a} / {b}" for a in classes for b in p.classes]
     return Confusion(" x ".join(p.head for p in known), tuple(classes),
                      rates * sizes[:, None], ", ".join(sorted({p.source for p in known})))

@@ -7,7 +7,7 @@ interval adds nothing a reader could not compute from the published counts thems
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from audience.core.shares import (
     INTERVAL_NOTE,
@@ -30,8 +30,17 @@ SEED = 0
 TITLES = {"age_bracket": "Age brackets", "gender": "Gender", "emotion": "Emotion",
           "ethnicity": "Ethnicity"}
 
-__all__ = ["INTERVAL_NOTE", "TITLES", "breakdown_shares", "head_shares", "manifest_confusions",
-           "notes", "segment_note", "segment_shares"]
+__all__ = ["INTERVAL_NOTE", "TITLES", "breakdown_shares", "display_order", "head_shares",
+           "manifest_confusions", "notes", "segment_note", "segment_shares"]
+
+
+def display_order(counts: Mapping[str, int], order: Sequence[str] = ()) -> list[str]:
+    """Labels as the reports list them: a natural ``order`` first (age brackets youngest
+    first) with any others after it, else biggest first."""
+    if order:
+        keys = [key for key in order if key in counts]
+        return keys + sorted(set(counts) - set(keys))
+    return sorted(counts, key=lambda key: (-counts[key], key))
 
 
 def manifest_confusions() -> dict[str, Confusion]:

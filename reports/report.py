@@ -117,11 +117,7 @@ def rows(p: Published, order: tuple[str, ...] = (), unknown: bool = True,
     "unknown" listed even at 0 (every visit counts), then the suppressed cells summed."""
     counts = dict(p.counts)
     n_unknown = counts.pop(UNKNOWN, 0)
-    if order:
-        keys = [key for key in order if key in counts]
-        keys += sorted(set(counts) - set(keys))
-    else:
-        keys = sorted(counts, key=lambda key: (-counts[key], key))
+    keys = intervals.display_order(counts, order)
     out = [(key, counts[key]) for key in keys] + [(UNKNOWN, n_unknown)] * unknown
     return out + [(SUPPRESSED, p.suppressed)] if p.suppressed else out
 

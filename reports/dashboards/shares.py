@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, insert, or_
 
-from audience.core.shares import Confusion, HeadShares
+from audience.core.shares import Confusion
 from audience.core.visit import AGE_BRACKETS
 from audience.reports import intervals
 from audience.storage.db import storage_errors
@@ -53,15 +53,6 @@ class Filled:
     time_zone: str
 
 
-def _ordered(shares: HeadShares, key: str) -> list[str]:
-    """Labels in the report's order: age brackets youngest first, others biggest first."""
-    labels = [s.label for s in shares.shares]
-    if key == "age_bracket":
-        return [b for b in AGE_BRACKETS if b in labels] + sorted(set(labels) - set(AGE_BRACKETS))
-    counts = {s.label: s.count for s in shares.shares}
-    return sorted(labels, key=lambda lb: (-counts[lb], lb))
-
-
 def rows_of(store: str, first: date, last: date, published: Mapping[str, Published],
             matrices: Mapping[str, Confusion], k: int, time_zone: str,
             computed_at: datetime) -> list[dict[str, object]]:
@@ -73,7 +64,9 @@ def rows_of(store: str, first: date, last: date, published: Mapping[str, Publish
     for h, (key, shares) in enumerate(zip(published, intervals.breakdown_shares(
             published, matrices).items(), strict=True)):
         title, est = shares
-        for i, label in enumerate(_ordered(est, key)):
+        counts = {s.label: s.count for s in est.shares}
+        order = AGE_BRACKETS if key == "age_bracket" else ()
+        for i, label in enumerate(intervals.display_order(counts, order)):
             s = est.get(label)
             if s is None or label == UNKNOWN or not s.count or not math.isfinite(s.share):
                 continue

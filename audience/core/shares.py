@@ -256,12 +256,9 @@ def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
     for head, entry in (manifest.get("confusion") or {}).items():
         try:
             classes = tuple(entry["classes"])
-            strata = entry.get("by_age_counts")
             parts = tuple(_part(head, classes, name, part)
                           for name, part in (entry.get("sources") or {}).items())
-            out[head] = Confusion(head, classes, np.array(entry["counts"]),
-                                  str(entry.get("source", "")),
-                                  np.array(strata) if strata is not None else None, parts)
+            out[head] = _part(head, classes, entry.get("source", ""), entry, parts)
             if parts and not np.array_equal(sum(p.counts for p in parts), out[head].counts):
                 raise ValueError("the sources' counts do not add up to the pooled counts")
         except (KeyError, TypeError, ValueError) as exc:
@@ -270,10 +267,12 @@ def confusions(manifest: Mapping[str, Any]) -> dict[str, Confusion]:
     return out
 
 
-def _part(head: str, classes: tuple[str, ...], name: str, entry: Mapping[str, Any]) -> Confusion:
+def _part(head: str, classes: tuple[str, ...], name: str, entry: Mapping[str, Any],
+          sources: tuple[Confusion, ...] = ()) -> Confusion:
+    """One matrix from its manifest entry (``counts``, optional ``by_age_counts``)."""
     strata = entry.get("by_age_counts")
     return Confusion(head, classes, np.array(entry["counts"]), str(name),
-                     np.array(strata) if strata is not None else None)
+                     np.array(strata) if strata is not None else None, sources)
 
 
 def manifest_confusions(path: str | Path | None = None) -> dict[str, Confusion]:

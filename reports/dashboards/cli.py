@@ -199,19 +199,19 @@ SHARES_SINCE = "27d"
 def _fill_shares(engine: Engine, stores: list[str], since: str | None) -> list[Filled]:
     """Fill the share table for ``stores`` from the day that holds ``since`` (in each store's
     zone; None: every day), one progress line per store."""
-    from audience.reports.dashboards.shares import fill
+    from audience.reports.dashboards.shares import filling
     from audience.storage.report_settings import read_store_time_zones
 
     zones = read_store_time_zones(engine)
     first_of = {s: window_since(since, zones.get(s, "UTC")).first for s in stores}
     done = []
-    for store in stores:
-        t0 = time.monotonic()
-        (f,) = fill(engine, [store], first_of)
-        typer.echo(f"store {store}: {f.rows} share rows for {f.days} days with published "
+    t0 = time.monotonic()
+    for f in filling(engine, stores, first_of):
+        typer.echo(f"store {f.store}: {f.rows} share rows for {f.days} days with published "
                    f"visits, {f.first or 'first visit'} to {f.last} ({f.time_zone}, k={f.k}), "
                    f"{time.monotonic() - t0:.1f} s")
         done.append(f)
+        t0 = time.monotonic()
     return done
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -125,15 +125,23 @@ def _replace(conn: Connection, store: str, first: date | None, rows: list[dict[s
         conn.execute(insert(t), rows)
 
 
-def fill(engine: Engine, stores: Iterable[str], first_of: Mapping[str, date | None] | None = None,
-         since: date | None = None, now: datetime | None = None) -> list[Filled]:
-    """Fill every store in ``stores``: from ``first_of[store]`` when given (a day in that
-    store's zone), else ``since``, else its first visit. k, ethnicity and the stores' zones are
-    the views' (StorageError, exit 3, without the settings row)."""
+def filling(engine: Engine, stores: Iterable[str],
+            first_of: Mapping[str, date | None] | None = None, since: date | None = None,
+            now: datetime | None = None) -> Iterator[Filled]:
+    """Fill every store in ``stores``, one at a time (so a caller can say how each went): from
+    ``first_of[store]`` when given (a day in that store's zone), else ``since``, else its first
+    visit. k, ethnicity, the stores' zones and the model's matrices are read once, before the
+    first store; they are the views' (StorageError, exit 3, without the settings row)."""
     k, ethnicity = read_report_settings(engine)
     zones = read_store_time_zones(engine)
     matrices = intervals.manifest_confusions()
-    return [fill_store(engine, store, (first_of or {}).get(store, since), k=k,
-                       ethnicity=ethnicity, time_zone=zones.get(store, "UTC"),
-                       matrices=matrices, now=now)
-            for store in stores]
+    for store in stores:
+        yield fill_store(engine, store, (first_of or {}).get(store, since), k=k,
+                         ethnicity=ethnicity, time_zone=zones.get(store, "UTC"),
+                         matrices=matrices, now=now)
+
+
+def fill(engine: Engine, stores: Iterable[str], first_of: Mapping[str, date | None] | None = None,
+         since: date | None = None, now: datetime | None = None) -> list[Filled]:
+    """``filling`` to the end: what each store's fill wrote."""
+    return list(filling(engine, stores, first_of, since, now))

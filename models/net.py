@@ -11,8 +11,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from audience.models.backbone import Backbone
 from audience.models.data import EMOTIONS, ETHNICITIES
-from audience.models.train import TASKS, Backbone
+from audience.models.train import TASKS
 
 AGE_BINS = 101  # 0..100 years, DEX-style expectation over a softmax
 

@@ -12,13 +12,13 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audience.core.preprocess import INPUT_SIZE, LUMA_BGR, prepare_batch, to_channels
+from audience.models.backbone import Backbone as Backbone
 from audience.models.data import (
     EMOTIONS,
     ETHNICITIES,
@@ -34,15 +34,6 @@ log = logging.getLogger(__name__)
 
 #: The network's outputs, each trained by its own masked loss (``TrainConfig.tasks``).
 TASKS = ("emotion", "age", "gender", "ethnicity")
-
-
-class Backbone(StrEnum):
-    """Backbone families of ``models.net`` (defined here, without TensorFlow, so `--help` and a
-    typo need no framework import)."""
-
-    vgg = "vgg"  #: plain 3x3 convolutions
-    sep = "sep"  #: residual depthwise-separable blocks
-    vgg2 = "vgg2"  #: vgg with two convs in the first block too (the teachers note's student)
 
 
 @dataclass

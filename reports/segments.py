@@ -18,7 +18,6 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from enum import StrEnum
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -34,16 +33,12 @@ from audience.core.files import atomic_write, atomic_write_bytes
 from audience.core.shares import Share
 from audience.core.visit import AGE_BRACKETS
 from audience.reports import intervals
-from audience.storage.published import LABELS, MOST_LABELS, UNKNOWN, Published, Window, daily
+from audience.reports.dimensions import DIMENSIONS, Period
+from audience.reports.dimensions import parse_dimensions as parse_dimensions
+from audience.storage.published import MOST_LABELS, UNKNOWN, Published, Window, daily
 
-DIMENSIONS = LABELS  # looked: watcher, not watching or unknown
 SUPPRESSED = "suppressed"
 Bind = Engine | Connection
-
-
-class Period(StrEnum):
-    day = "day"
-    week = "week"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +47,6 @@ class SegmentRow:
     labels: tuple[str, ...]  #: one per dimension, in --by order; empty on the suppressed row
     count: int
     suppressed: bool = False  #: the sum of the period's hidden cells, never by label
-
-
-def parse_dimensions(text: str) -> tuple[str, ...]:
-    """'age_bracket,gender' -> ('age_bracket', 'gender'); ValueError naming the allowed ones."""
-    dims = tuple(d.strip() for d in text.split(",") if d.strip())
-    allowed = ", ".join(DIMENSIONS)
-    unknown = [d for d in dims if d not in DIMENSIONS]
-    if unknown:
-        raise ValueError(f"unknown dimension {', '.join(map(repr, unknown))}: choose 1 to 3 of "
-                         f"{allowed}")
-    if not dims or len(set(dims)) != len(dims) or len(dims) > MOST_LABELS:
-        raise ValueError(f"give 1 to 3 distinct dimensions from {allowed}, comma-separated")
-    return dims
 
 
 def period_start(day: date, period: Period) -> date:

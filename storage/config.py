@@ -6,6 +6,9 @@ from pydantic import Field
 
 from audience.core.config import Strict
 
+#: The environment variable holding the pipeline's own login URL (``storage.roles``).
+WRITER_URL_ENV = "WRITER_DATABASE_URL"
+
 
 class DatabaseConfig(Strict):
     url: str = Field(

@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from audience.storage.bounds import Cells, Table, confined, project, tables_of
 from audience.storage.db import connected
 from audience.storage.demo_data import SYNTHETIC
+from audience.storage.labels import LABELS, MOST_LABELS, UNKNOWN
 from audience.storage.schema import UTCDateTime
 from audience.storage.sqltime import dwell_band_expr, local_expr, ts_literal
 from audience.storage.timezones import (
@@ -53,12 +54,6 @@ from audience.storage.timezones import (
 )
 
 Bind = Engine | Connection
-UNKNOWN = "unknown"  #: the label of a visit without one (no usable crop)
-#: The labels of the linked tables (``linked_hidden``): every ``segments --by`` is some of them.
-#: looked: whether a visitor looked at the camera ('watcher', 'not watching', or 'unknown':
-#: attention not measured), the same expression as the report_attention_daily view (0008).
-LABELS = ("age_bracket", "gender", "emotion", "looked")
-MOST_LABELS = 3  #: a published table has one to three of them (``segments --by``)
 LOOKED_SQL = ("CASE WHEN watcher IS NULL THEN 'unknown' WHEN watcher THEN 'watcher' "
               "ELSE 'not watching' END")
 WATCHER = "watcher"

@@ -33,11 +33,11 @@ from sqlalchemy import Connection, Engine, text
 
 from audience.core.errors import INPUT_EXIT, InputError
 from audience.core.placeholders import refuse_placeholder
+from audience.storage.config import WRITER_URL_ENV
 from audience.storage.db import StorageError, mask, parse_url, storage_errors
 
 log = logging.getLogger(__name__)
 
-WRITER_URL_ENV = "WRITER_DATABASE_URL"
 ATTRIBUTES = ("LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
 # Lower-case SQL identifiers only: the name goes into a URL and into DDL.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audience.core.console import echo_json
-from audience.models.train import Backbone
+from audience.models.backbone import Backbone
 
 #: evaluate's --tta/--no-tta (None: the manifest's flip_average, as the analyzer does)
 #: evaluate's --face-px (models.face_px)

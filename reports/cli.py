@@ -7,35 +7,23 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from sqlalchemy import Engine
 
 from audience.core.errors import InputError
 from audience.core.files import check_output
 from audience.core.ids import is_valid_id
 from audience.reports.config import ReportConfig
-from audience.reports.report import build_report, render_table, write_html
-from audience.reports.segments import (
-    DIMENSIONS,
-    Period,
-    parse_dimensions,
-    segments,
-    write_csv,
-    write_png,
-)
-from audience.reports.segments import render_table as render_segments
-from audience.storage import query
+from audience.reports.dimensions import DIMENSIONS, Period, parse_dimensions
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.storage.db import ready_engine
-from audience.storage.published import Window
-from audience.storage.report_settings import read_store_time_zones
 from audience.storage.timezones import day_start, local_day, zone
+
+if TYPE_CHECKING:  # the commands load the database, plotting and LP stacks when they run
+    from sqlalchemy import Engine
+
+    from audience.storage.published import Window
 
 _DEFAULTS = ReportConfig()
 
@@ -55,11 +43,13 @@ def parse_since(text: str | None, now: datetime | None = None,
                 tz: tzinfo = UTC) -> datetime | None:
     """'7d' / '12h' / '30m' / '2w' back from now, or an ISO date/datetime (naive = in ``tz``,
     the store's time zone)."""
+    from audience.storage.query import duration
+
     if text is None or not text.strip():
         return None
     now = now or datetime.now(UTC)
     try:
-        if (back := query.duration(text)) is not None:
+        if (back := duration(text)) is not None:
             return now - back
         t = datetime.fromisoformat(text.strip())
     except OverflowError:  # 9999999d: before the year 1
@@ -88,6 +78,8 @@ def store_zone(cfg: ReportConfig, store: str, engine: Engine) -> str:
     """The store's time zone: report.timezones, else the one the views use (written into the
     database by `dashboards provision`), else UTC. Outputs bucketed in two zones would be two
     partitions of the same visits, which could be subtracted: a mismatch is said on stderr."""
+    from audience.storage.report_settings import read_store_time_zones
+
     configured = cfg.timezones.get(store)
     stored = read_store_time_zones(engine).get(store)
     if configured and configured != (stored or "UTC"):
@@ -104,11 +96,13 @@ def store_zone(cfg: ReportConfig, store: str, engine: Engine) -> str:
 def _day(text: str | None, option: str, tz: ZoneInfo) -> date | None:
     """The store-local day that holds ``text`` (see parse_since); a time inside a day is
     snapped to that day's start, said on stderr (durations snap silently)."""
+    from audience.storage.query import duration
+
     t = parse_since(text, tz=tz)
     if t is None:
         return None
     day = local_day(t, tz)
-    if day_start(day, tz) != t.astimezone(UTC) and query.duration(text) is None:
+    if day_start(day, tz) != t.astimezone(UTC) and duration(text) is None:
         typer.echo(f"note: {option} {text} snapped to {day.isoformat()} 00:00 {tz.key}: "
                    "reports cover whole store-local days", err=True)
     return day
@@ -118,6 +112,8 @@ def window_since(since: str | None, time_zone: str, until: str | None = None) ->
     """The report window: whole store-local days, from the day that holds ``since`` up to
     (excluding) the day that holds ``until``. Windows that differ by part of a day would differ
     by a few visitors, who could be worked out: so a time inside a day means that whole day."""
+    from audience.storage.published import Window
+
     tz = zone(time_zone)
     first, end = _day(since, "--since", tz), _day(until, "--until", tz)
     if first is not None and end is not None and end <= first:
@@ -170,6 +166,10 @@ def report(
     Figures are k-suppressed per camera and store-local day and added up over whole days;
     hidden cells appear only summed, in a "suppressed" row.
     """
+    from audience.reports.report import build_report, render_table, write_html
+    from audience.storage import query
+    from audience.storage.db import ready_engine
+
     cfg = settings(config)
     k = _k(cfg, k)
     if out is not None:
@@ -217,6 +217,11 @@ def segments_command(
 
     Example: `audience segments --by age_bracket,gender --period week --store store-1 --since 8w`
     """
+    from audience.reports.segments import render_table as render_segments
+    from audience.reports.segments import segments, write_csv, write_png
+    from audience.storage import query
+    from audience.storage.db import ready_engine
+
     try:
         dims = parse_dimensions(by)
     except ValueError as exc:
@@ -269,7 +274,13 @@ def privacy_audit(
 
     Example: `audience privacy audit --store store-1 --since 2026-11-30 --until 2026-12-07`
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from audience.storage import query
     from audience.storage.audit import audit_store
+    from audience.storage.db import ready_engine
 
     cfg = settings(config)
     k = _k(cfg, k)

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from audience.storage.config import DatabaseConfig
-from audience.storage.db import mask, migrate, ready_engine
-from audience.storage.roles import WRITER_URL_ENV
+from audience.storage.config import WRITER_URL_ENV, DatabaseConfig
 
 # Same environment variables as the app config (AUDIENCE_DATABASE__URL wins).
 DB_OPTION = typer.Option(
@@ -32,7 +30,7 @@ def upgrade(
 ) -> None:
     """Create or upgrade the schema to the latest revision (safe to run again); with a writer
     URL, also set up the pipeline's own database login. Run it as the database owner."""
-    from audience.storage.db import open_engine
+    from audience.storage.db import mask, migrate, open_engine
     from audience.storage.roles import ensure_writer, writer_credentials
 
     engine = open_engine(db)
@@ -52,7 +50,7 @@ def upgrade(
 @db_app.command("check")
 def check(db: DbUrl = DEFAULT_URL) -> None:
     """Exit 0 if the database is reachable and fully migrated, else 3 with the reason."""
-    from audience.storage.db import current_revision
+    from audience.storage.db import current_revision, mask, ready_engine
 
     with ready_engine(db) as engine:
         revision = current_revision(engine)
@@ -67,6 +65,7 @@ def purge(
         "--dry-run", help="Only count the visits that would be deleted.")] = False,
 ) -> None:
     """Delete visits older than the retention period, in one transaction; print how many."""
+    from audience.storage.db import mask, ready_engine
     from audience.storage.purge import parse_duration, purge_visits
 
     try:
@@ -94,7 +93,7 @@ def demo_data(
     """Fill a store with seeded **synthetic** visits (a demo week of footfall), marked as such:
     `model_version` is `synthetic` and reports say so. Running it again changes nothing."""
     from audience.core.ids import check_id
-    from audience.storage.db import prepare_database
+    from audience.storage.db import mask, prepare_database
     from audience.storage.demo_data import fill_demo_store
 
     check_id(store, "store id")  # the one id rule, at every intake (exit 2)

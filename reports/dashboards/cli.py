@@ -12,9 +12,7 @@ import typer
 
 from audience.core.errors import InputError
 from audience.reports.cli import ConfigOpt, settings, window_since
-from audience.reports.dashboards.client import Superset
 from audience.storage.cli import DEFAULT_URL, DbUrl
-from audience.storage.db import mask, parse_url, ready_engine
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -71,6 +69,7 @@ def reader_url(db: str, superset_db: str | None, key: str) -> tuple[str, str | N
 
     from audience.reports.dashboards.dbroles import ensure_reader
     from audience.reports.dashboards.superset_hooks import role_password
+    from audience.storage.db import ready_engine
 
     with ready_engine(db) as engine:
         if engine.dialect.name != "postgresql":
@@ -117,8 +116,10 @@ def provision(
     second run overwrites in place) and gives each store a role with row-level security.
     """
     from audience.core.placeholders import refuse_placeholder
+    from audience.reports.dashboards.client import Superset
     from audience.reports.dashboards.provision import check_stores
     from audience.reports.dashboards.provision import provision as run_provision
+    from audience.storage.db import parse_url, ready_engine
     from audience.storage.query import stores as known_stores
     from audience.storage.report_settings import write_report_settings, write_store_time_zones
 
@@ -177,9 +178,11 @@ def grant(
 ) -> None:
     """Let a store manager see one store: Gamma, the store's Superset role, and their own
     PostgreSQL login that sees only that store (run with the migration user's --db)."""
+    from audience.reports.dashboards.client import Superset
     from audience.reports.dashboards.dbroles import grant_stores
     from audience.reports.dashboards.provision import check_stores, check_user
     from audience.reports.dashboards.provision import grant as run_grant
+    from audience.storage.db import ready_engine
 
     check_stores([store])
     sup = Superset(superset_url, admin_user, admin_password)
@@ -238,6 +241,7 @@ def shares(
     them). Run it on a schedule: today's figures change as visits arrive.
     """
     from audience.core.ids import check_id
+    from audience.storage.db import mask, ready_engine
     from audience.storage.query import stores as known_stores
 
     for s in store or []:
@@ -268,6 +272,7 @@ def bench(
     """
     from audience.reports.dashboards.bench import isolation_cost
     from audience.reports.dashboards.provision import check_stores
+    from audience.storage.db import ready_engine
 
     check_stores([store])
     key = role_key(role_key_option, role_key_file)

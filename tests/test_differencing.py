@@ -131,7 +131,8 @@ def test_two_overlapping_windows_reveal_nobody(engine: Engine, db_url: str,
     else:
         early, late = (OUTPUTS[output](db_url, w, tmp_path) for w in WINDOWS)  # type: ignore[misc]
     assert early == late  # nothing to subtract
-    published = "\n".join(early)
+    # Embedded charts are compared above; their base64 is no text (it may spell "sad" by chance)
+    published = re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,", "\n".join(early))
     for label in HER + HER_ATTENTION:
         assert label not in published, label
     if busy:  # not vacuous: the day's 31 visits are published (as a total, or summed)

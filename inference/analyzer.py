@@ -107,7 +107,7 @@ class FaceAnalyzer:
         if int8_saturates(self.manifest):
             log.warning("%s: this CPU has no VNNI, and the model's int8 weights use all 8 bits, "
                         "so its labels here differ from the model card's and from the "
-                        "confusion matrices its shares are corrected with (on FER-2013, 61%% "
+                        "confusion matrices its shares are corrected with (2.4.0: FER-2013 61%% "
                         "right here against 68%%): run it on a CPU with AVX-512 VNNI or "
                         "AVX-VNNI for the measured figures", self.version)
         log.info("loaded %s (%s) with heads: %s%s", self.version, weights.name,

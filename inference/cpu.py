@@ -20,7 +20,8 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str] | None:
-    """The CPU's feature flags, or None where they cannot be read (not Linux)."""
+    """The CPU's x86 feature flags (empty where cpuinfo has none, as on ARM), or None where
+    they cannot be read (not Linux)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
@@ -28,7 +29,7 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str] | None:
     for line in text.splitlines():
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
-    return None
+    return set()
 
 
 def _eight_bit_weights(manifest: Mapping[str, Any]) -> bool:
@@ -47,6 +48,4 @@ def int8_saturates(manifest: Mapping[str, Any], flags: set[str] | None = None,
     if arch not in ("x86_64", "amd64", "i686", "x86"):
         return False
     found = cpu_flags() if flags is None else flags
-    if found is None:
-        return False
-    return "avx2" in found and not any(f in found for f in VNNI_FLAGS)
+    return found is not None and "avx2" in found and not any(f in found for f in VNNI_FLAGS)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from audience.core.preprocess import INPUT_SIZE, LUMA_BGR, prepare_batch, to_channels
+from audience.inference.cpu import cpu_flags
 from audience.models.backbone import Backbone as Backbone
 from audience.models.data import (
     EMOTIONS,
@@ -297,11 +298,8 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether the CPU runs bfloat16 natively. Measured: without it one --bf16 epoch took over
     7 minutes where float32 took 159 s (Xeon with AVX-512 but no avx512_bf16, 2 cores). Unknown
     (no /proc/cpuinfo) counts as yes: no warning on a guess."""
-    try:
-        flags = Path(cpuinfo).read_text()
-    except OSError:
-        return True
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    flags = cpu_flags(cpuinfo)
+    return flags is None or any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -32,6 +32,8 @@ def test_flags_are_read_from_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_vnni\n\nprocessor\t: 1\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_vnni"}
     assert cpu_flags(tmp_path / "absent") is None
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # ARM: no x86 flags
+    assert cpu_flags(info) == set()
 
 
 def test_the_analyzer_warns_once_where_the_shipped_int8_saturates(monkeypatch, caplog):

@@ -242,6 +242,13 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             min=0.0, max=1.0, help="--teachers: FaceExpressionNet's share of the emotion "
             "teacher on FER-2013 rows (the rest is mini-Xception's); 0.15 was best on PublicTest "
             "for the two teachers alone (models.teachers.cache).")] = 0.0,
+        emotion_teacher: Annotated[Path | None, typer.Option(
+            help="--teachers: a shipped model manifest (e.g. models/weights/audience-mt.json) "
+            "whose emotion head joins the FER-2013 emotion teacher, so one network learns "
+            "from an emotion specialist.")] = None,
+        emotion_teacher_share: Annotated[float, typer.Option(
+            min=0.0, max=1.0, help="--teachers: the --emotion-teacher's share of the FER-2013 "
+            "emotion teacher (the rest is mini-Xception's, with FaceExpressionNet's).")] = 0.5,
         optimizer: Annotated[str, typer.Option(help="adamw or sgd (Nesterov momentum 0.9).")]
         = "adamw",
         warmup_epochs: Annotated[int, typer.Option(min=0, help="Linear warm-up epochs.")] = 1,
@@ -288,6 +295,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             raise typer.BadParameter("several folders need --teachers", param_hint="--utk-dir")
         if wild_dir and not teachers:
             raise typer.BadParameter("needs --teachers", param_hint="--wild-dir")
+        if emotion_teacher and not teachers:
+            raise typer.BadParameter("needs --teachers", param_hint="--emotion-teacher")
+        if emotion_teacher and not emotion_teacher.is_file():
+            raise typer.BadParameter(f"{emotion_teacher} not found: pass a model manifest "
+                                     "(.json)", param_hint="--emotion-teacher")
         from audience.models.train import TrainConfig, check_tasks
         from audience.models.train import train as run_train
 
@@ -307,6 +319,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           teachers=teachers, utk_dirs=tuple(str(d) for d in utk_dir),
                           temperature=temperature, kd_alpha=kd_alpha,
                           expression_share=expression_share, optimizer=optimizer,
+                          emotion_teacher=str(emotion_teacher) if emotion_teacher else None,
+                          emotion_teacher_share=emotion_teacher_share,
                           warmup_epochs=warmup_epochs, head=head, dropout=dropout, bf16=bf16,
                           anneal_hours=anneal_hours, keep_epochs_from=keep_epochs_from,
                           tasks=trained, size=size,

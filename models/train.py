@@ -70,6 +70,10 @@ class TrainConfig:
     kd_alpha: float = 0.5  # share of the T^2 KL term in the emotion loss
     utk_emotion_weight: float = 0.5  # mini-Xception's emotion on UTKFace chips
     expression_share: float = 0.0  # FaceExpressionNet's share of the FER-2013 emotion teacher
+    # a shipped manifest whose emotion head joins the FER-2013 emotion teacher (one network
+    # distilled from an emotion specialist), and its share of that teacher
+    emotion_teacher: str | None = None
+    emotion_teacher_share: float = 0.5
     fer_gender_weight: float = 0.5  # AgeGenderNet's gender on FER-2013 faces
     fer_age_weight: float = 0.25  # AgeGenderNet's age on FER-2013 faces
     optimizer: str = "adamw"  # or sgd (Nesterov 0.9)

@@ -178,6 +178,8 @@ def test_widening_refuses_a_narrower_or_shorter_network():
      "starts a vgg or vgg2 backbone only"),
     (["--tasks", "emotion,mood"], "tasks must be some of emotion, age, gender, ethnicity"),
     (["--tasks", ","], "tasks must be some of"),
+    (["--emotion-teacher", "models/weights/audience-mt.json"], "needs --teachers"),
+    (["--teachers", "--emotion-teacher", "nowhere.json"], "nowhere.json not found"),
 ])
 def test_train_usage_errors_come_before_any_work(args, message):
     from typer.testing import CliRunner

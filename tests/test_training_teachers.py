@@ -106,3 +106,15 @@ def test_two_emotion_teachers_blend_by_share():
     np.testing.assert_allclose(blend(mini, expr, 0.0), mini)
     np.testing.assert_allclose(blend(mini, expr, 0.15),
                                [[0.61, 0.39], [0.15, 0.85]], atol=1e-6)
+
+
+def test_a_shipped_models_emotion_teaches_through_its_own_analyzer(tmp_path, monkeypatch):
+    from audience.models.teachers import cache
+
+    monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), np.uint8)
+    p = cache.fer_model_emotion("fer.csv", faces, "models/weights/audience-mt.json")
+    assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=1e-3)
+    again = cache.fer_model_emotion("fer.csv", faces, "models/weights/audience-mt.json")
+    np.testing.assert_array_equal(p, again)  # from the cache
+    assert len(list(tmp_path.glob("teacher_fer_model_*.npy"))) == 1

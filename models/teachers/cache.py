@@ -79,6 +79,25 @@ def fer_expression_outputs(csv_path: str | Path, images: np.ndarray) -> np.ndarr
                    "FaceExpressionNet", "FER-2013 rows")
 
 
+def fer_model_emotion(csv_path: str | Path, images: np.ndarray, manifest: str | Path
+                      ) -> np.ndarray:
+    """A shipped model's emotion probabilities (N, 7) for every FER-2013 row given, through
+    its own analyzer (``--emotion-teacher``: a student distilled from an emotion specialist)."""
+    import json
+
+    sha = json.loads(Path(manifest).read_text())["sha256"]
+
+    def run() -> np.ndarray:
+        from audience.core.preprocess import prepare_batch
+        from audience.models.evaluate import load_analyzer
+
+        analyzer = load_analyzer("emotion", weights=manifest)
+        return analyzer.predict(prepare_batch(list(images), size=analyzer.size))["emotion"]
+
+    return _cached(_fer_path(f"teacher_fer_model_{sha[:16]}", csv_path, images, "npy"), run,
+                   f"the model of {manifest}", "FER-2013 rows")
+
+
 def best_blend(first: np.ndarray, second: np.ndarray, labels: np.ndarray,
                usage: np.ndarray) -> tuple[float, float, float]:
     """The weight w on ``first`` in ``w * first + (1 - w) * second`` (0.5 to 1.0 by 0.05) that

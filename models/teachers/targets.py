@@ -4,8 +4,9 @@ outputs blended into one masked target per head.
 Per sample and head (the mask column weighs each sample's loss; 0 = no label):
 
 - emotion: FER-2013 rows get hard = 0.8 one-hot + 0.2 FER+ votes and soft = mini-Xception
-  (blended with FaceExpressionNet at ``expression_share``, 0 by default) at temperature T
-  (mask 1); UTKFace chips get mini-Xception as both (mask ``utk_emotion_weight``).
+  (blended with FaceExpressionNet at ``expression_share``, 0 by default, and with a shipped
+  model's emotion at ``emotion_teacher_share`` where ``emotion_teacher`` names one) at
+  temperature T (mask 1); UTKFace chips get mini-Xception as both (mask ``utk_emotion_weight``).
 - gender: FER-2013 rows get AgeGenderNet's p(female) (mask ``fer_gender_weight``); UTKFace
   chips their label (mask 1).
 - age: FER-2013 rows get AgeGenderNet's age (mask ``fer_age_weight``); UTKFace chips their label.
@@ -26,6 +27,7 @@ from audience.models.data import EMOTIONS, ETHNICITIES, load_ferplus
 from audience.models.teachers.cache import (
     blend,
     fer_expression_outputs,
+    fer_model_emotion,
     fer_teacher_outputs,
     utk_teacher_emotion,
 )
@@ -69,6 +71,12 @@ def build_teacher_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, dict[str
             cfg.expression_share)
         log.info("emotion teacher on FER-2013: %.2f mini-Xception + %.2f FaceExpressionNet",
                  1 - cfg.expression_share, cfg.expression_share)
+    if cfg.emotion_teacher:
+        t_fer["emotion"] = blend(
+            t_fer["emotion"], fer_model_emotion(cfg.fer_csv, fer.images, cfg.emotion_teacher),
+            cfg.emotion_teacher_share)
+        log.info("emotion teacher on FER-2013: %.2f of it from %s", cfg.emotion_teacher_share,
+                 cfg.emotion_teacher)
     hard = np.eye(len(EMOTIONS), dtype=np.float32)[fer.labels]
     if cfg.ferplus_csv:
         votes = load_ferplus(cfg.ferplus_csv, int(fer.rows.max()) + 1)[fer.rows]

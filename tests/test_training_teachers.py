@@ -114,7 +114,7 @@ def test_a_shipped_models_emotion_teaches_through_its_own_analyzer(tmp_path, mon
     monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)
     faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), np.uint8)
     p = cache.fer_model_emotion("fer.csv", faces, "models/weights/audience-mt.json")
-    assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=1e-3)
+    assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=0.03)  # int8 steps of 1/255
     again = cache.fer_model_emotion("fer.csv", faces, "models/weights/audience-mt.json")
     np.testing.assert_array_equal(p, again)  # from the cache
     assert len(list(tmp_path.glob("teacher_fer_model_*.npy"))) == 1

@@ -149,8 +149,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         confusion: Annotated[list[str] | None, typer.Option(
             help="Count the confusion matrices on this DATASET:SPLIT instead of using the "
             "manifest's (repeatable: pooled, their disagreement in the intervals). A split is "
-            "never scored with its own counts, nor with its dataset's where another "
-            "dataset's are given (UTKFace keeps its other split).")] = None,
+            "never scored with its own counts.")] = None,
+        leave_dataset_out: Annotated[bool, typer.Option(
+            "--leave-dataset-out", help="Score each split without any of its dataset's counts "
+            "where another dataset's are given (UTKFace keeps its other split): how the "
+            "intervals hold for a kind of face no source has.")] = False,
         by_ethnicity: Annotated[bool, typer.Option(
             "--by-ethnicity", help="With --confusion: count each ethnic group of a split "
             "with ethnicity labels (UTKFace) as a source of its own.")] = False,
@@ -167,7 +170,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         from audience.models.shares_eval import evaluate_shares, table
 
         result = evaluate_shares(data, confusion, weights, audiences=audiences, seed=seed,
-                                 by_ethnicity=by_ethnicity)
+                                 by_ethnicity=by_ethnicity, leave_dataset_out=leave_dataset_out)
         echo_json(result) if as_json else typer.echo(table(result))
 
     @app.command()

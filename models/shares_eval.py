@@ -7,8 +7,9 @@ where ``core.shares`` reads it. ``audience evaluate shares`` draws many store au
 from a labelled folder (50-500 visitors, female share 0.2-0.8, age mixes from a young mall to a
 retirement-area store), labels them with the model, and compares the raw share, the corrected
 share and its interval with the mix each audience was drawn from. The matrices that score a
-split never come from it, and where other datasets' counts are at hand, not from its dataset
-either (``held_out``): the coverage is of faces the matrix has not seen. A split with
+split never come from it (``held_out``): the coverage is of faces the matrix has not seen;
+with ``leave_dataset_out``, not from its dataset either, the coverage of a kind of face no
+source has. A split with
 ethnicity labels may be counted per ethnic group (``by_ethnicity``), each group a source.
 """
 
@@ -32,8 +33,8 @@ from audience.core.shares import (
     Confusion,
     confusions,
     estimate,
+    gender_matrix,
     gender_min_age,
-    gendered_mix,
 )
 from audience.core.visit import AGE_BRACKETS, age_bracket
 from audience.models.data import ETHNICITIES, GENDERS, DatasetError, cache_dir
@@ -264,14 +265,15 @@ def manifest_sources(found: dict[str, Confusion]) -> dict[str, dict[str, Confusi
 HOME = "utkface"
 
 
-def held_out(spec: str, names: Sequence[str]) -> list[str]:
-    """The sources that may score ``spec``: never the split itself, and where another
-    dataset's counts are among them, none of its own dataset (leave one dataset out) but
-    UTKFace's other split."""
+def held_out(spec: str, names: Sequence[str], leave_dataset_out: bool = False) -> list[str]:
+    """The sources that may score ``spec``: never the split itself (nor its ethnic groups).
+    ``leave_dataset_out``: where another dataset's counts are among them, none of its own
+    dataset either (UTKFace keeps its other split): the coverage of a kind of face no source
+    has."""
     name, _ = parse_spec(spec)
     others = [n for n in names if split_of(n) != spec]
     datasets = {n.partition(":")[0] for n in others} & set(DATASETS)  # not fer2013's emotion
-    if datasets - {name} and name != HOME:
+    if leave_dataset_out and datasets - {name} and name != HOME:
         others = [n for n in others if n.partition(":")[0] != name]
     return others
 
@@ -359,7 +361,7 @@ def score_audiences(lab: Labelled, found: dict[str, Confusion], n_audiences: int
             counts = {c: int((pred == i).sum()) for i, c in enumerate(classes)}
             matrix = found.get(head)
             if head == "gender" and matrix is not None:
-                matrix = matrix.by_age(gendered_mix(ages, min_age))
+                matrix = gender_matrix(matrix, ages, min_age)
             est = estimate(head, counts, matrix, LEVEL, draws, seed=a)
             s = scores.setdefault(head, HeadScore([], [], []))
             for share, t in zip(est.shares, truth, strict=True):
@@ -383,10 +385,11 @@ def _r(x: Any) -> float:
 def evaluate_shares(specs: Sequence[str], confusion: Sequence[str] | str | None = None,
                     weights: Path | None = None, dirs: dict[str, Sequence[Path]] | None = None,
                     audiences: int = 400, seed: int = 0, draws: int = 500,
-                    by_ethnicity: bool = False) -> dict:
+                    by_ethnicity: bool = False, leave_dataset_out: bool = False) -> dict:
     """The table of ``audience evaluate shares``. ``confusion``: DATASET:SPLITs to count the
     matrices on, or None for the manifest's own; each split evaluated is scored with the
-    sources ``held_out`` allows (never itself, nor its dataset where others are given)."""
+    sources ``held_out`` allows (never itself; with ``leave_dataset_out`` nor its dataset
+    where others are given)."""
     from audience.inference.analyzer import load_manifest
 
     manifest, _ = load_manifest(weights)
@@ -403,7 +406,7 @@ def evaluate_shares(specs: Sequence[str], confusion: Sequence[str] | str | None 
     rows = []
     for spec in specs:
         parse_spec(spec)
-        names = held_out(spec, list(per_source))
+        names = held_out(spec, list(per_source), leave_dataset_out)
         if not any(h in per_source[n] for n in names for h in ("gender", "age_bracket")):
             raise DatasetError(f"the confusion matrices were counted on {spec} only: evaluate "
                                "another split, or pass --confusion DATASET:SPLIT")

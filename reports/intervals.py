@@ -14,7 +14,7 @@ from audience.core.shares import (
     Confusion,
     HeadShares,
     estimate,
-    gendered_mix,
+    gender_matrix,
     joint,
     manifest_gender_min_age,
 )
@@ -55,7 +55,7 @@ def head_shares(p: Published, head: str, matrices: Mapping[str, Confusion],
     counts = {str(key): n for key, n in p.counts.items() if key != UNKNOWN and n > 0}
     matrix = matrices.get(HEADS.get(head, head))
     if matrix is not None and ages is not None and head == "gender":
-        matrix = matrix.by_age(gendered_mix(ages, manifest_gender_min_age()))
+        matrix = gender_matrix(matrix, ages, manifest_gender_min_age())
     return estimate(head, counts, matrix, seed=SEED)
 
 

@@ -150,6 +150,37 @@ def test_gender_matrix_follows_the_age_mix():
     assert back.by_age_counts is not None and back.by_age_counts[7].tolist() == old.tolist()
 
 
+def test_an_uncertain_age_mix_widens_the_gender_interval():
+    """The age mix a store's gender matrix is weighted by is itself estimated: where the
+    brackets' gender rates differ, its uncertainty widens the gender interval; where they are
+    the same, or the mix is known exactly, it changes nothing."""
+    from audience.core.shares import gender_matrix, gendered_mix
+
+    young = np.array([[900, 100], [300, 700]])
+    old = np.array([[990, 10], [10, 990]])
+    strata = np.zeros((8, 2, 2))
+    strata[1], strata[3] = young, old  # 13-17 and 25-34
+    conf = Confusion("gender", ("male", "female"), young + old, "x:val", strata)
+    ages = estimate("age_bracket", {"13-17": 30, "25-34": 30}, None, draws=400)
+    assert ages.draws is not None and ages.draws.shape == (400, 2)
+    mix, draws = gendered_mix(ages, 13.0), gendered_mix(ages, 13.0, draws=True)
+    assert mix[[1, 3]].tolist() == [0.5, 0.5] and draws.shape == (400, 8)
+    assert gendered_mix(ages, 18.0)[1] == 0.0  # a bracket wholly under the rule: no gender
+    widened = gender_matrix(conf, ages, 13.0)
+    assert (widened.spread() > 1e-4).all()  # beside 1 / (N + 1) = 5e-4 of the counts
+    np.testing.assert_allclose(widened.rates(), conf.by_age(mix).rates())  # same point
+    assert np.allclose(conf.by_age(mix, np.tile(mix, (50, 1))).spread(), 0.0)
+    same = np.zeros((8, 2, 2))
+    same[1], same[3] = young, young
+    flat = Confusion("gender", ("male", "female"), 2 * young, "x:val", same)
+    assert np.allclose(gender_matrix(flat, ages, 13.0).spread(), 0.0)
+    counts = {"male": 40, "female": 60}
+    narrow = estimate("gender", counts, conf.by_age(mix), draws=1000).get("female")
+    wide = estimate("gender", counts, widened, draws=1000).get("female")
+    assert narrow is not None and wide is not None
+    assert wide.high - wide.low > narrow.high - narrow.low
+
+
 def test_drawn_audiences_and_split_names():
     from audience.models.data import DatasetError
     from audience.models.shares_eval import Labelled, draw_audience, parse_spec
@@ -283,19 +314,26 @@ def test_the_gender_spread_is_measured_within_age_brackets():
     assert (both.by_age(young).spread() > 0).all()
 
 
-def test_a_split_is_never_scored_with_its_own_dataset_where_others_are_given():
+@pytest.mark.parametrize("spec, names, leave_dataset_out, scored_with", [
+    ("aaf:val", ["utkface:val", "lfw:train", "aaf:train"], False,
+     ["utkface:val", "lfw:train", "aaf:train"]),  # other faces of its kind
+    ("aaf:val", ["utkface:val", "lfw:train", "aaf:train"], True, ["utkface:val", "lfw:train"]),
+    ("aaf:val", ["utkface:val", "lfw:val", "aaf:val"], False, ["utkface:val", "lfw:val"]),
+    ("aaf:val", ["utkface:val", "lfw:val", "aaf:val"], True, ["utkface:val", "lfw:val"]),
+    ("lfw:val", ["utkface:val", "lfw:val", "aaf:val"], True, ["utkface:val", "aaf:val"]),
+    ("utkface:test", ["utkface:val", "lfw:val", "aaf:val"], True,
+     ["utkface:val", "lfw:val", "aaf:val"]),  # UTKFace keeps its other split
+    ("utkface:val", ["utkface:test", "lfw:val"], True, ["utkface:test", "lfw:val"]),
+    ("aaf:val", ["aaf:train"], True, ["aaf:train"]),  # no other dataset: in-domain, asked for
+    ("aaf:val", ["aaf:train", "lfw:val"], True, ["lfw:val"]),
+    ("lfw:val", ["lfw:val"], False, []),
+    ("aaf:val", ["aaf:train", "fer2013:PublicTest"], True, ["aaf:train", "fer2013:PublicTest"]),
+])
+def test_a_split_is_never_scored_with_its_own_counts(spec, names, leave_dataset_out,
+                                                     scored_with):
     from audience.models.shares_eval import held_out
 
-    names = ["utkface:val", "lfw:val", "aaf:val"]
-    assert held_out("aaf:val", names) == ["utkface:val", "lfw:val"]
-    assert held_out("lfw:val", names) == ["utkface:val", "aaf:val"]
-    assert held_out("utkface:test", names) == names
-    assert held_out("utkface:val", ["utkface:test", "lfw:val"]) == ["utkface:test", "lfw:val"]
-    assert held_out("aaf:val", ["aaf:train"]) == ["aaf:train"]  # in-domain, asked for
-    assert held_out("aaf:val", ["aaf:train", "lfw:val"]) == ["lfw:val"]
-    assert held_out("lfw:val", ["lfw:val"]) == []
-    assert held_out("aaf:val", ["aaf:train", "fer2013:PublicTest"]) == ["aaf:train",
-                                                                        "fer2013:PublicTest"]
+    assert held_out(spec, names, leave_dataset_out) == scored_with
 
 
 def test_ethnic_groups_can_be_sources_of_their_own():
@@ -323,4 +361,4 @@ def test_ethnic_groups_can_be_sources_of_their_own():
     assert found["gender"].counts.sum() == 2 * ((ages >= 13).sum())
     assert split_of("utkface:val/asian") == "utkface:val"
     assert held_out("utkface:val", list(per)) == ["lfw:val"]
-    assert held_out("lfw:val", list(per)) == ["utkface:val/white", "utkface:val/black"]
+    assert held_out("lfw:val", list(per), True) == ["utkface:val/white", "utkface:val/black"]

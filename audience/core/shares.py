@@ -39,7 +39,9 @@ follows the store's age mix (``by_age``), therefore takes its spread from the so
 ages compared within each age bracket, and weights the brackets' ``sqrt(rho)`` by the mix (a kind
 of face's deviations move together across ages: the most their weighted sum can vary).
 Comparing the pooled rows instead widened the adults' gender intervals to cover 100% of the
-time (docs/accuracy.md).
+time (docs/accuracy.md). The age mix that weights it is the store's estimated one, itself
+uncertain (most of all for children and teenagers, whose brackets the model confuses): the
+variance of the weighted rows over the age estimate's bootstrap draws joins their spread.
 
 It lives in the shared vocabulary because two independent stages use it: inference (the
 children's gender rule) and reports (every published share).
@@ -141,10 +143,14 @@ class Confusion:
                                      f"non-negative counts, got shape {b.shape}")
             object.__setattr__(self, "by_age_counts", b)
 
-    def by_age(self, age_mix: Sequence[float] | np.ndarray) -> Confusion:
+    def by_age(self, age_mix: Sequence[float] | np.ndarray,
+               mix_draws: np.ndarray | None = None) -> Confusion:
         """The matrix for an audience with this age mix (shares of the age brackets): each
         bracket's rates weighted by its share, as many faces per row as the pooled matrix.
-        A bracket without faces of a class takes the pooled rates. Self without strata."""
+        A bracket without faces of a class takes the pooled rates. Self without strata.
+        ``mix_draws`` (draws, brackets): the age mix is an estimate too; the rows' variance
+        over these draws of it joins their spread (``rho``), so the gender interval counts
+        how little the age mix is known."""
         if self.by_age_counts is None:
             return self
         w = np.clip(np.nan_to_num(np.asarray(age_mix, np.float64)), 0, None)
@@ -165,6 +171,8 @@ class Confusion:
             # one kind of face's deviations move together across ages: the variance of
             # their weighted sum is at most (sum_b w_b sqrt(rho_b))^2, reached when they do
             rho = (w @ np.sqrt(per_bracket)) ** 2
+        if mix_draws is not None:
+            rho = (0.0 if rho is None else rho) + _mix_spread(rates, mixed, mix_draws)
         return Confusion(self.head, self.classes, mixed * self.counts.sum(1, keepdims=True),
                          f"{self.source}, weighted by the age mix", sources=self.sources,
                          rho=rho)
@@ -227,6 +235,20 @@ class Confusion:
                                          if k in ("counts", "by_age_counts")}
                               for p in self.sources}
         return out
+
+
+def _mix_spread(rates: np.ndarray, mixed: np.ndarray, mix_draws: np.ndarray) -> np.ndarray:
+    """Per row, the variance of the age-weighted rates over draws of the age mix, as a share
+    of ``1 - |r|^2`` (the scale of ``rho``): bracket ``rates`` (B, K, K), their weighting at
+    the point mix ``mixed`` (K, K), ``mix_draws`` (draws, B)."""
+    w = np.clip(np.nan_to_num(np.asarray(mix_draws, np.float64)), 0, None)
+    w = w[w.sum(1) > 0]
+    if len(w) < 2:
+        return np.zeros(len(mixed))
+    drawn = np.einsum("db,bij->dij", w / w.sum(1, keepdims=True), rates)
+    scale = 1.0 - (mixed ** 2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(np.nan_to_num(drawn.var(0).sum(1) / scale), 0.0, 1.0)
 
 
 def _spread(per: np.ndarray) -> np.ndarray:
@@ -368,6 +390,8 @@ class HeadShares:
     level: float = LEVEL
     shares: list[Share] = field(default_factory=list)
     source: str = ""
+    #: the bootstrap's draws of the shares (draws, labels), in the order of ``shares``
+    draws: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def get(self, label: str) -> Share | None:
         return next((s for s in self.shares if s.label == label), None)
@@ -381,16 +405,33 @@ class HeadShares:
                 f"{self.level:.0%} intervals are sampling error only.")
 
 
-def gendered_mix(ages: HeadShares, min_age: float) -> np.ndarray:
+def gendered_mix(ages: HeadShares, min_age: float, draws: bool = False) -> np.ndarray:
     """The age-bracket mix of the visitors who get a gender: the corrected age shares, with
-    the brackets wholly under ``min_age`` at 0 (for ``Confusion.by_age``)."""
+    the brackets wholly under ``min_age`` at 0 (for ``Confusion.by_age``). ``draws``: the
+    same for each of the age estimate's bootstrap draws, (draws, brackets)."""
     upper = (13, 18, 25, 35, 45, 55, 65, 200)  # each bracket's first age not in it
-    mix = np.zeros(len(AGE_BRACKETS))
+    labels = [s.label for s in ages.shares]
+    if draws:
+        if ages.draws is None:
+            return np.zeros((0, len(AGE_BRACKETS)))
+        mix: np.ndarray = np.zeros((len(ages.draws), len(AGE_BRACKETS)))
+    else:
+        mix = np.zeros(len(AGE_BRACKETS))
     for i, (b, top) in enumerate(zip(AGE_BRACKETS, upper, strict=True)):
-        share = ages.get(b)
-        if share is not None and top > min_age and np.isfinite(share.share):
-            mix[i] = share.share
+        if b not in labels or top <= min_age:
+            continue
+        j = labels.index(b)
+        if draws and ages.draws is not None:
+            mix[:, i] = np.nan_to_num(ages.draws[:, j])
+        elif np.isfinite(ages.shares[j].share):
+            mix[i] = ages.shares[j].share
     return mix
+
+
+def gender_matrix(matrix: Confusion, ages: HeadShares, min_age: float) -> Confusion:
+    """The gender matrix for an audience with these estimated age shares: weighted by their
+    point, with their uncertainty in its rows' spread (``Confusion.by_age``)."""
+    return matrix.by_age(gendered_mix(ages, min_age), gendered_mix(ages, min_age, draws=True))
 
 
 def pct(x: float, sign: bool = True) -> str:
@@ -423,6 +464,7 @@ def estimate(head: str, counts: Mapping[str, int], confusion: Confusion | None =
     # Sampling error: the labelled visits are a sample of the store's audience.
     boot = rng.multinomial(total, raw, size=draws) / total
     point = raw.copy()
+    drawn = boot.copy()
     lo, hi = _quantiles(boot, level)
     if confusion is not None and len(known) >= 2:
         sub = confusion.restrict(known)
@@ -445,8 +487,9 @@ def estimate(head: str, counts: Mapping[str, int], confusion: Confusion | None =
                 est = em_shares(n_k, rates, EM_STEPS, 0.0, start=n_k / m)
             scale = m / total  # the corrected labels' share of all labelled visits
             point[idx], lo[idx], hi[idx] = est * scale, k_lo * scale, k_hi * scale
+            drawn[:, idx] = again * scale
     shares = [Share(lb, int(n_vec[i]), float(raw[i]), float(point[i]),
                     float(min(lo[i], point[i])), float(max(hi[i], point[i])))
               for i, lb in enumerate(labels)]
     return HeadShares(head, total, len(known) >= 2, level, shares,
-                      confusion.source if confusion and len(known) >= 2 else "")
+                      confusion.source if confusion and len(known) >= 2 else "", drawn)

@@ -209,7 +209,7 @@ def _fill_shares(engine: Engine, stores: list[str], since: str | None) -> list[F
     first_of = {s: window_since(since, zones.get(s, "UTC")).first for s in stores}
     done = []
     t0 = time.monotonic()
-    for f in filling(engine, stores, first_of):
+    for f in filling(engine, stores, first_of, zones=zones):
         typer.echo(f"store {f.store}: {f.rows} share rows for {f.days} days with published "
                    f"visits, {f.first or 'first visit'} to {f.last} ({f.time_zone}, k={f.k}), "
                    f"{time.monotonic() - t0:.1f} s")

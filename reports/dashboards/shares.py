@@ -127,13 +127,15 @@ def _replace(conn: Connection, store: str, first: date | None, rows: list[dict[s
 
 def filling(engine: Engine, stores: Iterable[str],
             first_of: Mapping[str, date | None] | None = None, since: date | None = None,
-            now: datetime | None = None) -> Iterator[Filled]:
+            now: datetime | None = None, zones: Mapping[str, str] | None = None
+            ) -> Iterator[Filled]:
     """Fill every store in ``stores``, one at a time (so a caller can say how each went): from
     ``first_of[store]`` when given (a day in that store's zone), else ``since``, else its first
-    visit. k, ethnicity, the stores' zones and the model's matrices are read once, before the
-    first store; they are the views' (StorageError, exit 3, without the settings row)."""
+    visit. k, ethnicity, the stores' zones (unless the caller read them: ``zones``) and the
+    model's matrices are read once, before the first store; they are the views'
+    (StorageError, exit 3, without the settings row)."""
     k, ethnicity = read_report_settings(engine)
-    zones = read_store_time_zones(engine)
+    zones = read_store_time_zones(engine) if zones is None else zones
     matrices = intervals.manifest_confusions()
     for store in stores:
         yield fill_store(engine, store, (first_of or {}).get(store, since), k=k,

@@ -77,7 +77,18 @@ def test_chip_framing_measures_what_a_wider_crop_repeats(zoom, whole, top):
     assert got[1] == pytest.approx(top, abs=0.02)
 
 
-@pytest.mark.parametrize("name", ["chip_framing", "measure_template", "pilot", "soup",
-                                  "tradeoff", "tables"])
+@pytest.mark.parametrize("name", ["chip_framing", "clip_reading", "measure_template", "pilot",
+                                  "soup", "tradeoff", "tables"])
 def test_each_experiment_imports_against_the_package(name):
     assert experiment(name).__doc__
+
+
+def test_the_hair_band_is_masked_at_any_input_side():
+    clip = experiment("clip_reading")
+    for size in (48, 64):
+        x = np.ones((2, size, size, 1), np.float32)
+        masked = clip.mask_hair(x, size)
+        top, side = clip.HAIR_TOP * size // 48, clip.HAIR_SIDE * size // 48
+        assert masked[:, :top].sum() == 0 and masked[:, :, :side].sum() == 0
+        assert masked[:, :, -side:].sum() == 0 and (masked[:, top:, side:-side] == 1).all()
+        assert (x == 1).all()  # the input is left as it was

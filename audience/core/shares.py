@@ -405,33 +405,36 @@ class HeadShares:
                 f"{self.level:.0%} intervals are sampling error only.")
 
 
-def gendered_mix(ages: HeadShares, min_age: float, draws: bool = False) -> np.ndarray:
-    """The age-bracket mix of the visitors who get a gender: the corrected age shares, with
-    the brackets wholly under ``min_age`` at 0 (for ``Confusion.by_age``). ``draws``: the
-    same for each of the age estimate's bootstrap draws, (draws, brackets)."""
+def _gendered_brackets(ages: HeadShares, min_age: float) -> list[tuple[int, int]]:
+    """(bracket index in AGE_BRACKETS, index in ``ages.shares``) of the age brackets not
+    wholly under ``min_age`` that ``ages`` has."""
     upper = (13, 18, 25, 35, 45, 55, 65, 200)  # each bracket's first age not in it
     labels = [s.label for s in ages.shares]
-    if draws:
-        if ages.draws is None:
-            return np.zeros((0, len(AGE_BRACKETS)))
-        mix: np.ndarray = np.zeros((len(ages.draws), len(AGE_BRACKETS)))
-    else:
-        mix = np.zeros(len(AGE_BRACKETS))
-    for i, (b, top) in enumerate(zip(AGE_BRACKETS, upper, strict=True)):
-        if b not in labels or top <= min_age:
-            continue
-        j = labels.index(b)
-        if draws and ages.draws is not None:
-            mix[:, i] = np.nan_to_num(ages.draws[:, j])
-        elif np.isfinite(ages.shares[j].share):
+    return [(i, labels.index(b)) for i, (b, top) in enumerate(zip(AGE_BRACKETS, upper,
+                                                                   strict=True))
+            if b in labels and top > min_age]
+
+
+def gendered_mix(ages: HeadShares, min_age: float) -> np.ndarray:
+    """The age-bracket mix of the visitors who get a gender: the corrected age shares, with
+    the brackets wholly under ``min_age`` at 0 (for ``Confusion.by_age``)."""
+    mix = np.zeros(len(AGE_BRACKETS))
+    for i, j in _gendered_brackets(ages, min_age):
+        if np.isfinite(ages.shares[j].share):
             mix[i] = ages.shares[j].share
     return mix
 
 
 def gender_matrix(matrix: Confusion, ages: HeadShares, min_age: float) -> Confusion:
     """The gender matrix for an audience with these estimated age shares: weighted by their
-    point, with their uncertainty in its rows' spread (``Confusion.by_age``)."""
-    return matrix.by_age(gendered_mix(ages, min_age), gendered_mix(ages, min_age, draws=True))
+    point, with their uncertainty (the age estimate's bootstrap draws) in its rows' spread
+    (``Confusion.by_age``)."""
+    draws = None
+    if ages.draws is not None:
+        draws = np.zeros((len(ages.draws), len(AGE_BRACKETS)))
+        for i, j in _gendered_brackets(ages, min_age):
+            draws[:, i] = np.nan_to_num(ages.draws[:, j])
+    return matrix.by_age(gendered_mix(ages, min_age), draws)
 
 
 def pct(x: float, sign: bool = True) -> str:

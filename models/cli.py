@@ -102,7 +102,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
     def evaluate_confusion(
         data: Annotated[list[str], typer.Option(
             help="Labelled split to count on, DATASET:SPLIT (utkface, aaf, lfw; never the test "
-            "split). Repeatable: the matrices are pooled, each split's counts kept, and their "
+            "split, nor one the model trained on: 2.4.0 never saw aaf:train or lfw:train). "
+            "Repeatable: the matrices are pooled, each split's counts kept, and their "
             "disagreement widens the intervals.")]
         = ["utkface:val"],  # noqa: B006 (typer only reads it)
         write: Annotated[bool, typer.Option(
@@ -117,8 +118,8 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             help="A model manifest (JSON) to use instead of the shipped model.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
-        """Each head's confusion matrix (true rows, predicted columns) on validation splits:
-        what `audience report` corrects shares for (core.shares)."""
+        """Each head's confusion matrix (true rows, predicted columns) on labelled splits the
+        model was not trained on: what `audience report` corrects shares for (core.shares)."""
         from audience.core.shares import gender_min_age
         from audience.inference.analyzer import DEFAULT_MANIFEST, load_manifest
         from audience.models.shares_eval import count_sources, pool_sources, write_confusions

@@ -92,3 +92,13 @@ def test_the_hair_band_is_masked_at_any_input_side():
         assert masked[:, :top].sum() == 0 and masked[:, :, :side].sum() == 0
         assert masked[:, :, -side:].sum() == 0 and (masked[:, top:, side:-side] == 1).all()
         assert (x == 1).all()  # the input is left as it was
+
+
+def test_the_kept_candidate_loads_as_a_model():
+    from audience.inference.analyzer import load_manifest
+
+    manifest, onnx = load_manifest(EXPERIMENTS / "weights" / "mt-3.0c" / "audience-mt.json")
+    assert manifest["version"] == "3.0.0-c" and onnx.is_file()
+    _, float32 = load_manifest(EXPERIMENTS / "weights" / "mt-3.0c" / "audience-mt.json",
+                               float32=True)
+    assert float32.is_file() and float32 != onnx

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -83,8 +84,6 @@ def fer_model_emotion(csv_path: str | Path, images: np.ndarray, manifest: str | 
                       ) -> np.ndarray:
     """A shipped model's emotion probabilities (N, 7) for every FER-2013 row given, through
     its own analyzer (``--emotion-teacher``: a student distilled from an emotion specialist)."""
-    import json
-
     sha = json.loads(Path(manifest).read_text())["sha256"]
 
     def run() -> np.ndarray:

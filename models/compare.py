@@ -84,10 +84,10 @@ def discordant(base: Hits, cand: Hits) -> dict:
 def label(weights: str | Path, fer, utk, images, marks) -> tuple[str, Hits]:
     from audience.core.preprocess import prepare_batch
     from audience.inference.analyzer import expected_age
-    from audience.models.evaluate import load_analyzer
+    from audience.models.evaluate import frame_emotions, load_analyzer
 
     analyzer = load_analyzer("emotion,age,gender,ethnicity", weights=weights)
-    emotion = analyzer.predict(prepare_batch(list(fer.images), size=analyzer.size))["emotion"]
+    emotion = frame_emotions(analyzer, fer.images)
     x = prepare_batch(images, marks, analyzer.size, analyzer.channels)
     out = analyzer.predict(x)
     return analyzer.version, Hits(

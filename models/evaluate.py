@@ -91,11 +91,17 @@ def load_analyzer(attrs: str, flip_average: bool | None = None, weights: str | P
                         AttributePolicy.from_names(attrs))
 
 
+def frame_emotions(analyzer, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """``analyzer``'s emotion probabilities (N, 7) for FER-2013-style frames, each all face
+    (no landmarks: the frame is the crop)."""
+    from audience.core.preprocess import prepare_batch
+
+    return analyzer.predict(prepare_batch(list(images), size=analyzer.size))["emotion"]
+
+
 def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path = Path("."),
                      tta: bool | None = None, weights: str | Path | None = None,
                      face_px: int | None = None) -> dict:
-    from audience.core.preprocess import prepare_batch
-
     data = load_fer2013(csv, splits=(split,))
     if face_px:  # a FER-2013 frame is all face: the whole frame shrinks (models.face_px)
         from audience.models.face_px import shrink_whole
@@ -105,7 +111,7 @@ def evaluate_fer2013(csv: str | Path, split: str = "PrivateTest", out_dir: Path 
         raise DatasetError(f"no usable rows with Usage={split!r} in {csv}: pass the FER-2013 "
                            "CSV and one of its splits (Training, PublicTest, PrivateTest)")
     analyzer = load_analyzer("emotion", flip_average=tta, weights=weights)
-    probs = analyzer.predict(prepare_batch(list(data.images), size=analyzer.size))["emotion"]
+    probs = frame_emotions(analyzer, data.images)
     pred = probs.argmax(1)
     m = classification_metrics(data.labels, pred, EMOTIONS)
     png = plot_confusion(m["confusion"], EMOTIONS, f"FER-2013 {split} (acc {m['accuracy']:.3f})",

@@ -189,15 +189,13 @@ def count_confusions(lab: Labelled, min_age: float, source: str) -> dict[str, Co
 def count_emotion(csv_path: Path, weights: Path | None, source: str,
                   split: str = "PublicTest") -> Confusion:
     """The emotion head's confusion on FER-2013's validation split (PublicTest)."""
-    from audience.core.preprocess import prepare_batch
     from audience.models.data import EMOTIONS, load_fer2013
-    from audience.models.evaluate import load_analyzer
+    from audience.models.evaluate import frame_emotions, load_analyzer
 
     data = load_fer2013(csv_path, splits=(split,))
     if not len(data.labels):
         raise DatasetError(f"no rows with Usage={split} in {csv_path}: pass the FER-2013 CSV")
-    analyzer = load_analyzer("emotion", weights=weights)
-    pred = analyzer.predict(prepare_batch(list(data.images), size=analyzer.size))["emotion"]
+    pred = frame_emotions(load_analyzer("emotion", weights=weights), data.images)
     return _count("emotion", EMOTIONS, data.labels, pred.argmax(1), source)
 
 

@@ -87,11 +87,9 @@ def fer_model_emotion(csv_path: str | Path, images: np.ndarray, manifest: str | 
     sha = json.loads(Path(manifest).read_text())["sha256"]
 
     def run() -> np.ndarray:
-        from audience.core.preprocess import prepare_batch
-        from audience.models.evaluate import load_analyzer
+        from audience.models.evaluate import frame_emotions, load_analyzer
 
-        analyzer = load_analyzer("emotion", weights=manifest)
-        return analyzer.predict(prepare_batch(list(images), size=analyzer.size))["emotion"]
+        return frame_emotions(load_analyzer("emotion", weights=manifest), images)
 
     return _cached(_fer_path(f"teacher_fer_model_{sha[:16]}", csv_path, images, "npy"), run,
                    f"the model of {manifest}", "FER-2013 rows")

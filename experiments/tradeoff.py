@@ -31,6 +31,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # wider networks the int8 speed-up (2.2.0) could pay for
     "vgg-48-384-gap": {"widths": (48, 96, 192, 384), "head_type": "gap", "channels": 3},
     "vgg-64-512-gap": {"widths": (64, 128, 256, 512), "head_type": "gap", "channels": 3},
+    # one network with more room in its last block, where emotion and the demographics meet
+    "vgg-32-320-gap": {"widths": (32, 64, 128, 320), "head_type": "gap", "channels": 3},
+    "vgg-32-384-gap": {"widths": (32, 64, 128, 384), "head_type": "gap", "channels": 3},
+    "vgg-40-320-gap": {"widths": (40, 80, 160, 320), "head_type": "gap", "channels": 3},
 }
 
 

@@ -28,6 +28,19 @@ EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 #: UTKFace race codes, in file-name order.
 ETHNICITIES = ("white", "black", "asian", "indian", "other")
 GENDERS = ("male", "female")
+#: The nine age groups in-the-wild benchmarks score (FairFace's): lower bounds inclusive.
+AGE_GROUPS9 = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+_GROUP9_UPPER = np.array([3, 10, 20, 30, 40, 50, 60, 70])
+
+
+def age_group9(ages: np.ndarray) -> np.ndarray:
+    """Index into ``AGE_GROUPS9`` of each age (years, fractional for predictions)."""
+    return np.searchsorted(_GROUP9_UPPER, np.asarray(ages, np.float64), side="right")
+
+
+def age_group9_accuracy(true_ages: np.ndarray, predicted: np.ndarray) -> float:
+    """Share of faces whose predicted age falls in the true age's group of nine."""
+    return round(float((age_group9(true_ages) == age_group9(predicted)).mean()), 4)
 FER_SIDE = 48
 
 # FER+ vote columns, in their file order, mapped to FER-2013 classes (contempt, unknown and

@@ -17,6 +17,7 @@ from audience.models.data import (
     ETHNICITIES,
     GENDERS,
     DatasetError,
+    age_group9_accuracy,
     load_fer2013,
     load_utkface,
     read_utk_chips,
@@ -203,6 +204,7 @@ def evaluate_utkface(directory: str | Path | Sequence[str | Path], split: str = 
         "age_mae_15plus": round(float(err[adult].mean()), 3),
         "age_bracket_accuracy": round(float((np.array([age_bracket(a) for a in age]) == bands)
                                             .mean()), 4),
+        "age_group9_accuracy": age_group9_accuracy(data.age, age),
         "gender_ece": expected_calibration_error(np.maximum(p_female, 1 - p_female),
                                                  g_pred == data.gender),
         "gender_per_class": gender["per_class"], "ethnicity_per_class": eth["per_class"],

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from audience.models.data import GENDERS, DatasetError, cache_dir
+from audience.models.data import GENDERS, DatasetError, age_group9_accuracy, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ def evaluate_wild(directory: str | Path, split: str = "val",
     has_age = ~np.isnan(age_true)
     if has_age.any():
         out["age_mae"] = round(float(np.abs(age_pred[has_age] - age_true[has_age]).mean()), 3)
+        out["age_group9_accuracy"] = age_group9_accuracy(age_true[has_age], age_pred[has_age])
         out["gender_by_true_age"] = gender_by_band(truth[has_age], pred[has_age],
                                                    age_true[has_age])
     return out

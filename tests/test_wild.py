@@ -16,7 +16,7 @@ from audience.core.visit import FaceAttributes
 from audience.inference.aggregate import aggregate
 from audience.inference.analyzer import DEFAULT_MANIFEST, FaceAnalyzer
 from audience.inference.config import AnalyzerConfig, AttributePolicy
-from audience.models.data import DatasetError
+from audience.models.data import AGE_GROUPS9, DatasetError, age_group9, age_group9_accuracy
 from audience.models.wild import age_band, gender_by_band, load_wild
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,20 @@ def test_bad_rows_are_skipped_and_an_empty_split_is_one_clear_error(tmp_path):
         load_wild(folder, "val")
     with pytest.raises(DatasetError, match="labels.csv"):
         load_wild(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("age, group", [
+    (0, "0-2"), (2.99, "0-2"), (3, "3-9"), (9.6, "3-9"), (10, "10-19"), (19.9, "10-19"),
+    (20, "20-29"), (45, "40-49"), (69.9, "60-69"), (70, "70+"), (103, "70+"),
+])
+def test_the_nine_age_groups_of_in_the_wild_benchmarks(age, group):
+    assert AGE_GROUPS9[int(age_group9(np.array([age]))[0])] == group
+
+
+def test_age_group_accuracy_counts_a_prediction_right_only_inside_the_true_group():
+    truth = np.array([2, 25, 25, 71])
+    predicted = np.array([2.9, 29.5, 30.0, 95.0])
+    assert age_group9_accuracy(truth, predicted) == 0.75
 
 
 def test_gender_by_band_counts_each_band():

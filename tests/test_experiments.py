@@ -78,7 +78,7 @@ def test_chip_framing_measures_what_a_wider_crop_repeats(zoom, whole, top):
 
 
 @pytest.mark.parametrize("name", ["chip_framing", "clip_reading", "measure_template", "pilot",
-                                  "soup", "tradeoff", "tables"])
+                                  "small_faces", "soup", "tradeoff", "tables"])
 def test_each_experiment_imports_against_the_package(name):
     assert experiment(name).__doc__
 
@@ -92,6 +92,23 @@ def test_the_hair_band_is_masked_at_any_input_side():
         assert masked[:, :top].sum() == 0 and masked[:, :, :side].sum() == 0
         assert masked[:, :, -side:].sum() == 0 and (masked[:, top:, side:-side] == 1).all()
         assert (x == 1).all()  # the input is left as it was
+
+
+def test_a_small_face_view_is_the_shrunk_face_or_a_frame_of_it_near_its_size():
+    small_faces = experiment("small_faces")
+    from audience.models.face_px import shrink
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (200, 200, 3), np.uint8)
+    marks = np.array([[70, 90], [130, 90], [100, 120], [78, 150], [122, 150]], np.float32)
+    plain, plain_marks = small_faces.render(image, marks, 100.0, 16, None)
+    expected, expected_marks = shrink(image, marks, 100.0, 16)
+    assert (plain == expected).all() and np.allclose(plain_marks, expected_marks)
+    for _ in range(5):
+        view, view_marks = small_faces.render(image, marks, 100.0, 16, rng)
+        assert view.dtype == np.uint8 and 29 <= view.shape[0] <= 35  # 32 px, scaled 0.92-1.08
+        # the same face: 8% of a landmark 25 px from the corner, plus at most one pixel of phase
+        assert np.abs(view_marks - expected_marks).max() < 3.0
 
 
 def test_the_kept_candidate_loads_as_a_model():

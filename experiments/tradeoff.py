@@ -35,6 +35,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "vgg-32-320-gap": {"widths": (32, 64, 128, 320), "head_type": "gap", "channels": 3},
     "vgg-32-384-gap": {"widths": (32, 64, 128, 384), "head_type": "gap", "channels": 3},
     "vgg-40-320-gap": {"widths": (40, 80, 160, 320), "head_type": "gap", "channels": 3},
+    # emotion with its own last block beside the demographics' (audience train --emotion-block)
+    "vgg-32-256-gap-e256": {"widths": (32, 64, 128, 256), "head_type": "gap", "channels": 3,
+                            "emotion_block": 256},
+    "vgg-32-256-gap-e128": {"widths": (32, 64, 128, 256), "head_type": "gap", "channels": 3,
+                            "emotion_block": 128},
+    "vgg-32-256-gap-e160": {"widths": (32, 64, 128, 256), "head_type": "gap", "channels": 3,
+                            "emotion_block": 160},
 }
 
 
@@ -47,12 +54,14 @@ def _rate(sess, x: np.ndarray, seconds: float) -> float:
 
 
 def measure(size: int, seconds: float, widths: tuple[int, ...], backbone: str = "vgg",
-            head_type: str = "flatten", channels: int = 1, int8: bool = False) -> dict:
+            head_type: str = "flatten", channels: int = 1, int8: bool = False,
+            emotion_block: int = 0) -> dict:
     import onnxruntime as ort
 
     from audience.models.net import build_model
 
-    model = build_model(size, widths, backbone=backbone, channels=channels, head_type=head_type)
+    model = build_model(size, widths, backbone=backbone, channels=channels, head_type=head_type,
+                        emotion_block=emotion_block)
     model(np.zeros((1, size, size, channels), np.float32), training=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"

@@ -216,6 +216,11 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
         widths: Annotated[str, typer.Option(
             help="Backbone block widths, comma separated (narrower is faster: see the model "
             "card's trade-off table).")] = "32,64,128,256",
+        emotion_block: Annotated[int, typer.Option(
+            min=0, help="If > 0, emotion gets its own last block of this width beside the "
+            "demographics' (vgg backbones, gap head): the heads share every block but the "
+            "last. A warm start at the last block's width copies that block, so the network "
+            "starts out computing the shipped function; another width starts it fresh.")] = 0,
         backbone: Annotated[Backbone, typer.Option(
             help="Backbone family: vgg (plain 3x3 convs) or sep (residual depthwise-separable "
             "blocks, fewer multiply-adds per width).")] = Backbone.vgg,
@@ -299,6 +304,12 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
             raise typer.BadParameter("several folders need --teachers", param_hint="--utk-dir")
         if wild_dir and not teachers:
             raise typer.BadParameter("needs --teachers", param_hint="--wild-dir")
+        if emotion_block and (backbone == Backbone.sep or head != "gap"):
+            raise typer.BadParameter("needs a vgg or vgg2 backbone and --head gap",
+                                     param_hint="--emotion-block")
+        if emotion_block and init_from and init_from.suffix != ".json":
+            raise typer.BadParameter("with --init-from, start from a manifest (.json)",
+                                     param_hint="--emotion-block")
         if emotion_teacher and not teachers:
             raise typer.BadParameter("needs --teachers", param_hint="--emotion-teacher")
         if emotion_teacher and not emotion_teacher.is_file():
@@ -318,6 +329,7 @@ def register(app: typer.Typer, evaluate: typer.Typer) -> None:
                           max_hours=max_hours, seed=seed, limit=limit, patience=patience,
                           init_from=str(init_from) if init_from else None,
                           widths=tuple(int(w) for w in widths.split(",")), backbone=backbone.value,
+                          emotion_block=emotion_block,
                           teacher=str(teacher) if teacher else None, distill=distill,
                           channels=channels, gray=gray, utk_repeat=utk_repeat,
                           teachers=teachers, utk_dirs=tuple(str(d) for d in utk_dir),

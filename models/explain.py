@@ -139,7 +139,7 @@ class Explainer:
 
     def __init__(self, head: str, network: Network) -> None:
         keras = require_training_stack()
-        from audience.models.warmstart import keras_from_manifest
+        from audience.models.warmstart import emotion_block_width, keras_from_manifest
 
         self.head, self.network = head, network
         manifest = _read(network.manifest)
@@ -147,6 +147,10 @@ class Explainer:
         self.channels = int(manifest["input"].get("channels", 1))
         self.outputs = manifest["outputs"]
         self.model = keras_from_manifest(network.manifest, self.channels, calibration=None)
+        if emotion_block_width(self.model):  # _forward walks the blocks as one chain
+            raise InputError(f"{Path(network.manifest).name}: explain reads networks whose "
+                             "heads share every block; this one gives emotion its own last "
+                             "block (audience train --emotion-block)")
         names = [layer.name for layer in self.model.layers]
         # The last convolution block's output: its last ReLU before the pooling.
         self.last_conv = [n for n in names if re.fullmatch(r"b\d+r\d+", n)][-1]

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from audience.models.backbone import Backbone
+from audience.models.backbone import EMOTION_BLOCK, Backbone
 from audience.models.data import EMOTIONS, ETHNICITIES
 from audience.models.train import TASKS
 
@@ -31,15 +31,17 @@ def check_backbone(name: str) -> None:
         raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
 
 
-def _vgg(x: keras.KerasTensor, widths: tuple[int, ...],
-         first_convs: int = 1) -> keras.KerasTensor:
-    for i, w in enumerate(widths):
+def _vgg(x: keras.KerasTensor, widths: tuple[int, ...], first_convs: int = 1,
+         first: int = 0, prefix: str = "") -> keras.KerasTensor:
+    """Blocks ``first``, ``first + 1``... named ``{prefix}b{i}c{j}`` (conv), ``bn``, ``r``."""
+    for i, w in enumerate(widths, start=first):
         # One conv at full resolution by default: the costliest layer per parameter on a CPU.
         for j in range(first_convs if i == 0 else 2):
-            x = layers.Conv2D(w, 3, padding="same", use_bias=False, name=f"b{i}c{j}")(x)
-            x = layers.BatchNormalization(name=f"b{i}bn{j}")(x)
-            x = layers.ReLU(name=f"b{i}r{j}")(x)
-        x = layers.MaxPooling2D(name=f"b{i}pool")(x)
+            x = layers.Conv2D(w, 3, padding="same", use_bias=False,
+                              name=f"{prefix}b{i}c{j}")(x)
+            x = layers.BatchNormalization(name=f"{prefix}b{i}bn{j}")(x)
+            x = layers.ReLU(name=f"{prefix}b{i}r{j}")(x)
+        x = layers.MaxPooling2D(name=f"{prefix}b{i}pool")(x)
     return x
 
 
@@ -65,32 +67,46 @@ def _sep(x: keras.KerasTensor, widths: tuple[int, ...]) -> keras.KerasTensor:
 
 def build_model(size: int = 48, widths: tuple[int, ...] = (32, 64, 128, 256),
                 dropout: float = 0.3, backbone: str = "vgg", channels: int = 1,
-                head_type: str = "flatten") -> keras.Model:
+                head_type: str = "flatten", emotion_block: int = 0) -> keras.Model:
+    """``emotion_block``: if > 0, emotion gets its own last block of this width (vgg
+    backbones, gap head): the demographics and emotion share every block but the last, where
+    the features of one task would crowd out the other's."""
     check_backbone(backbone)
     if head_type not in HEADS:
         raise ValueError(f"unknown head {head_type!r}: choose one of {', '.join(HEADS)}")
+    if emotion_block and (backbone == "sep" or head_type != "gap"):
+        raise ValueError("an emotion block needs a vgg or vgg2 backbone and the gap head")
     inp = keras.Input((size, size, channels), name="face")
+    first_convs = 2 if backbone == "vgg2" else 1
     if backbone == "sep":
         x = _sep(inp, widths)
+    elif emotion_block:
+        stem = _vgg(inp, widths[:-1], first_convs)
+        x = _vgg(stem, widths[-1:], first_convs, first=len(widths) - 1)
+        e = _vgg(stem, (emotion_block,), first_convs, first=len(widths) - 1,
+                 prefix=EMOTION_BLOCK)
+        e = layers.GlobalAveragePooling2D(name=f"{EMOTION_BLOCK}gap")(e)
     else:
-        x = _vgg(inp, widths, first_convs=2 if backbone == "vgg2" else 1)
+        x = _vgg(inp, widths, first_convs)
     if head_type == "gap":
         x = layers.GlobalAveragePooling2D(name="gap")(x)
     else:
         # Flatten: where a feature sits (mouth vs eyes) matters for expression.
         x = layers.Flatten(name="flat")(x)
 
-    def head(name: str, hidden: int, units: int, activation: str) -> keras.KerasTensor:
+    def head(name: str, hidden: int, units: int, activation: str,
+             features: keras.KerasTensor = x) -> keras.KerasTensor:
         # Outputs stay float32 under mixed bfloat16 training: softmax and losses need it.
         if hidden == 0:  # the recipe's emotion head: dropout, then straight to the classes
-            h = layers.Dropout(dropout, name=f"{name}_drop")(x)
+            h = layers.Dropout(dropout, name=f"{name}_drop")(features)
         else:
-            h = layers.Dense(hidden, activation="relu", name=f"{name}_fc")(x)
+            h = layers.Dense(hidden, activation="relu", name=f"{name}_fc")(features)
             h = layers.Dropout(dropout, name=f"{name}_drop")(h)
         return layers.Dense(units, activation=activation, name=name, dtype="float32")(h)
 
     outputs = {
-        "emotion": head("emotion", 0 if head_type == "gap" else 256, len(EMOTIONS), "softmax"),
+        "emotion": head("emotion", 0 if head_type == "gap" else 256, len(EMOTIONS), "softmax",
+                        e if emotion_block else x),
         "age": head("age", 128, AGE_BINS, "softmax"),
         "gender": head("gender", 64, 1, "sigmoid"),
         "ethnicity": head("ethnicity", 128, len(ETHNICITIES), "softmax"),

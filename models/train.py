@@ -55,6 +55,7 @@ class TrainConfig:
     init_from: str | None = None  # start from a .keras checkpoint or a shipped manifest (.json)
     size: int = INPUT_SIZE
     widths: tuple[int, ...] = (32, 64, 128, 256)  # backbone block widths (models.net)
+    emotion_block: int = 0  # width of emotion's own last block, 0 for none (models.net)
     backbone: str = "vgg"  # backbone family (models.net.BACKBONES)
     teacher: str | None = None  # a shipped manifest (.json) whose model teaches (distillation)
     distill: float = 0.5  # share of the teacher's outputs in each training target
@@ -386,7 +387,14 @@ def train(cfg: TrainConfig) -> Path:
         schedule = cfg.lr / 20
     from_manifest = cfg.init_from is not None and cfg.init_from.endswith(".json")
     if from_manifest and cfg.init_from is not None:
-        from audience.models.warmstart import grows, keras_from_manifest, structure, widen
+        from audience.models.warmstart import (
+            add_emotion_block,
+            emotion_block_width,
+            grows,
+            keras_from_manifest,
+            structure,
+            widen,
+        )
 
         calibration = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:4096]]
         model = keras_from_manifest(cfg.init_from, cfg.channels, calibration,
@@ -397,6 +405,13 @@ def train(cfg: TrainConfig) -> Path:
         if asked[1:] == shape[1:] and asked[0] != shape[0] and grows(shape[0], asked[0]):
             model = widen(model, asked[0], cfg.dropout, seed=cfg.seed)
             shape = structure(model)
+        if cfg.emotion_block and not emotion_block_width(model):
+            model = add_emotion_block(model, cfg.emotion_block, cfg.dropout)
+        if emotion_block_width(model) != cfg.emotion_block:
+            log.warning("emotion block of width %d comes from %s (the command asked for %d)",
+                        emotion_block_width(model), cfg.init_from, cfg.emotion_block)
+            cfg.emotion_block = emotion_block_width(model)
+            (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         if shape != asked:  # the run's record (config.json, the manifest) says what trained
             log.warning("widths, backbone, head %s come from %s (the command asked for %s)",
                         shape, cfg.init_from, asked)
@@ -404,7 +419,8 @@ def train(cfg: TrainConfig) -> Path:
             (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     else:
         model = build_model(cfg.size, cfg.widths, cfg.dropout, backbone=cfg.backbone,
-                            channels=cfg.channels, head_type=cfg.head)
+                            channels=cfg.channels, head_type=cfg.head,
+                            emotion_block=cfg.emotion_block)
     compile_model(model, schedule, cfg.weight_decay, cfg.optimizer, kd=cfg.teachers,
                   tasks=cfg.tasks)
     if cfg.init_from and not from_manifest:

@@ -20,6 +20,7 @@ import numpy as np
 
 from audience.core.errors import InputError
 from audience.core.preprocess import LUMA_BGR
+from audience.models.backbone import EMOTION_BLOCK
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,14 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     # vgg2 backbone; no hidden emotion layer is the global-average-pooling head.
     backbone = "vgg2" if "b0c1/kernel" in weights else "vgg"
     head = "flatten" if "emotion_fc/kernel" in weights else "gap"
+    own = weights.get(f"{EMOTION_BLOCK}b{blocks - 1}c0/kernel")  # emotion's own last block
+    emotion_block = 0 if own is None else int(own.shape[0])
     size = size or shipped
     if size != shipped and head == "flatten":
         raise InputError(f"{manifest_path} has a flatten head, which fixes its input at "
                          f"{shipped}x{shipped}: start a {size}x{size} model from a gap-head model")
     model = build_model(size, widths, dropout, backbone=backbone, channels=channels,
-                        head_type=head)
+                        head_type=head, emotion_block=emotion_block)
     for layer in model.layers:
         name = layer.name
         if isinstance(layer, keras.layers.Conv2D):
@@ -113,11 +116,47 @@ def keras_from_manifest(manifest_path: str | Path, channels: int,
     return model
 
 
+def emotion_block_width(model) -> int:
+    """Width of emotion's own last block (``build_model(emotion_block=W)``), 0 if none."""
+    own = [layer for layer in model.layers
+           if layer.name.startswith(EMOTION_BLOCK) and layer.name.endswith("c0")]
+    return own[0].filters if own else 0
+
+
+def add_emotion_block(model, width: int, dropout: float = 0.3, seed: int = 0):
+    """``model`` (a vgg/vgg2 gap network) with emotion's own last block of ``width``. At the
+    last block's own width the new block starts as a copy of it, so the network starts out
+    computing ``model``'s function; at another width it and the emotion head start fresh."""
+    from audience.models.net import build_model
+
+    widths, backbone, head = structure(model)
+    if emotion_block_width(model):
+        raise ValueError("the network already has an emotion block")
+    branched = build_model(int(model.input.shape[1]), widths, dropout, backbone=backbone,
+                           channels=int(model.input.shape[-1]), head_type=head,
+                           emotion_block=width)
+    names = {layer.name for layer in model.layers}
+    copy = width == widths[-1]
+    for layer in branched.layers:
+        if not layer.weights:
+            continue
+        if layer.name in names and (copy or layer.name != "emotion"):
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+        elif copy and layer.name.startswith(EMOTION_BLOCK):
+            twin = model.get_layer(layer.name.removeprefix(EMOTION_BLOCK))
+            layer.set_weights(twin.get_weights())
+    log.info("emotion block of width %d added (%s)", width,
+             "a copy of the last block" if copy else "fresh, with a fresh emotion head")
+    del seed  # the fresh layers take Keras's initialisers, seeded by the run
+    return branched
+
+
 def structure(model) -> tuple[tuple[int, ...], str, str]:
     """(widths, backbone, head) of a ``models.net.build_model`` vgg network, read off its
     layer names: what a warm-started run really trains, whatever its command line said."""
     names = {layer.name for layer in model.layers}
-    widths = tuple(layer.filters for layer in model.layers if layer.name.endswith("c0"))
+    widths = tuple(layer.filters for layer in model.layers
+                   if layer.name.startswith("b") and layer.name.endswith("c0"))
     return (widths, "vgg2" if "b0c1" in names else "vgg",
             "gap" if "gap" in names else "flatten")
 
@@ -149,6 +188,8 @@ def widen(model, widths: tuple[int, ...], dropout: float = 0.3, seed: int = 0):
     from audience.models.net import build_model
 
     old, backbone, head = structure(model)
+    if emotion_block_width(model):
+        raise ValueError("widen a network before it has an emotion block, not after")
     if not grows(old, tuple(widths)):
         raise ValueError(f"cannot widen {old} to {widths}: give as many blocks, none narrower")
     wide = build_model(int(model.input.shape[1]), tuple(widths), dropout, backbone=backbone,

@@ -172,8 +172,78 @@ def test_widening_refuses_a_narrower_or_shorter_network():
             widen(narrow, widths)
 
 
+def test_an_emotion_block_at_the_last_width_starts_from_the_network_it_grows():
+    """Emotion's own last block, copied from the shared one: the grown network computes what
+    the shipped one computes (in both modes) until training tells the blocks apart; its
+    export warm-starts again, block and all."""
+    from audience.models.warmstart import (
+        add_emotion_block,
+        emotion_block_width,
+        keras_from_manifest,
+        structure,
+        widen,
+    )
+
+    x = np.random.default_rng(0).normal(size=(256, 48, 48, 3)).astype(np.float32)
+    shipped = keras_from_manifest("models/weights/audience-mt-2.1.0.json", 3, x, dropout=0.0)
+    grown = add_emotion_block(shipped, 256, dropout=0.0)
+    assert emotion_block_width(grown) == 256 and emotion_block_width(shipped) == 0
+    assert structure(grown) == structure(shipped)  # the shared widths are unchanged
+    for training in (False, True):
+        want, got = shipped(x, training=training), grown(x, training=training)
+        for head in ("emotion", "age", "gender", "ethnicity"):
+            np.testing.assert_allclose(np.asarray(got[head]), np.asarray(want[head]),
+                                       atol=2e-4, err_msg=f"{head}, training={training}")
+    with pytest.raises(ValueError, match="already has an emotion block"):
+        add_emotion_block(grown, 256)
+    with pytest.raises(ValueError, match="before it has an emotion block"):
+        widen(grown, (32, 64, 128, 320))
+
+
+def test_an_emotion_block_of_another_width_starts_fresh_and_keeps_the_demographics():
+    from audience.models.warmstart import add_emotion_block, keras_from_manifest
+
+    x = np.random.default_rng(0).normal(size=(64, 48, 48, 3)).astype(np.float32)
+    shipped = keras_from_manifest("models/weights/audience-mt-2.1.0.json", 3, x, dropout=0.0)
+    grown = add_emotion_block(shipped, 160, dropout=0.0)
+    assert grown.get_layer("eb3c1").filters == 160
+    want, got = shipped(x, training=False), grown(x, training=False)
+    for head in ("age", "gender", "ethnicity"):
+        np.testing.assert_allclose(np.asarray(got[head]), np.asarray(want[head]), atol=2e-4)
+    assert not np.allclose(np.asarray(got["emotion"]), np.asarray(want["emotion"]), atol=1e-2)
+
+
+def test_a_network_with_an_emotion_block_exports_and_warm_starts_again(tmp_path):
+    from audience.models.export import export
+    from audience.models.net import build_model
+    from audience.models.warmstart import emotion_block_width, keras_from_manifest
+
+    model = build_model(48, (8, 16, 16, 32), 0.0, channels=3, head_type="gap", emotion_block=24)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # as if trained: zero biases fold away in the export
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+        elif isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
+    checkpoint = tmp_path / "m.keras"
+    model.save(checkpoint)
+    manifest = export(checkpoint, "0.0.1", tmp_path / "export")
+    x = np.random.default_rng(0).normal(size=(16, 48, 48, 3)).astype(np.float32)
+    again = keras_from_manifest(manifest, 3, None)
+    assert emotion_block_width(again) == 24
+    want, got = model(x, training=False), again(x, training=False)
+    for head in ("emotion", "age", "gender", "ethnicity"):
+        np.testing.assert_allclose(np.asarray(got[head]), np.asarray(want[head]), atol=1e-4)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--channels", "2"], "1 (gray) or 3 (colour)"),
+    (["--emotion-block", "128"], "needs a vgg or vgg2 backbone and --head gap"),
+    (["--emotion-block", "128", "--head", "gap", "--init-from", "runs/x/best.keras"],
+     "start from a manifest (.json)"),
     (["--backbone", "sep", "--init-from", "models/weights/audience-mt-2.1.0.json"],
      "starts a vgg or vgg2 backbone only"),
     (["--tasks", "emotion,mood"], "tasks must be some of emotion, age, gender, ethnicity"),

@@ -123,7 +123,7 @@ def emotion_block_width(model) -> int:
     return own[0].filters if own else 0
 
 
-def add_emotion_block(model, width: int, dropout: float = 0.3, seed: int = 0):
+def add_emotion_block(model, width: int, dropout: float = 0.3):
     """``model`` (a vgg/vgg2 gap network) with emotion's own last block of ``width``. At the
     last block's own width the new block starts as a copy of it, so the network starts out
     computing ``model``'s function; at another width it and the emotion head start fresh."""
@@ -147,7 +147,6 @@ def add_emotion_block(model, width: int, dropout: float = 0.3, seed: int = 0):
             layer.set_weights(twin.get_weights())
     log.info("emotion block of width %d added (%s)", width,
              "a copy of the last block" if copy else "fresh, with a fresh emotion head")
-    del seed  # the fresh layers take Keras's initialisers, seeded by the run
     return branched
 
 

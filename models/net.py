@@ -80,14 +80,13 @@ def build_model(size: int = 48, widths: tuple[int, ...] = (32, 64, 128, 256),
     first_convs = 2 if backbone == "vgg2" else 1
     if backbone == "sep":
         x = _sep(inp, widths)
-    elif emotion_block:
+    else:  # the stem, then the last block, from which an emotion block may branch off
         stem = _vgg(inp, widths[:-1], first_convs)
         x = _vgg(stem, widths[-1:], first_convs, first=len(widths) - 1)
-        e = _vgg(stem, (emotion_block,), first_convs, first=len(widths) - 1,
-                 prefix=EMOTION_BLOCK)
-        e = layers.GlobalAveragePooling2D(name=f"{EMOTION_BLOCK}gap")(e)
-    else:
-        x = _vgg(inp, widths, first_convs)
+        if emotion_block:
+            e = _vgg(stem, (emotion_block,), first_convs, first=len(widths) - 1,
+                     prefix=EMOTION_BLOCK)
+            e = layers.GlobalAveragePooling2D(name=f"{EMOTION_BLOCK}gap")(e)
     if head_type == "gap":
         x = layers.GlobalAveragePooling2D(name="gap")(x)
     else:

@@ -407,10 +407,10 @@ def train(cfg: TrainConfig) -> Path:
             shape = structure(model)
         if cfg.emotion_block and not emotion_block_width(model):
             model = add_emotion_block(model, cfg.emotion_block, cfg.dropout)
-        if emotion_block_width(model) != cfg.emotion_block:
+        if (own := emotion_block_width(model)) != cfg.emotion_block:
             log.warning("emotion block of width %d comes from %s (the command asked for %d)",
-                        emotion_block_width(model), cfg.init_from, cfg.emotion_block)
-            cfg.emotion_block = emotion_block_width(model)
+                        own, cfg.init_from, cfg.emotion_block)
+            cfg.emotion_block = own
             (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         if shape != asked:  # the run's record (config.json, the manifest) says what trained
             log.warning("widths, backbone, head %s come from %s (the command asked for %s)",
